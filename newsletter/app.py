@@ -1,0 +1,142 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, g, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from newsletter.db import get_sessionmaker
+from newsletter.settings import Settings
+from newsletter.templating import template_loader, templates_root
+from newsletter.web.limits import limiter
+
+csrf = CSRFProtect()
+log = logging.getLogger(__name__)
+
+
+def build_app(settings: Settings | None = None) -> Flask:
+    """Create the app: settings, database session, security, blueprints, Celery."""
+    settings = settings or Settings.from_env()
+    app = Flask(
+        "newsletter",
+        template_folder=str(templates_root()),
+        static_folder=str(templates_root() / "static"),
+    )
+    app.jinja_loader = template_loader(settings)  # type: ignore[method-assign,assignment]
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        WTF_CSRF_TIME_LIMIT=None,
+        RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
+        RATELIMIT_HEADERS_ENABLED=True,
+        TESTING=settings.env == "testing",
+    )
+    app.extensions["newsletter.settings"] = settings
+    app.jinja_env.globals["settings"] = settings
+
+    _init_db(app, settings)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    _init_errors(app)
+    _init_security_headers(app)
+
+    from newsletter.web import public
+
+    app.register_blueprint(public.bp)
+    if not settings.is_production:
+        from newsletter.web import devmail
+
+        app.register_blueprint(devmail.bp)
+
+    from worker.app import celery_init_app
+
+    celery_init_app(app, settings)
+    return app
+
+
+def _init_db(app: Flask, settings: Settings) -> None:
+    """A session per request, closed (and rolled back if uncommitted) at teardown."""
+    factory = get_sessionmaker(settings.database_url)
+
+    @app.before_request
+    def open_session() -> None:
+        g.db = factory()
+
+    @app.teardown_request
+    def close_session(_exc: BaseException | None) -> None:
+        session = g.pop("db", None)
+        if session is not None:
+            session.close()
+
+
+def _init_errors(app: Flask) -> None:
+    """Every error is a clear page or JSON body with its status, never a traceback."""
+
+    def wants_json() -> bool:
+        return request.path.startswith("/api/") or request.accept_mimetypes.best == (
+            "application/json"
+        )
+
+    def render_error(status: int, title: str, message: str) -> tuple[Response | str, int]:
+        if wants_json():
+            return Response(
+                _json({"error": {"status": status, "title": title, "message": message}}),
+                mimetype="application/json",
+            ), status
+        return render_template("web/error.html", status=status, title=title, message=message), (
+            status
+        )
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError) -> tuple[Response | str, int]:
+        return render_error(
+            400,
+            "Form expired",
+            "The form was open too long or came from elsewhere. "
+            "Please go back, reload the page and try again.",
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response | str, int]:
+        status = exc.code or 500
+        messages = {
+            413: "What you sent is larger than this service accepts.",
+            429: "Too many requests. Please wait a little and try again.",
+            404: "There is nothing at this address.",
+            405: "This page does not accept that kind of request.",
+        }
+        message = messages.get(status, exc.description or "")
+        return render_error(status, exc.name, message)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response | str, int]:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return render_error(
+            500, "Something went wrong", "The error was logged. Please try again later."
+        )
+
+
+def _json(data: object) -> str:
+    """Serialise for an error body."""
+    import json
+
+    return json.dumps(data)
+
+
+def _init_security_headers(app: Flask) -> None:
+    """Conservative headers; the embeddable form is the only page allowed in a frame."""
+
+    @app.after_request
+    def headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if not request.path.startswith("/embed"):
+            response.headers.setdefault("X-Frame-Options", "DENY")
+        return response

@@ -1,0 +1,202 @@
+"""Typed settings, read once from ``NEWSLETTER_*`` environment variables.
+
+Unset means the embedded default: a SQLite file, a filesystem Celery broker and mail captured to
+files, all under the data directory, so a newcomer needs no server at all. The Flask app and the
+Celery app are both built from the same :class:`Settings` object.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key"  # noqa: S105 - refused in production
+ENVIRONMENTS = ("development", "production", "testing")
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+def _bool(value: str) -> bool:
+    """Parse the usual spellings of a boolean environment variable."""
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true/false, got {value!r}")
+
+
+def _list(value: str) -> tuple[str, ...]:
+    """Parse a comma-separated list, dropping blanks."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the service. Field ``foo_bar`` is read from ``NEWSLETTER_FOO_BAR``."""
+
+    env: str = "development"
+    data_dir: Path = Path("instance")
+    database_url: str = ""
+    broker_url: str = ""
+    redis_url: str = ""
+    smtp_url: str = ""
+    base_url: str = "http://127.0.0.1:5000"
+    secret_key: str = DEFAULT_SECRET_KEY
+    mail_from: str = "The Daily Brief <newsletter@news.example.com>"
+    reply_to: str = ""
+    bounce_address: str = ""
+    unsubscribe_mailto: str = ""
+    site_name: str = "The Daily Brief"
+    site_url: str = "https://news.example.com"
+    postal_address: str = "The Daily Brief, 1 Example Street, New York, NY 10001, USA"
+    template_dir: str = ""
+    # Signup and consent
+    confirm_expiry_days: int = 7
+    consent_version: str = "2024-07-v1"
+    allowed_redirect_hosts: tuple[str, ...] = ("news.example.com",)
+    signup_rate_limit: str = "20/minute;200/hour"
+    address_rate_limit: str = "5/hour"
+    signup_mails_per_day: int = 3
+    max_body_bytes: int = 64 * 1024
+    # Delivery
+    smtp_pool_size: int = 2
+    smtp_timeout: float = 30.0
+    send_rate_per_second: float = 0.0
+    send_rate_per_hour: int = 0
+    batch_size: int = 100
+    autopause_error_threshold: float = 0.2
+    autopause_min_attempts: int = 50
+    dkim_key_file: str = ""
+    dkim_selector: str = ""
+    dkim_domain: str = ""
+    feedback_id_sender: str = "newsletter"
+    # Digests and feeds
+    feeds: tuple[str, ...] = ()
+    feed_interval_minutes: int = 10
+    digest_lookback_hours: int = 24
+    digest_max_posts: int = 12
+    beat_tick_seconds: int = 30
+    # Derived at load time; not read from the environment.
+    extra: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``NEWSLETTER_*`` variables, filling embedded defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get(f"NEWSLETTER_{f.name.upper()}")
+            if raw is None:
+                continue
+            default = f.default
+            try:
+                if isinstance(default, bool):
+                    values[f.name] = _bool(raw)
+                elif isinstance(default, int):
+                    values[f.name] = int(raw)
+                elif isinstance(default, float):
+                    values[f.name] = float(raw)
+                elif isinstance(default, tuple):
+                    values[f.name] = _list(raw)
+                elif isinstance(default, Path):
+                    values[f.name] = Path(raw)
+                else:
+                    values[f.name] = raw.strip()
+            except ValueError as exc:
+                raise SettingsError(f"NEWSLETTER_{f.name.upper()}: {exc}") from exc
+        settings = cls(**values)  # type: ignore[arg-type]
+        return settings.with_defaults()
+
+    def with_defaults(self) -> Settings:
+        """Fill the embedded defaults that depend on the data directory, then validate."""
+        data_dir = self.data_dir.resolve()
+        changes: dict[str, object] = {"data_dir": data_dir}
+        if not self.database_url:
+            changes["database_url"] = f"sqlite:///{data_dir / 'newsletter.db'}"
+        if not self.broker_url:
+            changes["broker_url"] = "filesystem://"
+        if not self.smtp_url:
+            changes["smtp_url"] = f"capture://{data_dir / 'mail'}"
+        result = replace(self, **changes)  # type: ignore[arg-type]
+        result.validate()
+        return result
+
+    def validate(self) -> None:
+        """Refuse settings that would run insecurely or cannot work, saying why."""
+        if self.env not in ENVIRONMENTS:
+            raise SettingsError(
+                f"NEWSLETTER_ENV must be one of {', '.join(ENVIRONMENTS)}, not {self.env!r}"
+            )
+        if self.is_production:
+            if not self.secret_key or self.secret_key == DEFAULT_SECRET_KEY:
+                raise SettingsError(
+                    "NEWSLETTER_SECRET_KEY is unset or the development default; production "
+                    "refuses to start without a secret of its own. Generate one with: "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+                )
+            if len(self.secret_key) < 32:
+                raise SettingsError("NEWSLETTER_SECRET_KEY must be at least 32 characters long")
+        scheme = urlsplit(self.smtp_url).scheme
+        if scheme not in {"smtp", "smtps", "capture"}:
+            raise SettingsError(
+                f"NEWSLETTER_SMTP_URL must start with smtp://, smtps:// or capture://, not {scheme!r}"
+            )
+        if self.batch_size < 1:
+            raise SettingsError("NEWSLETTER_BATCH_SIZE must be at least 1")
+        if self.confirm_expiry_days < 1:
+            raise SettingsError("NEWSLETTER_CONFIRM_EXPIRY_DAYS must be at least 1")
+
+    @property
+    def is_production(self) -> bool:
+        """True when running with production safeguards."""
+        return self.env == "production"
+
+    @property
+    def broker_is_embedded(self) -> bool:
+        """True when Celery uses the filesystem broker (no Redis needed)."""
+        return self.broker_url.startswith("filesystem://")
+
+    @property
+    def broker_dir(self) -> Path:
+        """Folder that holds the embedded broker's queue files."""
+        return self.data_dir / "broker"
+
+    @property
+    def mail_capture_dir(self) -> Path | None:
+        """Folder that captured mail is written to, when the transport is ``capture://``."""
+        parts = urlsplit(self.smtp_url)
+        if parts.scheme != "capture":
+            return None
+        return (
+            Path(parts.netloc + parts.path)
+            if (parts.netloc or parts.path)
+            else (self.data_dir / "mail")
+        )
+
+    @property
+    def mail_from_domain(self) -> str:
+        """Domain part of the From address, used for Message-IDs and List-Id."""
+        address = self.mail_from.rsplit("<", 1)[-1].rstrip(">").strip()
+        return address.rpartition("@")[2] or "localhost"
+
+    @property
+    def unsubscribe_address(self) -> str:
+        """The mailto address offered in List-Unsubscribe."""
+        return self.unsubscribe_mailto or f"unsubscribe@{self.mail_from_domain}"
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL so it can be logged or shown."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()

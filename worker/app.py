@@ -1,0 +1,78 @@
+"""The Celery app, built from the same settings as the Flask app (Flask's celery example)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask
+
+from newsletter.settings import Settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery configuration derived from our settings."""
+    config: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        # A task is acknowledged after it ran, so a killed worker's batch is redelivered;
+        # every task is idempotent through database constraints, so a rerun is harmless.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": "newsletter",
+        "timezone": "UTC",
+        "enable_utc": True,
+        "beat_schedule": {
+            "tick": {
+                "task": "newsletter.tick",
+                "schedule": timedelta(seconds=settings.beat_tick_seconds),
+            },
+            "purge-pending": {"task": "newsletter.purge_pending", "schedule": timedelta(hours=1)},
+        },
+    }
+    if settings.broker_is_embedded:
+        folder = str(settings.broker_dir)
+        settings.broker_dir.mkdir(parents=True, exist_ok=True)
+        config["broker_transport_options"] = {
+            "data_folder_in": folder,
+            "data_folder_out": folder,
+            "store_processed": False,
+        }
+        config["beat_schedule_filename"] = str(settings.data_dir / "celerybeat-schedule")
+    elif settings.broker_url.startswith("redis"):
+        # Redelivery of unacked (late-ack) messages after a worker dies.
+        config["broker_transport_options"] = {"visibility_timeout": 600}
+    return config
+
+
+def celery_init_app(app: Flask, settings: Settings) -> Celery:
+    """Create the Celery app, run tasks inside the Flask app context, make it the default."""
+
+    class FlaskTask(Task):  # type: ignore[misc]
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(celery_config(settings))
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    # Register the tasks with this app.
+    import worker.tasks  # noqa: F401
+
+    return celery_app
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    """The Celery app for `newsletter worker` and `newsletter beat`, via the Flask app."""
+    from newsletter import create_app
+
+    app = create_app(settings)
+    celery_app: Celery = app.extensions["celery"]
+    return celery_app
