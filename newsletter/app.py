@@ -25,7 +25,7 @@ def build_app(settings: Settings | None = None) -> Flask:
         template_folder=str(templates_root()),
         static_folder=str(templates_root() / "static"),
     )
-    app.jinja_loader = template_loader(settings)  # type: ignore[method-assign,assignment]
+    app.jinja_loader = template_loader(settings)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,

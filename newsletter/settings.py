@@ -147,7 +147,8 @@ class Settings:
         scheme = urlsplit(self.smtp_url).scheme
         if scheme not in {"smtp", "smtps", "capture"}:
             raise SettingsError(
-                f"NEWSLETTER_SMTP_URL must start with smtp://, smtps:// or capture://, not {scheme!r}"
+                "NEWSLETTER_SMTP_URL must start with smtp://, smtps:// or capture://, "
+                f"not {scheme!r}"
             )
         if self.batch_size < 1:
             raise SettingsError("NEWSLETTER_BATCH_SIZE must be at least 1")

@@ -54,7 +54,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 def celery_init_app(app: Flask, settings: Settings) -> Celery:
     """Create the Celery app, run tasks inside the Flask app context, make it the default."""
 
-    class FlaskTask(Task):  # type: ignore[misc]
+    class FlaskTask(Task):
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             with app.app_context():
                 return self.run(*args, **kwargs)

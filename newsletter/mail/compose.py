@@ -39,7 +39,7 @@ class Envelope:
 
 
 def render_pair(env: Environment, name: str, context: Mapping[str, Any]) -> Rendered:
-    """Render ``email/NAME.txt`` and ``email/NAME.html``; the subject is the HTML's ``subject`` block."""
+    """Render ``email/NAME.txt`` and ``.html``; the subject is the HTML's ``subject`` block."""
     html_template = env.get_template(f"email/{name}.html")
     text_template = env.get_template(f"email/{name}.txt")
     html = html_template.render(context)

@@ -6,6 +6,7 @@ A transport sends prebuilt message bytes to one recipient and tells apart tempor
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import socket
 import ssl
@@ -169,10 +170,8 @@ class SMTPTransport:
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(OSError):
                 conn.close()
-            except OSError:
-                pass
 
     def close(self) -> None:
         """Say QUIT and close the connection."""
