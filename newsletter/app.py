@@ -47,9 +47,11 @@ def build_app(settings: Settings | None = None) -> Flask:
     _init_errors(app)
     _init_security_headers(app)
 
-    from newsletter.web import public
+    from newsletter.web import api, public
 
     app.register_blueprint(public.bp)
+    csrf.exempt(api.bp)  # bearer-token auth, no cookies: CSRF does not apply
+    app.register_blueprint(api.bp)
     if not settings.is_production:
         from newsletter.web import devmail
 

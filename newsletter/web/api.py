@@ -1,0 +1,62 @@
+"""The JSON API under /api/v1: bearer-token auth and JSON errors. Routes live beside it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from newsletter.apitokens import authenticate
+from newsletter.web import db
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ApiError(Exception):
+    """An error answered as JSON with its status."""
+
+    def __init__(self, status: int, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = details
+
+
+@bp.errorhandler(ApiError)
+def api_error(exc: ApiError) -> tuple[Response, int]:
+    """Answer an ApiError as ``{"error": {...}}``."""
+    body = {"error": {"status": exc.status, "message": exc.message, **exc.details}}
+    return jsonify(body), exc.status
+
+
+def require_token(view: F) -> F:
+    """Refuse requests without a valid ``Authorization: Bearer <token>`` header."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        header = request.headers.get("Authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            raise ApiError(401, "missing bearer token; create one with `newsletter tokens create`")
+        token = authenticate(db(), presented.strip())
+        if token is None:
+            raise ApiError(401, "invalid or revoked token")
+        db().commit()  # last_used_at
+        g.api_token = token
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object, or a 400 that says what is wrong."""
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ApiError(
+            400, "the request body must be a JSON object (Content-Type: application/json)"
+        )
+    return data
