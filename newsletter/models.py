@@ -235,6 +235,9 @@ class Post(Base):
     categories: Mapped[list[str]] = mapped_column(JSON, default=list)
     image_url: Mapped[str] = mapped_column(String(2000), default="")
     published_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set when the CMS retracts an article: it never goes out again, and a feed that still
+    # lists it does not bring it back (only a new push of the same guid does).
+    retracted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

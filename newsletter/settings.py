@@ -79,6 +79,10 @@ class Settings:
     # Digests and feeds
     feeds: tuple[str, ...] = ()
     feed_interval_minutes: int = 10
+    feed_timeout_seconds: float = 10.0
+    feed_max_bytes: int = 5 * 1024 * 1024
+    feed_max_backoff_minutes: int = 360
+    posts_api_max_bytes: int = 2 * 1024 * 1024
     digest_lookback_hours: int = 24
     digest_max_posts: int = 12
     beat_tick_seconds: int = 30

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 02:13:50.417390
+Create Date: 2026-11-28 02:20:26.473567
 """
 
 from __future__ import annotations
@@ -168,6 +168,7 @@ def upgrade() -> None:
         sa.Column("categories", sa.JSON(), nullable=False),
         sa.Column("image_url", sa.String(length=2000), nullable=False),
         sa.Column("published_at", newsletter.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("retracted_at", newsletter.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_at", newsletter.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", newsletter.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
