@@ -47,8 +47,9 @@ def build_app(settings: Settings | None = None) -> Flask:
     _init_errors(app)
     _init_security_headers(app)
 
-    from newsletter.web import api, public
+    from newsletter.web import api, health, public
 
+    app.register_blueprint(health.bp)  # /healthz for load balancers and compose
     app.register_blueprint(public.bp)
     csrf.exempt(api.bp)  # bearer-token auth, no cookies: CSRF does not apply
     app.register_blueprint(api.bp)
