@@ -34,6 +34,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "schedule": timedelta(seconds=settings.beat_tick_seconds),
             },
             "purge-pending": {"task": "newsletter.purge_pending", "schedule": timedelta(hours=1)},
+            "ingest-feeds": {
+                "task": "newsletter.ingest_feeds",
+                "schedule": timedelta(minutes=settings.feed_interval_minutes),
+            },
         },
     }
     if settings.broker_is_embedded:
