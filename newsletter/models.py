@@ -296,6 +296,12 @@ class Issue(Base):
     max_subscriber_id: Mapped[int] = mapped_column(BigInteger, default=0)
     last_subscriber_id: Mapped[int] = mapped_column(BigInteger, default=0)
     total: Mapped[int] = mapped_column(Integer, default=0)
+    # Fan-out lease (heartbeat while it runs) and completion; a lost fan-out is restarted.
+    fanout_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    fanout_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Auto-pause window: final outcomes since the send (re)started, and how many failed.
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -334,12 +340,20 @@ class Delivery(Base):
     message_id: Mapped[str] = mapped_column(String(300), default="")
     # Local-time cohort: when this reader's mail becomes due (UTC).
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When a send_batch task was last queued for this row (NULL: nobody is on it yet).
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Lease of a batch that is sending this row: rows stuck in `sending` past the lease are
+    # re-queued by the tick (the worker died). claimed_by is "host:pid:batch" for diagnosis.
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    claimed_by: Mapped[str] = mapped_column(String(120), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),
-        Index("ix_deliveries_issue_status", "issue_id", "status"),
+        # Serves progress counts (issue, status), the pump (queued, not enqueued, due) and the
+        # stale-task sweep (queued, enqueued long ago) as range scans.
+        Index("ix_deliveries_issue_status", "issue_id", "status", "enqueued_at", "due_at"),
     )
 
 

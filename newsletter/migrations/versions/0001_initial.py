@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 02:20:26.473567
+Create Date: 2026-11-28 02:24:36.181081
 """
 
 from __future__ import annotations
@@ -314,6 +314,10 @@ def upgrade() -> None:
         sa.Column("max_subscriber_id", sa.BigInteger(), nullable=False),
         sa.Column("last_subscriber_id", sa.BigInteger(), nullable=False),
         sa.Column("total", sa.Integer(), nullable=False),
+        sa.Column("fanout_claimed_at", newsletter.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("fanout_finished_at", newsletter.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("attempt_count", sa.Integer(), nullable=False),
+        sa.Column("error_count", sa.Integer(), nullable=False),
         sa.Column("created_at", newsletter.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("started_at", newsletter.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("finished_at", newsletter.db.UTCDateTime(timezone=True), nullable=True),
@@ -364,6 +368,9 @@ def upgrade() -> None:
         sa.Column("smtp_response", sa.Text(), nullable=False),
         sa.Column("message_id", sa.String(length=300), nullable=False),
         sa.Column("due_at", newsletter.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("enqueued_at", newsletter.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("claimed_at", newsletter.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("claimed_by", sa.String(length=120), nullable=False),
         sa.Column("created_at", newsletter.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("sent_at", newsletter.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
@@ -384,7 +391,11 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.create_index("ix_deliveries_issue_status", ["issue_id", "status"], unique=False)
+        batch_op.create_index(
+            "ix_deliveries_issue_status",
+            ["issue_id", "status", "enqueued_at", "due_at"],
+            unique=False,
+        )
 
     op.create_table(
         "schedule_firings",
