@@ -72,6 +72,12 @@ class Settings:
     batch_size: int = 100
     autopause_error_threshold: float = 0.2
     autopause_min_attempts: int = 50
+    # Dispatch engine (newsletter/dispatch.py)
+    delivery_lease_seconds: int = 300
+    send_inflight_batches: int = 8
+    send_retry_base_seconds: float = 5.0
+    send_retry_max_seconds: float = 300.0
+    send_max_attempts: int = 8
     dkim_key_file: str = ""
     dkim_selector: str = ""
     dkim_domain: str = ""
