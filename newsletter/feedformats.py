@@ -56,15 +56,13 @@ def parse_xml_feed(content: bytes, *, url: str = "", content_type: str = "") -> 
     # A stream, never bytes or str: feedparser treats those as a URL or a path and opens them.
     parsed = feedparser.parse(io.BytesIO(content), response_headers=headers, sanitize_html=False)
     result = ParsedFeed()
-    if parsed.get("bozo"):
-        exc = parsed.get("bozo_exception")
-        name = type(exc).__name__
-        if not parsed.entries and not parsed.get("version"):
-            raise FeedFormatError(f"not a readable RSS or Atom feed ({_describe(exc)})")
-        if name not in _HARMLESS_BOZO:
-            result.warnings.append(f"feed is not well-formed, read what could be: {_describe(exc)}")
-    elif not parsed.get("version") and not parsed.entries:
-        raise FeedFormatError("not an RSS, Atom or JSON feed (no channel or entries found)")
+    exc = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    harmless = exc is None or type(exc).__name__ in _HARMLESS_BOZO
+    if not parsed.entries and not parsed.get("version"):
+        detail = "no channel or entries found" if harmless else _describe(exc)
+        raise FeedFormatError(f"not an RSS, Atom or JSON feed ({detail})")
+    if not harmless:
+        result.warnings.append(f"feed is not well-formed, read what could be: {_describe(exc)}")
     meta = parsed.get("feed", {})
     result.title = clean_title(meta.get("title", ""), 500)
     result.link = absolute_http_url(meta.get("link", ""), url)
@@ -77,7 +75,7 @@ def parse_xml_feed(content: bytes, *, url: str = "", content_type: str = "") -> 
         else:
             result.entries.append(item)
     if skipped:
-        result.warnings.append(f"{skipped} entries without a usable link or title were skipped")
+        result.warnings.append(f"{_entries(skipped)} without a usable link or title skipped")
     return result
 
 
@@ -114,7 +112,7 @@ def _xml_entry(entry: Mapping[str, Any], base: str) -> PostInput | None:
         summary_html=summary,
         content_html=content_html,
         author=entry.get("author", ""),
-        categories=[t.get("term") or t.get("label") or "" for t in entry.get("tags") or []],
+        categories=[t.get("label") or t.get("term") or "" for t in entry.get("tags") or []],
         image_url=_xml_image(entry, base),
         base_url=link,
     )
@@ -149,6 +147,11 @@ def _xml_image(entry: Mapping[str, Any], base: str) -> str:
             if found:
                 return found
     return ""
+
+
+def _entries(count: int) -> str:
+    """ "1 entry", "2 entries"."""
+    return f"{count} entry" if count == 1 else f"{count} entries"
 
 
 def _describe(exc: object) -> str:
@@ -188,7 +191,7 @@ def parse_json_feed(content: bytes, *, url: str = "") -> ParsedFeed:
         else:
             result.entries.append(item)
     if skipped:
-        result.warnings.append(f"{skipped} items without an id, a usable url or a title skipped")
+        result.warnings.append(f"{_entries(skipped)} without a usable url or a title skipped")
     return result
 
 

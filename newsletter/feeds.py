@@ -8,6 +8,7 @@ its row and retried with exponential backoff; it never stops the other feeds.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = "newsletter-feed-fetcher/1.0 (+{site_url})"
 ERROR_MAX_CHARS = 2000
 _CHUNK = 64 * 1024
+_ERRNO = re.compile(r"(\[Errno [^\]]+\][^'\"()]*)")
 
 
 class FeedError(Exception):
@@ -186,7 +188,11 @@ def _reason(exc: BaseException) -> str:
     while exc.__context__ is not None and not str(exc):
         exc = exc.__context__
     text = str(exc)
-    return text.rsplit(": ", 1)[-1].strip(" ')") if "Max retries" in text else text
+    # urllib3 wraps the cause in reprs; the "[Errno 111] Connection refused" part is what helps.
+    errno = _ERRNO.search(text)
+    if errno:
+        return errno.group(1).strip()
+    return text.rsplit(": ", 1)[-1].strip(" '\")(") if "Max retries" in text else text
 
 
 def _read_file(path: str, *, etag: str, max_bytes: int) -> Fetched:

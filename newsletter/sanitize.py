@@ -90,6 +90,8 @@ _BLOCK_TAGS = frozenset(
     }
 )
 _SPACES = re.compile(r"\s+")
+_H1 = re.compile(r"<(/?)h1\b", re.IGNORECASE)
+_H56 = re.compile(r"<(/?)h[56]\b", re.IGNORECASE)
 # WordPress ends excerpts with " [&hellip;]" or " &#8230;"; a plain ellipsis reads better in mail.
 _TRAILING_MORE = re.compile(r"\s*(?:\[\s*(?:…|\.\.\.)\s*\]|…|\.\.\.)\s*$")
 
@@ -102,6 +104,9 @@ def clean_html(fragment: str, base_url: str = "") -> str:
     url_relative: Literal["deny"] | tuple[Literal["rewrite_with_base"], str] = "deny"
     if is_http_url(base_url):
         url_relative = ("rewrite_with_base", base_url)
+    # Keep the outline of headings outside the allowed h2-h4 instead of flattening them to text.
+    fragment = _H1.sub(r"<\1h2", fragment)
+    fragment = _H56.sub(r"<\1h4", fragment)
     cleaned = nh3.clean(
         fragment,
         tags=set(ALLOWED_TAGS),
