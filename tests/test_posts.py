@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -345,3 +346,58 @@ def test_post_input_from_json_names_the_bad_field(change: dict[str, object], fie
     with pytest.raises(InvalidPost) as caught:
         post_input_from_json(data)
     assert caught.value.field == field
+
+
+# --- the same on PostgreSQL ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_session() -> Iterator[Session]:
+    """A session on a fresh, migrated PostgreSQL database (skipped when none is reachable)."""
+    from newsletter.db import get_sessionmaker
+    from newsletter.migrate import upgrade
+    from tests.support.services import fresh_postgres_database, postgres_up
+
+    if not postgres_up():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    with fresh_postgres_database() as url:
+        upgrade(url)
+        session = get_sessionmaker(url)()
+        try:
+            yield session
+        finally:
+            session.close()
+
+
+def test_storage_and_queries_on_postgresql(pg_session: Session) -> None:
+    from newsletter.feeds import _claim, add_feed
+    from newsletter.settings import Settings
+
+    db = pg_session
+    local = datetime(2024, 7, 14, 4, 0, tzinfo=timezone(timedelta(hours=-4)))
+    upsert_posts(
+        db,
+        [
+            item("a", published_at=local, categories=["World", "Asia"]),
+            item("b", published_at=T0 - timedelta(hours=1), categories=["world"]),
+            item("c", published_at=T0 - timedelta(days=3), categories=["Offers"]),
+        ],
+    )
+    db.commit()
+    again = upsert_posts(db, [item("a", published_at=local, categories=["World", "Asia"])])
+    db.commit()
+    assert again.items[0].outcome == "unchanged"
+    window = (T0 - timedelta(days=1), T0)
+    assert [p.guid for p in recent_posts(db, *window)] == ["a", "b"]
+    assert [p.guid for p in recent_posts(db, *window, ["WORLD"])] == ["a", "b"]
+    assert all_categories(db) == ["Asia", "Offers", "World"]
+    assert retract_post(db, "a") is not None
+    db.commit()
+    assert [p.guid for p in recent_posts(db, *window)] == ["b"]
+
+    feed = add_feed(db, "https://news.example.com/feed/")
+    db.commit()
+    settings = Settings(env="testing")
+    now = datetime.now(UTC)
+    assert _claim(db, settings, feed.id, now)
+    assert not _claim(db, settings, feed.id, now)
