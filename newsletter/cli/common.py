@@ -1,0 +1,64 @@
+"""Small helpers for writing ``newsletter`` commands: settings, sessions, errors and tables.
+
+Commands registered on the group run inside the Flask app context (FlaskGroup pushes it), so
+:func:`settings` and :func:`session` read the app built from ``NEWSLETTER_*`` variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import NoReturn
+
+import click
+from flask import current_app, has_app_context
+from flask.cli import ScriptInfo
+from sqlalchemy.orm import Session
+
+from newsletter.db import session_scope
+from newsletter.settings import Settings
+
+
+def settings() -> Settings:
+    """The settings of the app the command runs in (loading the app if a plain click command)."""
+    if not has_app_context():
+        ctx = click.get_current_context()
+        app = ctx.ensure_object(ScriptInfo).load_app()
+        ctx.with_resource(app.app_context())
+    value: Settings = current_app.extensions["newsletter.settings"]
+    return value
+
+
+@contextmanager
+def session() -> Iterator[Session]:
+    """A session that commits when the block succeeds and rolls back when it raises."""
+    with session_scope(settings().database_url) as db:
+        yield db
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Stop the command with ``Error: message`` on stderr and exit status ``code`` (1 or 2)."""
+    raise (SetupError if code == 2 else CommandError)(message)
+
+
+class CommandError(click.ClickException):
+    """A user-facing failure: its message, exit status 1, no traceback."""
+
+    exit_code = 1
+
+
+class SetupError(CommandError):
+    """The environment is wrong for this command (e.g. production): exit status 2."""
+
+    exit_code = 2
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Format rows as a plain aligned text table (no colours, safe to pipe)."""
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(value.ljust(widths[i]) for i, value in enumerate(row)).rstrip() for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,145 @@
+"""``newsletter web``, ``newsletter worker`` and ``newsletter beat``: the three long-running parts.
+
+Each validates the settings first, so a bad setting is one clear line rather than a traceback in
+every gunicorn or pool process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+from flask.cli import AppGroup
+
+from newsletter.settings import Settings
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+# AppGroup.command(with_appcontext=False): these commands build what they need themselves.
+_group = AppGroup()
+
+
+def gunicorn_argv(host: str, port: int, workers: int, threads: int) -> list[str]:
+    """The gunicorn command line that serves ``newsletter.wsgi:app``."""
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "newsletter.wsgi:app",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--access-logfile",
+        "-",
+        # gunicorn also reads GUNICORN_CMD_ARGS, e.g. "--forwarded-allow-ips=*" behind a proxy.
+    ]
+
+
+@_group.command("web", with_appcontext=False)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--workers", default=2, show_default=True, type=click.IntRange(1), help="gunicorn processes."
+)
+@click.option(
+    "--threads", default=4, show_default=True, type=click.IntRange(1), help="Threads a process."
+)
+def web_command(host: str, port: int, workers: int, threads: int) -> None:
+    """Serve the site with gunicorn (production web server)."""
+    settings = Settings.from_env()
+    click.echo(f"Serving {settings.base_url} from http://{host}:{port} ({workers} workers)")
+    sys.stdout.flush()
+    argv = gunicorn_argv(host, port, workers, threads)
+    # exec: gunicorn takes over this process, so signals from a supervisor reach it directly.
+    os.execv(argv[0], argv)  # noqa: S606 - fixed argv, no shell
+
+
+def celery_app(settings: Settings) -> Any:
+    """The Celery app for these settings, with fork-safe database pools in pool processes."""
+    from celery.signals import worker_process_init
+
+    from worker.app import create_celery
+
+    worker_process_init.connect(_fresh_pools_after_fork, weak=False)
+    return create_celery(settings)
+
+
+def _fresh_pools_after_fork(**_: Any) -> None:
+    """A forked pool process must not share its parent's database connections."""
+    from newsletter import db
+
+    for engine in list(db._engines.values()):
+        # close=False: the sockets belong to the parent; only forget them here.
+        engine.dispose(close=False)
+
+
+@_group.command(
+    "worker",
+    with_appcontext=False,
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": False},
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1),
+    default=None,
+    help="Pool processes or threads [default: number of CPUs].",
+)
+@click.option(
+    "--pool",
+    "-P",
+    type=click.Choice(["prefork", "threads", "solo"]),
+    default="prefork",
+    show_default=True,
+)
+@click.option(
+    "--loglevel",
+    "-l",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker_command(
+    concurrency: int | None, pool: str, loglevel: str, celery_args: tuple[str, ...]
+) -> None:
+    """Run a Celery worker (sends mail, builds digests). Extra arguments go to celery."""
+    settings = Settings.from_env()
+    argv = [
+        "worker",
+        f"--loglevel={loglevel.upper()}",
+        f"--pool={pool}",
+        "--hostname=newsletter@%h",
+    ]
+    if pool == "prefork":
+        # fair: hand a task to a process only when it is free, so a slow batch blocks no other.
+        argv.append("-Ofair")
+    if concurrency:
+        argv.append(f"--concurrency={concurrency}")
+    argv.extend(celery_args)
+    celery_app(settings).worker_main(argv)
+
+
+@_group.command("beat", with_appcontext=False)
+@click.option(
+    "--loglevel",
+    "-l",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+)
+def beat_command(loglevel: str) -> None:
+    """Run Celery beat: the clock that fires schedules and feed polls. Run exactly one."""
+    settings = Settings.from_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    schedule = settings.data_dir / "celerybeat-schedule"
+    celery_app(settings).start(["beat", f"--loglevel={loglevel.upper()}", f"--schedule={schedule}"])
+
+
+commands = [web_command, worker_command, beat_command]
