@@ -47,6 +47,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "data_folder_in": folder,
             "data_folder_out": folder,
             "store_processed": False,
+            # kombu's default is ./control, relative to wherever the process was started.
+            "control_folder": str(settings.broker_dir / "control"),
         }
         config["beat_schedule_filename"] = str(settings.data_dir / "celerybeat-schedule")
     elif settings.broker_url.startswith("redis"):
