@@ -67,6 +67,7 @@ class IngestResult:
     not_modified: bool = False
     error: str = ""
     warnings: list[str] = field(default_factory=list)
+    new_feed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -223,6 +224,8 @@ def add_feed(session: Session, source: str) -> Feed:
     url = normalise_source(source)
     feed = session.scalar(select(Feed).where(Feed.url == url))
     if feed is None:
+        if is_local(url) and not Path(url).is_file():
+            raise FeedError(f"no such file: {url}")
         feed = Feed(url=url)
         session.add(feed)
     elif not feed.enabled:
@@ -354,9 +357,17 @@ def record_failure(settings: Settings, feed: Feed, error: str, *, now: datetime)
 def ingest_source(
     session: Session, settings: Settings, source: str, *, force: bool = False
 ) -> IngestResult:
-    """Register ``source`` if new and ingest it now, whatever its schedule; no commit."""
-    feed = add_feed(session, source)
-    return ingest_feed(session, settings, feed, force=force)
+    """Register ``source`` if new and ingest it now, whatever its schedule; no commit.
+
+    ``result.new_feed`` tells the caller it may roll back instead of keeping a feed whose
+    very first fetch failed (a typo in a URL should not become a feed retried forever).
+    """
+    url = normalise_source(source)
+    known = session.scalar(select(Feed.id).where(Feed.url == url)) is not None
+    feed = add_feed(session, url)
+    result = ingest_feed(session, settings, feed, force=force)
+    result.new_feed = not known
+    return result
 
 
 def due_feed_ids(session: Session, now: datetime) -> list[int]:

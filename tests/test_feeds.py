@@ -496,7 +496,9 @@ def test_a_claimed_feed_is_skipped_by_an_overlapping_run(
 ) -> None:
     from newsletter.feeds import _claim
 
-    feed = add_feed(db, str(tmp_path / "feed.xml"))
+    path = tmp_path / "feed.xml"
+    path.write_bytes(data("atom.xml"))
+    feed = add_feed(db, str(path))
     db.commit()
     now = datetime.now(UTC)
     assert _claim(db, settings, feed.id, now)
@@ -548,17 +550,29 @@ def test_cli_ingest_of_a_file_and_failures(app: Flask, server: FeedServer, tmp_p
 
     missing = runner.invoke(feeds_group, ["ingest", str(tmp_path / "nope.xml")])
     assert missing.exit_code == 1
-    assert "FAILED: no such file" in missing.output
+    assert "no such file" in missing.output
     assert "Traceback" not in missing.output
+    assert runner.invoke(feeds_group, ["add", str(tmp_path / "nope.xml")]).exit_code == 1
 
+    # A new feed whose first fetch fails is not kept: a typo must not become a feed.
     server.routes["/down"] = Route(b"", status=500)
     down = runner.invoke(feeds_group, ["ingest", server.url("/down")])
-    assert down.exit_code == 1 and "HTTP 500" in down.output
+    assert down.exit_code == 1 and "HTTP 500" in down.output and "not added" in down.output
+    assert server.url("/down") not in runner.invoke(feeds_group, ["list"]).output
+
+    # A known feed that fails keeps its row, with the error recorded for `feeds list`.
+    server.routes["/flaky"] = Route(data("atom.xml"))
+    assert runner.invoke(feeds_group, ["ingest", server.url("/flaky")]).exit_code == 0
+    server.routes["/flaky"] = Route(b"", status=502)
+    flaky = runner.invoke(feeds_group, ["ingest", server.url("/flaky")])
+    assert flaky.exit_code == 1 and "HTTP 502" in flaky.output
+    listing = runner.invoke(feeds_group, ["list"]).output
+    assert server.url("/flaky") in listing and "HTTP 502" in listing
 
     bad = runner.invoke(feeds_group, ["add", "ftp://example.com/feed"])
     assert bad.exit_code == 1 and "use an http(s) URL or a file path" in bad.output
 
-    # The failed feeds wait for their backoff; nothing else is due.
+    # The failed feed waits for its backoff, the others for their interval: nothing is due.
     idle = runner.invoke(feeds_group, ["ingest"])
     assert idle.exit_code == 0 and "No feed is due" in idle.output
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import click
@@ -17,6 +20,18 @@ from newsletter.feeds import (
     remove_feed,
 )
 from newsletter.settings import redact_url
+
+
+@contextmanager
+def _quiet_feed_log() -> Iterator[None]:
+    """Hold back the feed warnings the worker logs: the command prints every result itself."""
+    logger = logging.getLogger("newsletter.feeds")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _when(value: datetime | None) -> str:
@@ -96,22 +111,27 @@ def remove_command(key: str) -> None:
 def ingest_command(source: str | None, force: bool) -> None:
     """Ingest one feed now, or (without an argument) every feed that is due.
 
-    Exits non-zero when a feed could not be fetched or read; the others are still ingested.
+    A feed given here is also registered, so the worker keeps it up to date afterwards
+    (`newsletter feeds remove` undoes that). Exits non-zero when a feed could not be fetched
+    or read; the other feeds are still ingested.
     """
     config = settings()
     if force and source is None:
         fail("--force applies to one feed: newsletter feeds ingest --force URL_OR_PATH")
     if source is not None:
         try:
-            with session() as db:
+            with session() as db, _quiet_feed_log():
                 result = ingest_source(db, config, source, force=force)
+                if not result.ok and result.new_feed:
+                    # Raised inside the session: the new feed is rolled back, not kept.
+                    fail(f"{result.describe()}\nThe feed was not added; fix it and try again.")
         except FeedError as exc:
             fail(str(exc))
         if not result.ok:
             fail(result.describe())
         click.echo(result.describe())
         return
-    with session() as db:
+    with session() as db, _quiet_feed_log():
         results = ingest_due_feeds(db, config)
     if not results:
         click.echo("No feed is due. Add one with `newsletter feeds add URL`, or see `feeds list`.")
