@@ -47,10 +47,11 @@ def build_app(settings: Settings | None = None) -> Flask:
     _init_errors(app)
     _init_security_headers(app)
 
-    from newsletter.web import api, health, public
+    from newsletter.web import api, archive, health, public
 
     app.register_blueprint(health.bp)  # /healthz for load balancers and compose
     app.register_blueprint(public.bp)
+    app.register_blueprint(archive.bp)  # /archive/<token>, /preview/<token>
     from newsletter.web import api_posts  # noqa: F401  (routes on api.bp)
 
     csrf.exempt(api.bp)  # bearer-token auth, no cookies: CSRF does not apply
