@@ -193,6 +193,16 @@ class Supervisor:
                 child.pump.join(timeout=2)
 
 
+def how_it_ended(returncode: int) -> str:
+    """'exited with status 1' or 'was killed by SIGKILL'."""
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
 def banner(settings: Settings, host: str, port: int) -> list[str]:
     """The lines that tell a newcomer where to look."""
     site = f"http://{link_host(host)}:{port}"
@@ -236,7 +246,7 @@ def run(settings: Settings, host: str, port: int, concurrency: int = 2) -> int:
             dead = supervisor.first_exited()
             if dead is not None and dead.proc is not None:
                 supervisor.say(
-                    f"{dead.name} exited with status {dead.proc.returncode}; stopping the others."
+                    f"{dead.name} {how_it_ended(dead.proc.returncode)}; stopping the others."
                 )
                 status = 1
                 break

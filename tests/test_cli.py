@@ -1,0 +1,472 @@
+"""The `newsletter` command: in-process through click for the logic, as a real subprocess for
+exit codes, stderr and the long-running commands (dev, web)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner, Result
+from sqlalchemy import func, select
+
+from newsletter.apitokens import authenticate
+from newsletter.cli import cli
+from newsletter.db import dispose_engines, session_scope
+from newsletter.models import (
+    Newsletter,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
+)
+from tests.support.smtp import free_port
+from tests.support.worker import NEWSLETTER, SECRET_KEY, WebProcess, base_env, run_newsletter
+
+# --- in-process --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """NEWSLETTER_* for a fresh SQLite database under tmp_path, set in this process."""
+    for key in list(os.environ):
+        if key.startswith("NEWSLETTER_"):
+            monkeypatch.delenv(key)
+    env = {
+        "NEWSLETTER_ENV": "testing",
+        "NEWSLETTER_DATA_DIR": str(tmp_path),
+        "NEWSLETTER_SECRET_KEY": SECRET_KEY,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("FLASK_RUN_FROM_CLI", "")  # FlaskGroup sets it; restore afterwards
+    yield env
+    dispose_engines()
+
+
+def invoke(*args: str) -> Result:
+    """Run the command group in-process."""
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def database_url(env: dict[str, str]) -> str:
+    """The SQLite URL the CLI uses for this environment."""
+    return f"sqlite:///{Path(env['NEWSLETTER_DATA_DIR']).resolve() / 'newsletter.db'}"
+
+
+def test_db_upgrade_creates_the_schema_and_current_reports_head(cli_env: dict[str, str]) -> None:
+    result = invoke("db", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"is at revision \w+\.", result.output)
+
+    current = invoke("db", "current")
+    assert current.exit_code == 0
+    assert current.output.strip().endswith("(head)")
+
+
+def test_db_current_on_an_empty_database_says_what_to_do(cli_env: dict[str, str]) -> None:
+    result = invoke("db", "current")
+    assert result.exit_code == 1
+    assert "run `newsletter db upgrade`" in result.output
+
+
+def test_newsletters_create_and_list_with_active_subscriber_counts(
+    cli_env: dict[str, str],
+) -> None:
+    invoke("db", "upgrade")
+    created = invoke(
+        "newsletters", "create", "daily", "--name", "Daily digest", "--categories", "World, Asia"
+    )
+    assert created.exit_code == 0, created.output
+    assert "Created newsletter 'daily'" in created.output
+    offers = invoke("newsletters", "create", "offers", "--name", "Offers", "--kind", "campaign")
+    assert offers.exit_code == 0, offers.output
+
+    with session_scope(database_url(cli_env)) as db:
+        daily = db.scalars(select(Newsletter).where(Newsletter.slug == "daily")).one()
+        assert daily.categories == ["World", "Asia"]
+        assert daily.kind.value == "digest" and daily.default_frequency.value == "daily"
+        for i, (reader, sub) in enumerate(
+            [
+                (SubscriberStatus.ACTIVE, SubscriptionStatus.ACTIVE),
+                (SubscriberStatus.ACTIVE, SubscriptionStatus.ACTIVE),
+                (SubscriberStatus.PENDING, SubscriptionStatus.PENDING),
+                (SubscriberStatus.ACTIVE, SubscriptionStatus.UNSUBSCRIBED),
+            ]
+        ):
+            s = Subscriber(email=f"r{i}@example.com", email_key=f"r{i}@example.com", status=reader)
+            s.subscriptions.append(Subscription(newsletter_id=daily.id, status=sub))
+            db.add(s)
+
+    listed = invoke("newsletters", "list")
+    assert listed.exit_code == 0
+    lines = listed.output.splitlines()
+    assert lines[0].split() == ["slug", "name", "kind", "frequency", "active", "subscribers"]
+    daily_line = next(line for line in lines if line.startswith("daily"))
+    assert daily_line.split()[-1] == "2"  # pending and unsubscribed readers do not count
+    assert next(line for line in lines if line.startswith("offers")).split()[-1] == "0"
+
+
+@pytest.mark.parametrize(
+    "slug", ["Daily", "daily digest", "-daily", "daily-", "a--b", "daily_1", "é", "x" * 65]
+)
+def test_newsletters_create_rejects_bad_slugs_and_stores_nothing(
+    cli_env: dict[str, str], slug: str
+) -> None:
+    invoke("db", "upgrade")
+    result = invoke("newsletters", "create", "--name", "Name", "--", slug)
+    assert result.exit_code == 1
+    assert "invalid slug" in result.output
+    with session_scope(database_url(cli_env)) as db:
+        assert db.scalar(select(func.count()).select_from(Newsletter)) == 0
+
+
+def test_newsletters_create_refuses_a_duplicate_slug(cli_env: dict[str, str]) -> None:
+    invoke("db", "upgrade")
+    assert invoke("newsletters", "create", "daily", "--name", "Daily").exit_code == 0
+    again = invoke("newsletters", "create", "daily", "--name", "Another")
+    assert again.exit_code == 1
+    assert "already exists" in again.output
+    with session_scope(database_url(cli_env)) as db:
+        names = db.scalars(select(Newsletter.name)).all()
+    assert names == ["Daily"]
+
+
+def test_newsletters_create_validates_kind_and_name(cli_env: dict[str, str]) -> None:
+    invoke("db", "upgrade")
+    bad_kind = invoke("newsletters", "create", "x", "--name", "X", "--kind", "blast")
+    assert bad_kind.exit_code == 2
+    assert "'blast' is not one of 'digest', 'campaign'" in bad_kind.output
+    empty_name = invoke("newsletters", "create", "x", "--name", "  ")
+    assert empty_name.exit_code == 1
+    assert "needs a name" in empty_name.output
+
+
+def test_newsletters_list_when_there_are_none_says_how_to_create_one(
+    cli_env: dict[str, str],
+) -> None:
+    invoke("db", "upgrade")
+    result = invoke("newsletters", "list")
+    assert result.exit_code == 0
+    assert "newsletter newsletters create" in result.output
+
+
+def test_tokens_create_prints_a_working_token_once_and_revoke_disables_it(
+    cli_env: dict[str, str],
+) -> None:
+    invoke("db", "upgrade")
+    created = CliRunner().invoke(cli, ["tokens", "create", "cms"], catch_exceptions=False)
+    assert created.exit_code == 0
+    token = created.stdout.strip()
+    assert token.startswith("nlt_") and "\n" not in token
+    assert "only its hash is kept" in created.stderr
+
+    with session_scope(database_url(cli_env)) as db:
+        row = authenticate(db, token)
+        assert row is not None and row.name == "cms"
+        token_id = row.id
+
+    listed = invoke("tokens", "list")
+    assert "cms" in listed.output and "active" in listed.output
+    assert token not in listed.output
+
+    assert invoke("tokens", "revoke", str(token_id)).exit_code == 0
+    with session_scope(database_url(cli_env)) as db:
+        assert authenticate(db, token) is None
+    assert "revoked" in invoke("tokens", "list").output
+
+    again = invoke("tokens", "revoke", str(token_id))
+    assert again.exit_code == 1
+    assert f"no active token with id {token_id}" in again.output
+
+
+def test_tokens_create_needs_a_name(cli_env: dict[str, str]) -> None:
+    invoke("db", "upgrade")
+    result = invoke("tokens", "create", "  ")
+    assert result.exit_code == 1
+    assert "needs a name" in result.output
+
+
+def test_subscribers_export_prints_json_or_says_there_is_nobody(cli_env: dict[str, str]) -> None:
+    invoke("db", "upgrade")
+    with session_scope(database_url(cli_env)) as db:
+        reader = Subscriber(
+            email="Reader@Example.com",
+            email_key="reader@example.com",
+            name="Ada",
+            status=SubscriberStatus.ACTIVE,
+        )
+        db.add(reader)
+
+    found = invoke("subscribers", "export", "reader@example.com")
+    assert found.exit_code == 0, found.output
+    data = json.loads(found.output)
+    assert "Reader@Example.com" in json.dumps(data)
+
+    missing = invoke("subscribers", "export", "nobody@example.com")
+    assert missing.exit_code == 1
+    assert "no subscriber" in missing.output
+
+    invalid = invoke("subscribers", "export", "not an address")
+    assert invalid.exit_code == 1
+    assert "not valid" in invalid.output
+
+
+def test_check_reports_each_part_and_fails_when_the_database_is_not_migrated(
+    cli_env: dict[str, str],
+) -> None:
+    before = invoke("check")
+    assert before.exit_code == 1
+    assert re.search(r"FAIL\s+database .*newsletter db upgrade", before.output)
+
+    invoke("db", "upgrade")
+    after = invoke("check")
+    assert after.exit_code == 0, after.output
+    for name in ("settings", "database", "broker", "mail"):
+        assert re.search(rf"(OK|WARN)\s+{name}\b", after.output)
+    assert "All checks passed." in after.output
+
+
+def test_check_fails_for_an_unreachable_smtp_server(
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    invoke("db", "upgrade")
+    monkeypatch.setenv("NEWSLETTER_SMTP_URL", f"smtp://u:secret@127.0.0.1:{free_port()}")
+    result = invoke("check")
+    assert result.exit_code == 1
+    assert re.search(r"FAIL\s+mail\s+smtp://u:\*\*\*@127\.0\.0\.1", result.output)
+    assert "secret" not in result.output
+
+
+def test_flask_cli_conventions_hold(cli_env: dict[str, str]) -> None:
+    routes = invoke("routes")
+    assert routes.exit_code == 0
+    assert "/healthz" in routes.output and "/dev/mail/" in routes.output
+
+
+# --- as a real process -------------------------------------------------------------------------
+
+
+def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `newsletter ARGS` in a subprocess with NEWSLETTER_* = env only."""
+    full = base_env(NEWSLETTER_DATA_DIR=str(tmp_path), **env)
+    return run_newsletter(args, full, check=False, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["db", "upgrade"], ["newsletters", "list"], ["web"], ["worker"], ["beat"], ["dev"], ["check"]],
+)
+def test_production_without_a_secret_is_one_clear_line_and_exit_2(
+    tmp_path: Path, args: list[str]
+) -> None:
+    result = run(args, tmp_path, NEWSLETTER_ENV="production")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("Error: NEWSLETTER_SECRET_KEY is unset")
+
+
+def test_a_malformed_setting_names_the_variable(tmp_path: Path) -> None:
+    result = run(["db", "upgrade"], tmp_path, NEWSLETTER_BATCH_SIZE="lots")
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: NEWSLETTER_BATCH_SIZE")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_database_that_is_not_migrated_gets_a_hint_not_a_traceback(tmp_path: Path) -> None:
+    result = run(["newsletters", "list"], tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "`newsletter db upgrade`" in result.stderr
+
+
+def test_an_unreachable_database_gets_a_clear_message(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/nothing"
+    result = run(["tokens", "list"], tmp_path, NEWSLETTER_DATABASE_URL=url)
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: database problem:")
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_command_is_a_usage_error(tmp_path: Path) -> None:
+    result = run(["sned"], tmp_path)
+    assert result.returncode == 2
+    assert "No such command 'sned'" in result.stderr
+
+
+def test_version_and_help(tmp_path: Path) -> None:
+    version = run(["--version"], tmp_path)
+    assert version.returncode == 0
+    assert re.match(r"newsletter \d+\.\d+", version.stdout)
+    helptext = run(["--help"], tmp_path)
+    for name in ("dev", "web", "worker", "beat", "db", "newsletters", "tokens", "subscribers"):
+        assert re.search(rf"^\s+{name}\s", helptext.stdout, re.MULTILINE), name
+
+
+def test_dev_refuses_production(tmp_path: Path) -> None:
+    result = run(["dev"], tmp_path, NEWSLETTER_ENV="production", NEWSLETTER_SECRET_KEY=SECRET_KEY)
+    assert result.returncode == 2
+    assert "for development" in result.stderr
+
+
+def test_dev_refuses_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run(["dev", "--port", str(port)], tmp_path)
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port} is already in use" in result.stderr
+
+
+def children_of(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while a process with this id exists (and is not a zombie)."""
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+class Dev:
+    """`newsletter dev` as a subprocess, output collected in a file."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.log = tmp_path / "dev.log"
+        env = base_env(NEWSLETTER_DATA_DIR=str(tmp_path / "data"))
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [*NEWSLETTER, "dev", "--port", str(self.port)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, pattern: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if re.search(pattern, self.output()):
+                return
+            if self.proc.poll() is not None:
+                pytest.fail(f"newsletter dev exited {self.proc.returncode}:\n{self.output()}")
+            time.sleep(0.2)
+        pytest.fail(f"newsletter dev never printed {pattern!r}:\n{self.output()}")
+
+    def cleanup(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.mark.slow
+def test_dev_prepares_demo_data_runs_all_parts_and_stops_cleanly_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    dev = Dev(tmp_path)
+    try:
+        dev.wait_for(r"dev mail viewer\s+http://127\.0\.0\.1:\d+/dev/mail/")
+        dev.wait_for(r"worker \| .* ready\.")
+        dev.wait_for(r"beat\s+\| .*beat: Starting")
+        out = dev.output()
+        assert "Created demo newsletters: daily, weekly, offers, announcements." in out
+        assert re.search(r"Demo feed: .*sample-feed\.xml: \d+ new", out), out
+
+        base = f"http://127.0.0.1:{dev.port}"
+        health = requests.get(f"{base}/healthz", timeout=5)
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert requests.get(f"{base}/dev/mail/", timeout=5).status_code == 200
+
+        db = f"sqlite:///{tmp_path / 'data' / 'newsletter.db'}"
+        with session_scope(db) as session:
+            slugs = {
+                n.slug: (n.kind.value, n.default_frequency.value)
+                for n in session.scalars(select(Newsletter))
+            }
+        dispose_engines()
+        assert slugs == {
+            "daily": ("digest", "daily"),
+            "weekly": ("digest", "weekly"),
+            "offers": ("campaign", "daily"),
+            "announcements": ("campaign", "daily"),
+        }
+
+        children = children_of(dev.proc.pid)
+        assert len(children) == 3
+        dev.proc.send_signal(signal.SIGINT)
+        assert dev.proc.wait(timeout=40) == 0
+        assert "Stopping web, worker and beat" in dev.output()
+        assert not [pid for pid in children if alive(pid)]
+    finally:
+        dev.cleanup()
+
+
+@pytest.mark.slow
+def test_dev_seeding_is_idempotent_and_a_dead_child_stops_the_rest(tmp_path: Path) -> None:
+    dev = Dev(tmp_path)
+    try:
+        dev.wait_for(r"worker \| .* ready\.")
+        children = children_of(dev.proc.pid)
+        commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children}
+        worker = next(pid for pid, cmd in commands.items() if b"\0worker\0" in cmd)
+        os.kill(worker, signal.SIGKILL)
+
+        assert dev.proc.wait(timeout=40) == 1
+        assert re.search(r"worker was killed by SIGKILL; stopping the others", dev.output())
+        assert not [pid for pid in children if alive(pid)]
+    finally:
+        dev.cleanup()
+
+    # A second run finds the demo newsletters already there.
+    again = Dev(tmp_path)
+    try:
+        again.wait_for(r"dev mail viewer")
+        assert "Created demo newsletters" not in again.output()
+        again.proc.send_signal(signal.SIGTERM)
+        assert again.proc.wait(timeout=40) == 0
+    finally:
+        again.cleanup()
+
+
+@pytest.mark.slow
+def test_web_serves_the_app_with_gunicorn(tmp_path: Path) -> None:
+    env = base_env(
+        NEWSLETTER_DATA_DIR=str(tmp_path),
+        NEWSLETTER_ENV="production",
+        NEWSLETTER_SECRET_KEY=SECRET_KEY,
+    )
+    run_newsletter(["db", "upgrade"], env)
+    with WebProcess(env, tmp_path / "web.log", workers=2) as web:
+        response = requests.get(f"{web.url}/healthz", timeout=5)
+        assert response.json() == {"status": "ok", "database": "ok"}
+        assert response.headers["Cache-Control"] == "no-store"
+        assert requests.get(f"{web.url}/dev/mail/", timeout=5).status_code == 404  # production
+        assert re.search(r"Booting worker with pid", web.log_text())
+    assert not web.alive
