@@ -1,0 +1,129 @@
+"""Settings from NEWSLETTER_* variables: embedded defaults, parsing, and refusals that say why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from newsletter.settings import DEFAULT_SECRET_KEY, Settings, SettingsError, redact_url
+
+GOOD_SECRET = "s" * 40
+
+
+def test_unset_means_embedded_defaults_under_the_data_dir(tmp_path: Path) -> None:
+    s = Settings.from_env({"NEWSLETTER_DATA_DIR": str(tmp_path / "data")})
+    data = (tmp_path / "data").resolve()
+    assert s.env == "development"
+    assert s.data_dir == data
+    assert s.database_url == f"sqlite:///{data / 'newsletter.db'}"
+    assert s.broker_url == "filesystem://"
+    assert s.broker_is_embedded
+    assert s.broker_dir == data / "broker"
+    assert s.mail_capture_dir == data / "mail"
+
+
+def test_relative_data_dir_is_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = Settings.from_env({})
+    assert s.data_dir == (tmp_path / "instance").resolve()
+    assert s.data_dir.is_absolute()
+
+
+def test_values_are_parsed_by_the_type_of_their_default(tmp_path: Path) -> None:
+    s = Settings.from_env(
+        {
+            "NEWSLETTER_DATA_DIR": str(tmp_path),
+            "NEWSLETTER_BATCH_SIZE": " 250 ",
+            "NEWSLETTER_SMTP_TIMEOUT": "2.5",
+            "NEWSLETTER_FEEDS": "https://a.example/feed, ,https://b.example/rss ",
+            "NEWSLETTER_SITE_NAME": "  The Evening Post  ",
+            "NEWSLETTER_DATABASE_URL": "postgresql+psycopg://u@db/newsletter",
+            "NEWSLETTER_BROKER_URL": "redis://redis:6379/0",
+            "NEWSLETTER_SMTP_URL": "smtp://mail:1025",
+            "UNRELATED": "ignored",
+        }
+    )
+    assert s.batch_size == 250
+    assert s.smtp_timeout == 2.5
+    assert s.feeds == ("https://a.example/feed", "https://b.example/rss")
+    assert s.site_name == "The Evening Post"
+    assert s.database_url == "postgresql+psycopg://u@db/newsletter"
+    assert not s.broker_is_embedded
+    assert s.mail_capture_dir is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("NEWSLETTER_BATCH_SIZE", "many"), ("NEWSLETTER_SMTP_TIMEOUT", "soon")],
+)
+def test_a_malformed_value_names_its_variable(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{name}: "):
+        Settings.from_env({"NEWSLETTER_DATA_DIR": str(tmp_path), name: value})
+
+
+def test_unknown_environment_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="NEWSLETTER_ENV must be one of"):
+        Settings.from_env({"NEWSLETTER_DATA_DIR": str(tmp_path), "NEWSLETTER_ENV": "prod"})
+
+
+@pytest.mark.parametrize("secret", [None, DEFAULT_SECRET_KEY, ""])
+def test_production_refuses_the_default_or_missing_secret(
+    tmp_path: Path, secret: str | None
+) -> None:
+    env = {"NEWSLETTER_DATA_DIR": str(tmp_path), "NEWSLETTER_ENV": "production"}
+    if secret is not None:
+        env["NEWSLETTER_SECRET_KEY"] = secret
+    with pytest.raises(SettingsError, match=r"NEWSLETTER_SECRET_KEY .*secrets\.token_urlsafe"):
+        Settings.from_env(env)
+
+
+def test_production_refuses_a_short_secret_and_accepts_a_long_one(tmp_path: Path) -> None:
+    env = {"NEWSLETTER_DATA_DIR": str(tmp_path), "NEWSLETTER_ENV": "production"}
+    with pytest.raises(SettingsError, match="at least 32 characters"):
+        Settings.from_env({**env, "NEWSLETTER_SECRET_KEY": "short-but-not-default"})
+    s = Settings.from_env({**env, "NEWSLETTER_SECRET_KEY": GOOD_SECRET})
+    assert s.is_production
+
+
+def test_development_accepts_the_default_secret(tmp_path: Path) -> None:
+    assert Settings.from_env({"NEWSLETTER_DATA_DIR": str(tmp_path)}).secret_key == (
+        DEFAULT_SECRET_KEY
+    )
+
+
+@pytest.mark.parametrize("url", ["http://mail.example.com", "sendmail:///usr/sbin/sendmail"])
+def test_unsupported_mail_transports_are_refused(tmp_path: Path, url: str) -> None:
+    with pytest.raises(SettingsError, match="NEWSLETTER_SMTP_URL must start with smtp://"):
+        Settings.from_env({"NEWSLETTER_DATA_DIR": str(tmp_path), "NEWSLETTER_SMTP_URL": url})
+
+
+def test_batch_size_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="NEWSLETTER_BATCH_SIZE must be at least 1"):
+        Settings.from_env({"NEWSLETTER_DATA_DIR": str(tmp_path), "NEWSLETTER_BATCH_SIZE": "0"})
+
+
+def test_capture_url_with_an_explicit_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "outbox"
+    s = Settings.from_env(
+        {"NEWSLETTER_DATA_DIR": str(tmp_path), "NEWSLETTER_SMTP_URL": f"capture://{folder}"}
+    )
+    assert s.mail_capture_dir == folder
+
+
+def test_redact_url_hides_only_the_password() -> None:
+    assert redact_url("smtp://user:hunter2@mail.example.com:587?starttls=true") == (
+        "smtp://user:***@mail.example.com:587?starttls=true"
+    )
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_addresses_derived_from_the_sender() -> None:
+    s = Settings(mail_from="The Evening Post <news@post.example.org>")
+    assert s.mail_from_domain == "post.example.org"
+    assert s.unsubscribe_address == "unsubscribe@post.example.org"
+    assert Settings(unsubscribe_mailto="leave@post.example.org").unsubscribe_address == (
+        "leave@post.example.org"
+    )
