@@ -1,0 +1,61 @@
+"""Turn a rendered mail into a test mail: "[TEST]" before the subject, signature renewed.
+
+Works on the prebuilt bytes (the renderer's output), so a test shows exactly what readers get.
+"""
+
+from __future__ import annotations
+
+import re
+from email.header import decode_header, make_header
+from email.message import EmailMessage
+from email.policy import SMTP
+
+from newsletter.settings import Settings
+
+PREFIX = "[TEST]"
+_FIELD = re.compile(rb"^([!-9;-~]+):", re.ASCII)
+
+
+def _fields(head: bytes) -> list[list[bytes]]:
+    """Header fields as lists of physical lines (a field plus its folded continuations)."""
+    fields: list[list[bytes]] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1].append(line)
+        else:
+            fields.append([line])
+    return fields
+
+
+def _name(field: list[bytes]) -> bytes:
+    match = _FIELD.match(field[0])
+    return match.group(1).lower() if match else b""
+
+
+def mark_as_test(settings: Settings, message: bytes) -> bytes:
+    """Prefix the Subject with "[TEST]", drop an old DKIM-Signature and sign again if set up."""
+    head, sep, body = message.partition(b"\r\n\r\n")
+    fields = []
+    for field in _fields(head):
+        name = _name(field)
+        if name == b"dkim-signature":
+            continue
+        if name == b"subject":
+            raw = b"\r\n".join(field).split(b":", 1)[1].decode("ascii", "replace")
+            old = str(make_header(decode_header(raw.replace("\r\n", "").strip())))
+            fresh = EmailMessage(policy=SMTP)
+            fresh["Subject"] = f"{PREFIX} {old}".strip()
+            field = fresh.as_bytes().split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+        fields.append(field)
+    result = b"\r\n".join(b"\r\n".join(f) for f in fields) + sep + body
+    return _sign(settings, result)
+
+
+def _sign(settings: Settings, message: bytes) -> bytes:
+    """DKIM-sign when configured (the mail layer may not offer signing yet: then unsigned)."""
+    try:
+        from newsletter.mail.dkim import DKIMSigner
+    except ImportError:
+        return message
+    signer = DKIMSigner.from_settings(settings)
+    return message if signer is None else signer.sign(message)
