@@ -795,13 +795,10 @@ def subscriptions_of(
     session: Session, subscriber_id: int
 ) -> Sequence[tuple[Subscription, Newsletter]]:
     """A reader's subscriptions with their lists, in list order (for pages and mails)."""
-    return (
-        session.execute(
-            select(Subscription, Newsletter)
-            .join(Newsletter, Newsletter.id == Subscription.newsletter_id)
-            .where(Subscription.subscriber_id == subscriber_id)
-            .order_by(Newsletter.position, Newsletter.id)
-        )
-        .tuples()
-        .all()
+    rows = session.execute(
+        select(Subscription, Newsletter)
+        .join(Newsletter, Newsletter.id == Subscription.newsletter_id)
+        .where(Subscription.subscriber_id == subscriber_id)
+        .order_by(Newsletter.position, Newsletter.id)
     )
+    return [(sub, newsletter) for sub, newsletter in rows]

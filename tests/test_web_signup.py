@@ -1,0 +1,447 @@
+"""The signup path through the web: page, embed, cross-site post, confirmation, welcome mail."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
+
+from newsletter.db import dispose_engines
+from newsletter.models import (
+    ConsentRecord,
+    Subscriber,
+    SubscriberStatus,
+    SubscriptionStatus,
+)
+from newsletter.settings import Settings
+from tests.support.readers import (
+    Lists,
+    csrf_token,
+    html_part,
+    link_in,
+    mails,
+    mails_to,
+    make_lists,
+    path_of,
+    row_counts,
+    text_part,
+)
+from tests.support.smtp import SMTPSink
+
+
+def make_eager(app: Flask) -> Flask:
+    """Run enqueued tasks in-process so a web test can read the mail they produce."""
+    celery = app.extensions["celery"]
+    celery.conf.task_always_eager = True
+    celery.conf.task_eager_propagates = True
+    return app
+
+
+@pytest.fixture
+def lists(db: Session) -> Lists:
+    return make_lists(db)
+
+
+@pytest.fixture
+def eager_client(app: Flask, lists: Lists) -> FlaskClient:
+    return make_eager(app).test_client()
+
+
+@pytest.fixture
+def app_with() -> Iterator[Callable[..., Flask]]:
+    """Build an app over modified settings (for limits, caps, SMTP)."""
+    from newsletter import create_app
+
+    def build(settings: Settings, **changes: Any) -> Flask:
+        return make_eager(create_app(replace(settings, **changes)))
+
+    yield build
+    dispose_engines()
+
+
+def signup(client: FlaskClient, address: str, *slugs: str, **extra: str) -> TestResponse:
+    data: dict[str, Any] = {"csrf_token": csrf_token(client), "email": address}
+    if slugs:
+        data["newsletter"] = list(slugs)
+    data.update(extra)
+    return client.post("/", data=data)
+
+
+def confirm_path(settings: Settings, address: str) -> str:
+    found = mails_to(settings, address)
+    assert found, f"no mail to {address}"
+    return path_of(link_in(found[-1], "/confirm/"))
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+
+def test_signup_page_is_a_real_stay_in_touch_box(client: FlaskClient, lists: Lists) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "Stay in touch" in html
+    assert "To be updated with all the latest news, offers and special announcements." in html
+    assert "The Daily Brief" in html
+    assert '<link rel="stylesheet" href="/static/site.css">' in html
+    # Public lists in position order, none ticked, the private list absent.
+    order = [m for m in re.findall(r'value="(daily|weekend|offers|staff)"', html)]
+    assert order == ["daily", "weekend", "offers"]
+    assert " checked" not in html
+    # Labelled inputs, a live region for messages, the consent text.
+    assert '<label class="field__label" for="email">Email address</label>' in html
+    assert 'aria-live="assertive"' in html
+    assert "We keep a record of your consent" in html
+    # The honeypot is hidden from people, screen readers and the tab order.
+    honeypot = re.search(r'<div class="hp" aria-hidden="true">.*?</div>', html, re.S)
+    assert honeypot is not None
+    assert 'tabindex="-1"' in honeypot.group(0) and 'autocomplete="off"' in honeypot.group(0)
+    css = client.get("/static/site.css")
+    assert css.status_code == 200 and b".signup" in css.get_data()
+    css.close()
+
+
+def test_signup_link_for_one_list_preticks_only_that_list(
+    client: FlaskClient, lists: Lists
+) -> None:
+    html = client.get("/?newsletter=offers").get_data(as_text=True)
+    ticked = re.findall(r'value="([a-z]+)" checked', html)
+    assert ticked == ["offers"]
+    # An unknown slug in a link just ticks nothing.
+    assert " checked" not in client.get("/?newsletter=nope").get_data(as_text=True)
+
+
+def test_single_public_list_needs_no_checkbox(client: FlaskClient, db: Session) -> None:
+    from newsletter.models import Newsletter
+
+    db.add(Newsletter(slug="only", name="The Only List"))
+    db.commit()
+    html = client.get("/").get_data(as_text=True)
+    assert 'type="checkbox"' not in html
+    assert '<input type="hidden" name="newsletter" value="only">' in html
+
+
+# --- double opt-in -----------------------------------------------------------------------------
+
+
+def test_signup_confirm_welcome_end_to_end(
+    eager_client: FlaskClient, settings: Settings, db: Session, lists: Lists
+) -> None:
+    response = signup(eager_client, "Reader@Example.com", "daily", "offers", name="Rita")
+    assert response.status_code == 200
+    assert "Check your inbox" in response.get_data(as_text=True)
+    subscriber = db.scalar(select(Subscriber).where(Subscriber.email_key == "reader@example.com"))
+    assert subscriber is not None and subscriber.status == SubscriberStatus.PENDING
+
+    [confirmation] = mails(settings)
+    assert confirmation["To"] == "Reader@example.com"
+    assert confirmation.get_content_type() == "multipart/alternative"
+    assert "Morning Briefing" in text_part(confirmation)
+    path = confirm_path(settings, "reader@example.com")
+
+    # Opening the link (what a mail scanner does) changes nothing.
+    before = row_counts(db)
+    page = eager_client.get(path)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'id="confirm-form" method="post"' in html
+    assert "Yes, confirm my subscription" in html
+    assert '<script src="/static/confirm.js" defer></script>' in html
+    assert not re.search(r"\son[a-z]+=", html), "no inline event handlers"
+    assert row_counts(db) == before
+    db.expire_all()
+    assert db.get(Subscriber, subscriber.id).status == SubscriberStatus.PENDING  # type: ignore[union-attr]
+
+    done = eager_client.post(path)
+    assert done.status_code == 200
+    assert "You're subscribed" in done.get_data(as_text=True)
+    db.expire_all()
+    subscriber = db.get(Subscriber, subscriber.id)
+    assert subscriber is not None and subscriber.status == SubscriberStatus.ACTIVE
+    assert {s.status for s in subscriber.subscriptions} == {SubscriptionStatus.ACTIVE}
+    record = db.scalar(select(ConsentRecord).where(ConsentRecord.subscriber_id == subscriber.id))
+    assert record is not None and record.confirmed_at is not None
+    assert record.signup_ip == "127.0.0.1" and record.confirm_ip == "127.0.0.1"
+
+    welcome = mails(settings)[-1]
+    assert welcome["Subject"] == "Welcome to The Daily Brief"
+    assert "Welcome, Rita!" in html_part(welcome)
+    assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "/unsubscribe/" in welcome["List-Unsubscribe"]
+    assert welcome["List-Id"] == "Morning Briefing <daily.news.example.com>"
+    assert "/preferences/" in text_part(welcome)
+
+    # A second click: the same friendly page, no second welcome.
+    again = eager_client.post(path)
+    assert again.status_code == 200 and "You're subscribed" in again.get_data(as_text=True)
+    assert len(mails(settings)) == 2
+    assert eager_client.get(path).status_code == 200  # the link still shows a page
+
+
+def test_confirmation_mail_never_carries_the_typed_name(
+    eager_client: FlaskClient, settings: Settings, lists: Lists
+) -> None:
+    spam = "Cheap pills at spam-shop dot example"
+    signup(eager_client, "victim@example.com", "daily", name=spam)
+    [confirmation] = mails(settings)
+    raw = confirmation.as_string()
+    assert spam not in raw and "spam-shop" not in raw
+    assert confirmation["To"] == "victim@example.com"
+
+
+def test_expired_confirmation_link_is_410_offering_signup(
+    eager_client: FlaskClient, app: Flask, settings: Settings, db: Session, lists: Lists
+) -> None:
+    import time
+
+    signup(eager_client, "late@example.com", "daily")
+    path = confirm_path(settings, "late@example.com")
+    time.sleep(1.1)
+    app.extensions["newsletter.settings"] = replace(settings, confirm_expiry_days=0)
+    before = row_counts(db)
+    for response in (eager_client.get(path), eager_client.post(path)):
+        assert response.status_code == 410
+        html = response.get_data(as_text=True)
+        assert "expired" in html and "Sign up again" in html
+    assert row_counts(db) == before
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: t[:-4] + ("AAAA" if not t.endswith("AAAA") else "BBBB"),  # bad signature
+        lambda t: "not-a-token",
+        lambda t: t.split(".")[0],  # payload only
+    ],
+)
+def test_tampered_confirmation_link_is_400(
+    eager_client: FlaskClient, settings: Settings, db: Session, lists: Lists, mangle: Any
+) -> None:
+    signup(eager_client, "tamper@example.com", "daily")
+    path = confirm_path(settings, "tamper@example.com")
+    token = path.rsplit("/", 1)[1]
+    before = row_counts(db)
+    bad = f"/confirm/{mangle(token)}"
+    for response in (eager_client.get(bad), eager_client.post(bad)):
+        assert response.status_code == 400
+        assert "This link does not work" in response.get_data(as_text=True)
+    assert row_counts(db) == before
+
+
+# --- embed and cross-site post -------------------------------------------------------------------
+
+
+def test_embed_page_may_be_framed_by_the_news_site_only(client: FlaskClient, lists: Lists) -> None:
+    response = client.get("/embed?newsletter=daily")
+    assert response.status_code == 200
+    assert "X-Frame-Options" not in response.headers
+    csp = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'self' https://news.example.com" in csp
+    html = response.get_data(as_text=True)
+    assert 'action="/embed"' in html and "Stay in touch" in html
+    assert 'name="csrf_token"' not in html
+    assert re.findall(r'value="([a-z]+)" checked', html) == ["daily"]
+    # Every other page refuses frames.
+    assert client.get("/").headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in client.get("/").headers["Content-Security-Policy"]
+
+
+def test_embed_post_needs_no_csrf_and_answers_compactly(
+    eager_client: FlaskClient, settings: Settings, lists: Lists
+) -> None:
+    response = eager_client.post(
+        "/embed", data={"email": "frame@example.com", "newsletter": "daily", "embed": "1"}
+    )
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "Check your inbox" in html and 'class="embed"' in html
+    assert "X-Frame-Options" not in response.headers
+    assert len(mails_to(settings, "frame@example.com")) == 1
+
+
+def test_signup_page_post_requires_csrf(client: FlaskClient, db: Session, lists: Lists) -> None:
+    before = row_counts(db)
+    response = client.post("/", data={"email": "nocsrf@example.com", "newsletter": "daily"})
+    assert response.status_code == 400
+    assert "Form expired" in response.get_data(as_text=True)
+    assert row_counts(db) == before
+
+
+def test_cross_site_post_redirects_to_allowed_next(
+    eager_client: FlaskClient, settings: Settings, lists: Lists
+) -> None:
+    response = eager_client.post(
+        "/subscribe",
+        data={
+            "email": "site@example.com",
+            "newsletter": "daily",
+            "next": "https://news.example.com/politics/story?id=7#signup",
+        },
+        headers={"Referer": "https://news.example.com/politics/story?id=7"},
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == (
+        "https://news.example.com/politics/story?id=7&subscribed=1#signup"
+    )
+    assert len(mails_to(settings, "site@example.com")) == 1
+
+
+def test_cross_site_post_without_list_uses_the_main_list(
+    eager_client: FlaskClient, db: Session, lists: Lists
+) -> None:
+    response = eager_client.post(
+        "/subscribe",
+        data={"email": "plain@example.com"},
+        headers={"Referer": "https://news.example.com/"},
+    )
+    assert response.status_code == 200
+    record = db.scalar(select(ConsentRecord))
+    assert record is not None
+    assert record.newsletter_slugs == ["daily"]
+    assert record.source == "https://news.example.com/"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/",
+        "///evil.example/",
+        "/\\evil.example/",
+        "https:/\\evil.example",
+        "https://news.example.com\\@evil.example/",
+        "https://news.example.com@evil.example/",
+        "https://user:pw@news.example.com/",
+        "https://news.example.com.evil.example/",
+        "https://evil.example/?https://news.example.com/",
+        "https://evil.example#@news.example.com",
+        "javascript:alert(1)//news.example.com",
+        "data:text/html,hi",
+        "ftp://news.example.com/",
+        "https://news.example.com./",
+        "https://news.example.com:99999/",
+        "/relative/path",
+        "news.example.com/path",
+        "https://news.example.com /x",
+        "https://n\u0435ws.example.com/",  # a Cyrillic letter that looks like "e"
+        "https://news.example.com%2F@evil.example/",
+    ],
+)
+def test_no_open_redirect(
+    eager_client: FlaskClient, settings: Settings, lists: Lists, target: str
+) -> None:
+    response = eager_client.post(
+        "/subscribe", data={"email": "redir@example.com", "newsletter": "daily", "next": target}
+    )
+    assert response.status_code == 200, target
+    assert "Location" not in response.headers
+    assert "Check your inbox" in response.get_data(as_text=True)
+
+
+def test_allowed_next_accepts_http_and_case(eager_client: FlaskClient, lists: Lists) -> None:
+    for target, expected in [
+        ("http://NEWS.example.com/a", "http://news.example.com/a?subscribed=1"),
+        ("https://news.example.com", "https://news.example.com?subscribed=1"),
+        ("https://news.example.com/?subscribed=0", "https://news.example.com/?subscribed=1"),
+    ]:
+        response = eager_client.post(
+            "/subscribe", data={"email": "ok@example.com", "newsletter": "daily", "next": target}
+        )
+        assert response.status_code == 303
+        assert response.headers["Location"] == expected
+
+
+# --- honeypot, limits, cap -----------------------------------------------------------------------
+
+
+def test_honeypot_answers_like_success_and_does_nothing(
+    eager_client: FlaskClient, settings: Settings, db: Session, lists: Lists
+) -> None:
+    real = signup(eager_client, "human@example.com", "daily")
+    before = row_counts(db)
+    mail_count = len(mails(settings))
+    bot = signup(eager_client, "bot@example.com", "daily", website="http://spam.example")
+    assert bot.status_code == real.status_code == 200
+    assert bot.get_data() == real.get_data()
+    assert row_counts(db) == before
+    assert len(mails(settings)) == mail_count
+    # Same for the redirecting endpoint.
+    data = {"email": "bot@example.com", "next": "https://news.example.com/", "website": "x"}
+    response = eager_client.post("/subscribe", data=data)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "https://news.example.com/?subscribed=1"
+    assert row_counts(db) == before
+
+
+def test_flood_from_one_ip_is_429(
+    app_with: Callable[..., Flask], settings: Settings, db: Session, lists: Lists
+) -> None:
+    client = app_with(settings, signup_rate_limit="3/minute").test_client()
+    token = csrf_token(client)
+    statuses = [
+        client.post(
+            "/", data={"csrf_token": token, "email": f"f{i}@example.com", "newsletter": "daily"}
+        ).status_code
+        for i in range(3)
+    ]
+    assert statuses == [200, 200, 200]
+    before = row_counts(db)
+    blocked = client.post("/subscribe", data={"email": "f9@example.com", "newsletter": "daily"})
+    assert blocked.status_code == 429
+    assert "Too many requests" in blocked.get_data(as_text=True)
+    assert row_counts(db) == before
+    assert client.get("/").status_code == 200  # reading the page is never limited
+
+
+def test_flood_for_one_address_is_429(
+    app_with: Callable[..., Flask], settings: Settings, db: Session, lists: Lists
+) -> None:
+    client = app_with(settings, address_rate_limit="2/hour").test_client()
+    assert signup(client, "target@example.com", "daily").status_code == 200
+    assert signup(client, "TARGET@example.com", "daily").status_code == 200
+    before = row_counts(db)
+    third = signup(client, "target@example.com", "daily")
+    assert third.status_code == 429
+    assert row_counts(db) == before
+    assert signup(client, "someone-else@example.com", "daily").status_code == 200
+
+
+def test_daily_mail_cap_stops_mail_silently(
+    app_with: Callable[..., Flask], settings: Settings, lists: Lists
+) -> None:
+    client = app_with(settings, signup_mails_per_day=2).test_client()
+    responses = [signup(client, "capped@example.com", "daily") for _ in range(4)]
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.get_data() for r in responses}) == 1
+    assert len(mails_to(settings, "capped@example.com")) == 2
+
+
+def test_confirmation_delivered_over_real_smtp(
+    app_with: Callable[..., Flask],
+    smtp_settings: Settings,
+    smtp_sink: SMTPSink,
+    lists: Lists,
+) -> None:
+    client = app_with(smtp_settings).test_client()
+    assert signup(client, "smtp@example.com", "weekend").status_code == 200
+    [received] = smtp_sink.wait_for(1)
+    assert received.rcpt_tos == ["smtp@example.com"]
+    assert received.mail_from == "newsletter@news.example.com"
+    message = received.message
+    assert message["Subject"] == "Please confirm your subscription to The Daily Brief"
+    assert message.get_content_type() == "multipart/alternative"
+    assert b"\r\n" in received.data
+    link = link_in(message, "/confirm/")
+    assert link.startswith("http://127.0.0.1:5000/confirm/")
+    assert client.post(path_of(link)).status_code == 200
+    [_, welcome] = smtp_sink.wait_for(2)
+    assert welcome.message["Subject"] == "Welcome to The Daily Brief"
+    assert "Weekend Reads" in text_part(welcome.message)
