@@ -9,6 +9,7 @@ import logging
 
 from celery import Task, shared_task
 from flask import current_app
+from sqlalchemy.exc import OperationalError
 
 from newsletter.db import session_scope
 from newsletter.mail.transport import TemporaryFailure
@@ -39,6 +40,7 @@ def ingest_feeds() -> dict[str, int]:
     if results:
         log.info("feeds ingested: %s", summary)
     return summary
+
 
 # --- reader flows: signup mails and pending purge (newsletter.subscriptions / notifications) ---
 
@@ -120,3 +122,64 @@ def purge_pending(self: Task) -> dict[str, int]:
         log.info("purged unconfirmed signups: %s", summary)
     return summary
 
+
+# --- dispatch: beat's tick, fan-out and batches (newsletter.schedules / outbox / sending) -------
+
+
+class CeleryQueue:
+    """The dispatch engine's TaskQueue: enqueue Celery tasks (callers commit first)."""
+
+    def fan_out(self, issue_id: int) -> None:
+        """Enqueue the fan-out (or a pump, once fanned out) of a sending issue."""
+        fan_out_task.delay(issue_id)
+
+    def send_batch(self, issue_id: int, delivery_ids: list[int]) -> None:
+        """Enqueue one batch of delivery ids."""
+        send_batch_task.delay(issue_id, delivery_ids)
+
+
+@shared_task(name="newsletter.tick", acks_late=True)
+def tick() -> dict[str, object]:
+    """Beat's periodic job: fire due schedules, start due issues, recover and pump sends."""
+    from newsletter.schedules import tick as run_tick
+
+    report = run_tick(settings(), CeleryQueue())
+    if report.fired or report.started or any(report.maintenance.values()):
+        log.info("tick: fired %s, started %s, %s", report.fired, report.started, report.maintenance)
+    return {"fired": report.fired, "started": report.started, **report.maintenance}
+
+
+@shared_task(
+    name="newsletter.fan_out",
+    acks_late=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=20,
+)
+def fan_out_task(issue_id: int) -> None:
+    """Create an issue's deliveries (resumable) and start its batches; a rerun adds nothing."""
+    from newsletter.outbox import advance
+
+    advance(settings(), issue_id, CeleryQueue())
+
+
+@shared_task(
+    name="newsletter.send_batch",
+    bind=True,
+    acks_late=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=None,  # SMTP outages end; each retry waits up to NEWSLETTER_SEND_RETRY_MAX_SECONDS
+)
+def send_batch_task(self: Task, issue_id: int, delivery_ids: list[int]) -> dict[str, int]:
+    """Send one batch; SMTP 4xx, connection trouble or the rate limit retry it with backoff."""
+    from newsletter.sending import send_batch
+
+    result = send_batch(
+        settings(), issue_id, delivery_ids, queue=CeleryQueue(), retries=self.request.retries
+    )
+    if result.retry_ids:
+        raise self.retry(args=(issue_id, result.retry_ids), countdown=result.retry_in)
+    return {"sent": result.sent, "failed": result.failed, "skipped": result.skipped}
