@@ -142,4 +142,27 @@ def beat_command(loglevel: str) -> None:
     celery_app(settings).start(["beat", f"--loglevel={loglevel.upper()}", f"--schedule={schedule}"])
 
 
-commands = [web_command, worker_command, beat_command]
+@_group.command("ping", with_appcontext=False)
+@click.option(
+    "--node",
+    "nodes",
+    multiple=True,
+    help="Only this worker (e.g. newsletter@HOSTNAME); repeatable.",
+)
+@click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(0.1, 60))
+def ping_command(nodes: tuple[str, ...], timeout: float) -> None:
+    """Ask running workers to answer over the broker; exit 1 when none does (health checks)."""
+    settings = Settings.from_env()
+    # With named nodes, stop waiting as soon as each has answered.
+    replies = celery_app(settings).control.ping(
+        destination=list(nodes) or None, timeout=timeout, limit=len(nodes) or None
+    )
+    answered = sorted(name for reply in replies for name in reply)
+    if not answered:
+        wanted = ", ".join(nodes) if nodes else "any worker"
+        raise click.ClickException(f"no answer from {wanted} within {timeout:g}s")
+    for name in answered:
+        click.echo(f"{name}: pong")
+
+
+commands = [web_command, worker_command, beat_command, ping_command]
