@@ -21,9 +21,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email import quoprimime
 from email.utils import format_datetime
 
 CRLF = "\r\n"
+MAX_QP_LINE = 76  # RFC 2045: encoded lines are at most 76 characters
 HEADER_POLICY = email.policy.SMTP  # folds at 78 columns, CRLF line ends
 # An encoded-word is at most 75 characters: "=?utf-8?b?" + base64 of 45 bytes (60) + "?=".
 _WORD_BYTES = 45
@@ -33,7 +35,18 @@ _PLAIN_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")
 
 def qp(text: str) -> bytes:
     """Quoted-printable of UTF-8 text whose line ends are CRLF (lines start at a line start)."""
-    return binascii.b2a_qp(text.encode("utf-8"), False, True, False)
+    data = text.encode("utf-8")
+    if data.endswith(b"\r\n"):
+        out = binascii.b2a_qp(data, False, True, False)
+    else:
+        # b2a_qp picks CRLF or LF for its soft line breaks from the first line end it sees:
+        # give it one, so a long last line is never broken with a bare LF.
+        out = binascii.b2a_qp(data + b"\r\n", False, True, False)[:-2]
+    if len(out) > MAX_QP_LINE and any(len(line) > MAX_QP_LINE for line in out.split(b"\r\n")):
+        # b2a_qp can make a 77-character line when it encodes whitespace at a line's end;
+        # RFC 2045 allows 76. The pure-Python encoder gets it right (and is rarely needed).
+        out = quoprimime.body_encode(data.decode("latin-1"), MAX_QP_LINE, CRLF).encode("ascii")
+    return out
 
 
 def crlf(text: str) -> str:
@@ -123,6 +136,7 @@ class Encoder:
 
 
 # --- Escaping per-reader values for the HTML part -----------------------------------------------
+
 
 def escape_text(value: str) -> str:
     """Escape for an HTML text node, exactly as the CSS inliner serialises one."""
