@@ -12,6 +12,10 @@ Typical use, with real Redis, PostgreSQL and an aiosmtpd sink::
             worker.start()      # a fresh worker picks up the unacknowledged tasks
             worker.restart()    # graceful stop (warm shutdown) + start
 
+``WebProcess`` runs ``newsletter web`` (gunicorn) on a free port, ready when ``/healthz`` is 200.
+To boot several at once: ``launch()`` each, then ``wait_ready()`` each. ``wait_for_log(regex)``
+waits for a line in the output since the last start; ``log_text()`` returns that output.
+
 Every process runs in its own process group, so ``kill()`` takes its pool children with it and a
 test never leaves processes behind. Output goes to a log file whose tail is put into the
 assertion message when a process fails to become ready or dies (``describe()``).
@@ -127,6 +131,11 @@ class ManagedProcess:
 
     def start(self, timeout: float = 60) -> ManagedProcess:
         """Start the process and block until :meth:`is_ready` (fail the test otherwise)."""
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> ManagedProcess:
+        """Start the process without waiting (start several, then :meth:`wait_ready` each)."""
         assert not self.alive, f"{self.name} is already running"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
@@ -140,6 +149,10 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: kill() reaches pool children
             )
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> ManagedProcess:
+        """Block until :meth:`is_ready`; fail the test with the log tail if it never is."""
         self.wait_until(self.is_ready, timeout, "to become ready")
         return self
 
@@ -173,7 +186,7 @@ class ManagedProcess:
         self.proc.wait(timeout=30)
 
     def __enter__(self) -> ManagedProcess:
-        if not self.alive:
+        if self.proc is None:
             self.start()
         return self
 
