@@ -49,7 +49,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 CATEGORIES = ("world", "business", "technology", "sport", "culture")
-SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"  # noqa: S105
+SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 NEWSLETTER_BIN = str(Path(sys.executable).parent / "newsletter")
 
 
@@ -94,8 +94,11 @@ def sink_process(workdir: Path) -> Iterator[tuple[int, Path]]:
     port = free_port()
     status = workdir / "sink.json"
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "sink.py"), "--port", str(port)]
-        + ["--status-file", str(status), "--save-dir", str(workdir / "sunk"), "--save-count", "3"],
+        [
+            *(sys.executable, str(ROOT / "bench" / "sink.py"), "--port", str(port)),
+            *("--status-file", str(status), "--save-dir", str(workdir / "sunk")),
+            *("--save-count", "3"),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -168,7 +171,7 @@ def seed(url: str, readers: int, chunk: int = 5000) -> float:
     from newsletter.models import Subscription as Sub
 
     started = time.perf_counter()
-    rng = random.Random(42)  # noqa: S311 - reproducible mix, not security
+    rng = random.Random(42)
     engine = get_engine(url)
     now = datetime.now(UTC)
     with Session(engine) as session:

@@ -80,9 +80,9 @@ def test_floor_measures_a_rate(sink: Sink) -> None:
 def test_sink_process_writes_status_and_reports_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     status = tmp_path / "status.json"
+    argv = [sys.executable, str(ROOT / "bench" / "sink.py"), "--port", str(port)]
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "sink.py"), "--port", str(port)]
-        + ["--status-file", str(status)],
+        [*argv, "--status-file", str(status)],
         stdout=subprocess.PIPE,
         text=True,
     )
