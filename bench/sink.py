@@ -146,9 +146,7 @@ class Sink:
                     in_data = False
                     seq = self.counters.add_message(len(body))
                     if self.save_dir is not None and seq <= self.save_count:
-                        (self.save_dir / f"{seq:06d}.eml").write_bytes(
-                            body.replace(b"\r\n..", b"\r\n.")
-                        )
+                        (self.save_dir / f"{seq:06d}.eml").write_bytes(unstuff(body))
                     out.append(b"250 2.0.0 Ok: queued\r\n")
                     continue
                 nl = buf.find(b"\n")
@@ -176,6 +174,12 @@ class Sink:
             if out:  # everything buffered is answered: one write for a pipelined group
                 conn.sendall(b"".join(out))
                 out.clear()
+
+
+def unstuff(body: bytes) -> bytes:
+    """Undo SMTP dot-stuffing of a received body."""
+    body = body.replace(b"\r\n..", b"\r\n.")
+    return body[1:] if body.startswith(b"..") else body
 
 
 def _write_status(path: Path | None, counters: Counters) -> None:
