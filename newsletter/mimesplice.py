@@ -63,6 +63,7 @@ class Literal:
     head_qp: bytes  # QP of ``head`` when it starts a line
     body_qp: bytes  # QP of the complete lines after ``head``
     tail: str  # after the last CRLF: a partial line, joined with what follows per reader
+    tail_qp: bytes  # QP of ``tail`` + CRLF: the usual case of a line ended by the next literal
     has_newline: bool
 
     @classmethod
@@ -70,11 +71,20 @@ class Literal:
         """Split ``text`` (CRLF line ends) at its first and last line ends and encode the middle."""
         first = text.find(CRLF)
         if first < 0:
-            return cls(text, text, b"", b"", "", False)
+            return cls(text, text, b"", b"", "", b"", False)
         last = text.rfind(CRLF)
         head = text[: first + 2]
         middle = text[first + 2 : last + 2]
-        return cls(text, head, qp(head), qp(middle) if middle else b"", text[last + 2 :], True)
+        tail = text[last + 2 :]
+        return cls(
+            text,
+            head,
+            qp(head),
+            qp(middle) if middle else b"",
+            tail,
+            qp(tail + CRLF) if tail else b"",
+            True,
+        )
 
 
 @dataclass(frozen=True)
@@ -91,21 +101,27 @@ Segment = Literal | Slot
 class Encoder:
     """Accumulates one part's quoted-printable bytes for one reader."""
 
-    __slots__ = ("out", "pending")
+    __slots__ = ("open_tail", "out", "pending")
 
     def __init__(self) -> None:
         self.out: list[bytes] = []
         self.pending: list[str] = []
+        # The literal whose tail is all that ``pending`` holds, if so (its line is pre-encoded).
+        self.open_tail: Literal | None = None
 
     def literal(self, chunk: Literal) -> None:
         """Append fixed text, re-encoding only a line it shares with per-reader text."""
         if not chunk.has_newline:
             if chunk.text:
                 self.pending.append(chunk.text)
+                self.open_tail = None
             return
         if self.pending:
-            self.pending.append(chunk.head)
-            self.out.append(qp("".join(self.pending)))
+            if self.open_tail is not None and chunk.head == CRLF:
+                self.out.append(self.open_tail.tail_qp)
+            else:
+                self.pending.append(chunk.head)
+                self.out.append(qp("".join(self.pending)))
             self.pending = []
         else:
             self.out.append(chunk.head_qp)
@@ -113,11 +129,15 @@ class Encoder:
             self.out.append(chunk.body_qp)
         if chunk.tail:
             self.pending.append(chunk.tail)
+            self.open_tail = chunk
+        else:
+            self.open_tail = None
 
     def value(self, text: str) -> None:
         """Append a per-reader string (never contains a line break)."""
         if text:
             self.pending.append(text)
+            self.open_tail = None
 
     def segments(self, segments: Sequence[Segment], values: Mapping[str, str]) -> None:
         """Append a run of literals and slots filled from ``values``."""
