@@ -114,9 +114,10 @@ def content_security_policy(response: Response) -> Response:
 # --- signup --------------------------------------------------------------------------------------
 
 
-def consent_text() -> str:
-    """The consent wording shown beside every signup form and recorded with each signup."""
-    return " ".join(render_template("web/_consent.txt").split())
+def consent_text(page: str = "signup") -> str:
+    """The consent wording shown beside a form and recorded, word for word, with what it covers."""
+    template = "web/_consent_preferences.txt" if page == "preferences" else "web/_consent.txt"
+    return " ".join(render_template(template).split())
 
 
 @bp.get("/")
@@ -274,9 +275,11 @@ def _render_signup(
 ) -> tuple[str, int]:
     newsletters = public_newsletters(db())
     selected = {n.slug for n in newsletters if n.slug in preselect or str(n.id) in preselect}
-    action = {
-        "web/embed.html": url_for("public.embed_submit"),
-    }.get(template, url_for("public.signup_submit"))
+    if template == "web/embed.html" and selected and request.method == "GET":
+        # An iframe made for one newsletter offers just that one.
+        newsletters = [n for n in newsletters if n.slug in selected]
+    embed = template == "web/embed.html"
+    action = url_for("public.embed_submit" if embed else "public.signup_submit")
     body = render_template(
         template,
         form=form,
@@ -482,7 +485,7 @@ def preferences_submit(token: str) -> BaseResponse:
         newsletter_ids=frozenset(int(x) for x in form.newsletter.data or []),
         topics=tuple(form.topics.data or []),
         frequencies={nid: Frequency(field.data) for nid, field in form.frequency_fields()},
-        consent_text=consent_text(),
+        consent_text=consent_text("preferences"),
         consent_version=settings().consent_version,
     )
     try:
@@ -570,7 +573,7 @@ def _render_preferences(
         unsubscribe_all_url=links.unsubscribe_url(
             settings(), subscriber.id, subscriber.token_version, None
         ),
-        consent_text=consent_text(),
+        consent_text=consent_text("preferences"),
         **context,
     )
 
