@@ -9,7 +9,6 @@ import re
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from newsletter.models import (
     SubscriptionStatus,
 )
 from tests.support.smtp import free_port
-from tests.support.worker import NEWSLETTER, SECRET_KEY, WebProcess, base_env, run_newsletter
+from tests.support.worker import SECRET_KEY, DevProcess, WebProcess, base_env, run_newsletter
 
 # --- in-process --------------------------------------------------------------------------------
 
@@ -352,50 +351,15 @@ def alive(pid: int) -> bool:
         return False
 
 
-class Dev:
-    """`newsletter dev` as a subprocess, output collected in a file."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.port = free_port()
-        self.log = tmp_path / "dev.log"
-        env = base_env(NEWSLETTER_DATA_DIR=str(tmp_path / "data"))
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [*NEWSLETTER, "dev", "--port", str(self.port)],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for(self, pattern: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if re.search(pattern, self.output()):
-                return
-            if self.proc.poll() is not None:
-                pytest.fail(f"newsletter dev exited {self.proc.returncode}:\n{self.output()}")
-            time.sleep(0.2)
-        pytest.fail(f"newsletter dev never printed {pattern!r}:\n{self.output()}")
-
-    def cleanup(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @pytest.mark.slow
 def test_dev_prepares_demo_data_runs_all_parts_and_stops_cleanly_on_ctrl_c(
     tmp_path: Path,
 ) -> None:
-    dev = Dev(tmp_path)
-    try:
-        dev.wait_for(r"dev mail viewer\s+http://127\.0\.0\.1:\d+/dev/mail/")
-        dev.wait_for(r"worker \| .* ready\.")
-        dev.wait_for(r"beat\s+\| .*beat: Starting")
-        out = dev.output()
+    dev = DevProcess(base_env(NEWSLETTER_DATA_DIR=str(tmp_path / "data")), tmp_path / "dev.log")
+    with dev:
+        dev.wait_for_log(r"dev mail viewer\s+http://127\.0\.0\.1:\d+/dev/mail/")
+        dev.wait_for_log(r"beat\s+\| .*beat: Starting")
+        out = dev.log_text()
         assert "Created demo newsletters: daily, weekly, offers, announcements." in out
         assert re.search(r"Demo feed: .*sample-feed\.xml: \d+ new", out), out
 
@@ -418,41 +382,32 @@ def test_dev_prepares_demo_data_runs_all_parts_and_stops_cleanly_on_ctrl_c(
             "announcements": ("campaign", "daily"),
         }
 
-        children = children_of(dev.proc.pid)
+        children = children_of(dev.pid)
         assert len(children) == 3
-        dev.proc.send_signal(signal.SIGINT)
-        assert dev.proc.wait(timeout=40) == 0
-        assert "Stopping web, worker and beat" in dev.output()
+        os.kill(dev.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        assert dev.proc is not None and dev.proc.wait(timeout=40) == 0
+        assert "Stopping web, worker and beat" in dev.log_text()
         assert not [pid for pid in children if alive(pid)]
-    finally:
-        dev.cleanup()
 
 
 @pytest.mark.slow
 def test_dev_seeding_is_idempotent_and_a_dead_child_stops_the_rest(tmp_path: Path) -> None:
-    dev = Dev(tmp_path)
-    try:
-        dev.wait_for(r"worker \| .* ready\.")
-        children = children_of(dev.proc.pid)
+    dev = DevProcess(base_env(NEWSLETTER_DATA_DIR=str(tmp_path / "data")), tmp_path / "dev.log")
+    with dev:
+        assert "Created demo newsletters" in dev.log_text()
+        children = children_of(dev.pid)
         commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children}
         worker = next(pid for pid, cmd in commands.items() if b"\0worker\0" in cmd)
         os.kill(worker, signal.SIGKILL)
 
-        assert dev.proc.wait(timeout=40) == 1
-        assert re.search(r"worker was killed by SIGKILL; stopping the others", dev.output())
+        assert dev.proc is not None and dev.proc.wait(timeout=40) == 1
+        assert re.search(r"worker was killed by SIGKILL; stopping the others", dev.log_text())
         assert not [pid for pid in children if alive(pid)]
-    finally:
-        dev.cleanup()
 
-    # A second run finds the demo newsletters already there.
-    again = Dev(tmp_path)
-    try:
-        again.wait_for(r"dev mail viewer")
-        assert "Created demo newsletters" not in again.output()
-        again.proc.send_signal(signal.SIGTERM)
-        assert again.proc.wait(timeout=40) == 0
-    finally:
-        again.cleanup()
+        # A second run finds the demo newsletters already there; SIGTERM stops it cleanly.
+        dev.start()
+        assert "Created demo newsletters" not in dev.log_text()
+        assert dev.stop() == 0
 
 
 @pytest.mark.slow

@@ -297,6 +297,26 @@ class WebProcess(ManagedProcess):
             return False
 
 
+class DevProcess(ManagedProcess):
+    """``newsletter dev`` (web + worker + beat on embedded defaults) on a free loopback port."""
+
+    name = "newsletter dev"
+
+    def __init__(self, env: Mapping[str, str], log_path: Path, *, port: int | None = None) -> None:
+        self.port = port or free_port()
+        super().__init__(["dev", "--port", str(self.port)], env, log_path)
+
+    @property
+    def url(self) -> str:
+        """Where the site answers."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def is_ready(self) -> bool:
+        """The banner is printed (web listens) and the worker consumes."""
+        text = self.log_text()
+        return "dev mail viewer" in text and re.search(r"worker \| .* ready\.", text) is not None
+
+
 @contextmanager
 def redis_test_db() -> Iterator[str]:
     """Claim a Redis database (1-14) no other test session uses; yield its URL; flush after.
