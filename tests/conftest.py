@@ -16,7 +16,7 @@ from newsletter.migrate import upgrade
 from newsletter.settings import Settings
 from tests.support.smtp import SMTPSink
 
-TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"  # noqa: S105
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
 
 @pytest.fixture
