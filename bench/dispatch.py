@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from bench.floor import measure_floor  # noqa: E402
+from bench.floor import floor_detail  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -68,6 +68,10 @@ class Result:
     avg_size: int
     worker_peak_mb: float
     worker_peaks: list[float]
+    worker_cpu_ms: float  # worker processes' CPU time per mail sent
+    sink_cpu_ms: float  # the sink's CPU time per mail received, during the send
+    floor_cpu_ms: float  # smtplib client CPU per mail in the floor loop
+    floor_sink_cpu_ms: float  # the sink's CPU per mail during the floor loop
 
     @property
     def ratio(self) -> float:
@@ -89,8 +93,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def sink_process(workdir: Path) -> Iterator[tuple[int, Path]]:
-    """bench/sink.py in its own process; yields (port, status file)."""
+def sink_process(workdir: Path) -> Iterator[tuple[int, Path, int]]:
+    """bench/sink.py in its own process; yields (port, status file, pid)."""
     port = free_port()
     status = workdir / "sink.json"
     proc = subprocess.Popen(
@@ -105,7 +109,7 @@ def sink_process(workdir: Path) -> Iterator[tuple[int, Path]]:
     assert proc.stdout is not None
     proc.stdout.readline()  # "sink listening on ..."
     try:
-        yield port, status
+        yield port, status, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=10)
@@ -334,6 +338,19 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (from /proc/PID/stat)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM (peak resident set) of one process, in MB."""
     try:
@@ -343,6 +360,41 @@ def peak_rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def start_profilers(folder: Path | None, pid: int, label: str) -> list[subprocess.Popen[bytes]]:
+    """py-spy on every worker child (``--profile``): flame data for finding hot spots."""
+    if folder is None:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "-p",
+                str(child),
+                "-r",
+                "200",
+                "--format",
+                "raw",
+                "-o",
+                str(folder / f"{label}-{child}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for child in _children(pid)
+    ]
+
+
+def stop_profilers(profilers: list[subprocess.Popen[bytes]]) -> None:
+    """Stop py-spy (SIGINT makes it write its output)."""
+    for p in profilers:
+        p.send_signal(signal.SIGINT)
+    for p in profilers:
+        p.wait(timeout=60)
 
 
 # --- one run --------------------------------------------------------------------------------------
@@ -420,10 +472,11 @@ def run_one(
     processes: int,
     redis_db: int,
     workdir: Path,
-    sink: tuple[int, Path],
+    sink: tuple[int, Path, int],
+    profile: Path | None = None,
 ) -> Result:
     """One full measurement."""
-    port, status = sink
+    port, status, sink_pid = sink
     label = f"{readers:,} readers, {db}, dkim={'on' if dkim_key else 'off'}"
     print(f"--- {label}", flush=True)
     with database(db, workdir) as url:
@@ -433,10 +486,16 @@ def run_one(
         purge_queue(env)
         before = sink_counts(status)
         with worker(env, processes, workdir / f"worker-{db}-{readers}.log") as proc:
+            profilers = start_profilers(profile, proc.pid, f"{db}-{readers}-dkim{bool(dkim_key)}")
+            pids = process_tree(proc.pid)
+            cpu_before = cpu_seconds(pids), cpu_seconds([sink_pid])
             issue_id = trigger(env)
             final = wait_finished(url, issue_id, readers, timeout=max(600, readers / 50))
             pids = process_tree(proc.pid)
             peaks = [peak_rss_mb(pid) for pid in pids]
+            worker_cpu = cpu_seconds(pids) - cpu_before[0]
+            sink_cpu = cpu_seconds([sink_pid]) - cpu_before[1]
+            stop_profilers(profilers)
         sent, seconds, counts = timing(url, issue_id)
     after = sink_counts(status)
     received = after[0] - before[0]
@@ -445,8 +504,17 @@ def run_one(
         print(f"    WARNING: issue {final}, deliveries {counts}, sink got {received}", flush=True)
     rate = sent / seconds if seconds else 0.0
     print(f"    {sent:,} sent in {seconds:.1f}s = {rate:,.0f}/s (avg {avg_size:,} B)", flush=True)
-    floor = measure_floor("127.0.0.1", port, avg_size, seconds=5.0)
-    print(f"    floor {floor:,.0f}/s -> ratio {rate / floor:.2f}", flush=True)
+    floor_sink_before, floor_before = cpu_seconds([sink_pid]), sink_counts(status)[0]
+    floor, floor_cpu_ms = floor_detail("127.0.0.1", port, avg_size, seconds=5.0)
+    floor_sent = sink_counts(status)[0] - floor_before
+    floor_sink_cpu_ms = (cpu_seconds([sink_pid]) - floor_sink_before) / max(1, floor_sent) * 1000
+    worker_cpu_ms = worker_cpu / max(1, sent) * 1000
+    print(
+        f"    floor {floor:,.0f}/s -> ratio {rate / floor:.2f}; CPU ms a mail: workers "
+        f"{worker_cpu_ms:.2f}, sink {sink_cpu / max(1, received) * 1000:.2f} | floor client "
+        f"{floor_cpu_ms:.2f}, sink {floor_sink_cpu_ms:.2f}",
+        flush=True,
+    )
     return Result(
         readers=readers,
         db=db,
@@ -459,6 +527,10 @@ def run_one(
         avg_size=avg_size,
         worker_peak_mb=max(peaks) if peaks else 0.0,
         worker_peaks=peaks,
+        worker_cpu_ms=worker_cpu_ms,
+        sink_cpu_ms=sink_cpu / max(1, received) * 1000,
+        floor_cpu_ms=floor_cpu_ms,
+        floor_sink_cpu_ms=floor_sink_cpu_ms,
     )
 
 
@@ -497,7 +569,7 @@ def print_table(results: list[Result]) -> None:
     """The summary table, then the memory ratio 100k/10k for each database and DKIM setting."""
     head = (
         f"{'readers':>9} {'db':>8} {'dkim':>4} {'mails/s':>8} {'floor/s':>8} {'ratio':>6} "
-        f"{'avg B':>7} {'worker peak MB':>15} {'seed s':>7}"
+        f"{'avg B':>7} {'worker peak MB':>15} {'seed s':>7} {'cpu ms/mail':>11} {'floor cpu':>9}"
     )
     print()
     print(head)
@@ -506,8 +578,13 @@ def print_table(results: list[Result]) -> None:
         print(
             f"{r.readers:>9,} {r.db:>8} {'on' if r.dkim else 'off':>4} {r.rate:>8,.0f} "
             f"{r.floor:>8,.0f} {r.ratio:>6.2f} {r.avg_size:>7,} {r.worker_peak_mb:>15.1f} "
-            f"{r.seed_seconds:>7.1f}"
+            f"{r.seed_seconds:>7.1f} {r.worker_cpu_ms:>11.2f} {r.floor_cpu_ms:>9.2f}"
         )
+    print(
+        "cpu ms/mail: CPU time of all worker processes per mail sent (load-independent);\n"
+        "floor cpu: CPU time of the bare smtplib client per mail (the sink's own CPU excluded "
+        "from both)"
+    )
     by_key = {(r.readers, r.db, r.dkim): r for r in results}
     sizes = sorted({r.readers for r in results})
     if len(sizes) >= 2:
@@ -531,6 +608,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (prefork)")
     parser.add_argument("--redis-db", type=int, default=13, help="Redis database for the broker")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    parser.add_argument(
+        "--profile", type=Path, help="record py-spy profiles of the workers into this folder"
+    )
     args = parser.parse_args(argv)
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     dkims = [False, True] if args.dkim == "both" else [args.dkim == "on"]
@@ -552,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
                                 args.redis_db,
                                 workdir,
                                 sink,
+                                args.profile,
                             )
                         )
         samples = sorted((workdir / "sunk").glob("*.eml"))
