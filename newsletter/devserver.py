@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,15 +18,18 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
 from types import FrameType
 from typing import IO
 
-from newsletter.db import session_scope
+from newsletter.db import session_scope, utcnow
 from newsletter.demo import DEMO_FEED, seed_newsletters
 from newsletter.migrate import current_revision, upgrade
 from newsletter.settings import Settings, redact_url
 
 GRACE_SECONDS = 15.0
+PUB_DATE = re.compile(r"<pubDate>([^<]+)</pubDate>")
 Echo = Callable[[str], None]
 
 
@@ -44,12 +48,32 @@ def prepare(settings: Settings, echo: Echo) -> None:
 
 
 def ingest_demo_feed(settings: Settings) -> str:
-    """Register the shipped sample feed and ingest it now (beat keeps polling it afterwards)."""
+    """Register a fresh copy of the sample feed and ingest it (beat keeps polling it)."""
     from newsletter.feeds import ingest_source
 
+    feed = settings.data_dir / "demo-feed.xml"
+    feed.write_text(recent_dates(DEMO_FEED.read_text(encoding="utf-8"), utcnow()), "utf-8")
     with session_scope(settings.database_url) as db:
-        result = ingest_source(db, settings, str(DEMO_FEED))
+        result = ingest_source(db, settings, str(feed))
     return f"Demo feed: {result.describe()}"
+
+
+def recent_dates(rss: str, now: datetime) -> str:
+    """Move every <pubDate> by the same amount so the newest is an hour old.
+
+    The sample feed is from July 2024; digests only pick recent posts, so a demo with the
+    original dates would always say "nothing new".
+    """
+    dates = [parsedate_to_datetime(d) for d in PUB_DATE.findall(rss)]
+    if not dates:
+        return rss
+    shift = (now - timedelta(hours=1)) - max(dates)
+    return PUB_DATE.sub(
+        lambda m: (
+            f"<pubDate>{format_datetime(parsedate_to_datetime(m.group(1)) + shift)}</pubDate>"
+        ),
+        rss,
+    )
 
 
 def port_free(host: str, port: int) -> bool:

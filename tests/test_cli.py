@@ -10,6 +10,9 @@ import signal
 import socket
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,8 @@ from sqlalchemy import func, select
 from newsletter.apitokens import authenticate
 from newsletter.cli import cli
 from newsletter.db import dispose_engines, session_scope
+from newsletter.demo import DEMO_FEED
+from newsletter.devserver import recent_dates
 from newsletter.models import (
     Newsletter,
     Subscriber,
@@ -328,6 +333,19 @@ def test_dev_refuses_a_port_in_use(tmp_path: Path) -> None:
     assert f"127.0.0.1:{port} is already in use" in result.stderr
 
 
+def test_demo_feed_dates_are_moved_so_the_newest_post_is_an_hour_old() -> None:
+    now = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+    moved = recent_dates(DEMO_FEED.read_text(), now)
+    dates = [parsedate_to_datetime(d) for d in re.findall(r"<pubDate>([^<]+)</pubDate>", moved)]
+    original = [
+        parsedate_to_datetime(d)
+        for d in re.findall(r"<pubDate>([^<]+)</pubDate>", DEMO_FEED.read_text())
+    ]
+    assert max(dates) == now - timedelta(hours=1)
+    assert [a - b for a, b in pairwise(dates)] == [a - b for a, b in pairwise(original)]
+    assert moved.count("<item>") == DEMO_FEED.read_text().count("<item>") == 4
+
+
 def children_of(pid: int) -> list[int]:
     """Direct child processes of ``pid`` (Linux /proc)."""
     found = []
@@ -361,7 +379,7 @@ def test_dev_prepares_demo_data_runs_all_parts_and_stops_cleanly_on_ctrl_c(
         dev.wait_for_log(r"beat\s+\| .*beat: Starting")
         out = dev.log_text()
         assert "Created demo newsletters: daily, weekly, offers, announcements." in out
-        assert re.search(r"Demo feed: .*sample-feed\.xml: \d+ new", out), out
+        assert re.search(r"Demo feed: .*demo-feed\.xml: 4 new", out), out
 
         base = f"http://127.0.0.1:{dev.port}"
         health = requests.get(f"{base}/healthz", timeout=5)
