@@ -721,7 +721,6 @@ def test_send(
             results.append(TestResult(address, True, answer))
         except DeliveryError as exc:
             results.append(TestResult(address, False, str(exc)))
-    session.commit()
     return results
 
 

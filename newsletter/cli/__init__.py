@@ -24,8 +24,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "newsletter.cli.check",  # newsletter check
     "newsletter.cli.db",  # newsletter db upgrade|current
     "newsletter.cli.dev",  # newsletter dev
+    "newsletter.cli.digest",  # newsletter digest preview|send|test
     "newsletter.cli.feeds",  # newsletter feeds add|list|remove|ingest
+    "newsletter.cli.issues",  # newsletter issues list|show|send|pause|…, campaigns create
     "newsletter.cli.newsletters",  # newsletter newsletters create|list
+    "newsletter.cli.schedules",  # newsletter schedules create|list|enable|disable|delete
     "newsletter.cli.servers",  # newsletter web|worker|beat
     "newsletter.cli.subscribers",  # newsletter subscribers export
     "newsletter.cli.tokens",  # newsletter tokens create|list|revoke

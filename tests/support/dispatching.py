@@ -145,14 +145,26 @@ class InlineQueue:
     results: list[sending.BatchResult] = field(default_factory=list)
     fan_outs: int = 0
     batches: int = 0
+    eager: bool = False  # run tasks as soon as they are enqueued (like a worker that waits)
+    _running: bool = False
 
     def fan_out(self, issue_id: int) -> None:
         """Record a fan-out task."""
         self.tasks.append(("fan_out", issue_id, [], 0))
+        self._maybe_run()
 
     def send_batch(self, issue_id: int, delivery_ids: list[int]) -> None:
         """Record a batch task."""
         self.tasks.append(("send_batch", issue_id, list(delivery_ids), 0))
+        self._maybe_run()
+
+    def _maybe_run(self) -> None:
+        if self.eager and not self._running:
+            self._running = True
+            try:
+                self.drain()
+            finally:
+                self._running = False
 
     def drain(self, max_rounds: int = 1000, retry: bool = True) -> None:
         """Run queued tasks (and retries) until the queue is empty."""

@@ -1,0 +1,116 @@
+"""``newsletter digest preview|send|test``: the next digest of a newsletter, from the terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from flask.cli import AppGroup
+
+from newsletter import dispatch
+from newsletter.cli import issues
+from newsletter.cli.common import fail, session, settings
+from newsletter.models import Frequency, NewsletterKind
+
+FREQUENCY = click.Choice([f.value for f in Frequency])
+
+
+def _cohort(db: Any, slug: str, frequency: str | None) -> Frequency | None:
+    """The frequency asked for, or the newsletter's default for a digest."""
+    newsletter = dispatch.find_newsletter(db, slug)
+    if frequency:
+        return Frequency(frequency)
+    if NewsletterKind(newsletter.kind) is NewsletterKind.DIGEST:
+        return Frequency(newsletter.default_frequency)
+    return None
+
+
+@click.group("digest", cls=AppGroup)
+def digest_group() -> None:
+    """Preview, test and send a newsletter's next digest."""
+
+
+@digest_group.command("preview")
+@click.option("--newsletter", "slug", required=True, help="The newsletter's slug.")
+@click.option("--frequency", type=FREQUENCY, default=None, help="Cohort [default: the list's].")
+@click.option("--link", is_flag=True, help="Print a signed preview URL (valid one hour) instead.")
+def preview_command(slug: str, frequency: str | None, link: bool) -> None:
+    """Show the subject and text of what would be sent now; nothing is stored or sent."""
+    from newsletter import rendering
+
+    try:
+        with session() as db:
+            cohort = _cohort(db, slug, frequency)
+            value = cohort.value if cohort is not None else None
+            subject, _html, text = rendering.preview(db, settings(), slug, value)
+            db.rollback()
+    except dispatch.DispatchError as exc:
+        fail(str(exc))
+    except rendering.NothingToPreview as exc:
+        fail(str(exc))
+    except (LookupError, ValueError) as exc:
+        fail(str(exc))
+    if link:
+        click.echo(rendering.preview_url(settings(), slug, value))
+        return
+    click.echo(f"Subject: {subject}\n")
+    click.echo(text)
+
+
+@digest_group.command("send")
+@click.option("--newsletter", "slug", required=True, help="The newsletter's slug.")
+@click.option("--frequency", type=FREQUENCY, default=None, help="Cohort [default: the list's].")
+@click.option("--wait", is_flag=True, help="Print progress until it is done; exit 1 if it fails.")
+def send_command(slug: str, frequency: str | None, wait: bool) -> None:
+    """Plan the digest from the posts since the last one and send it now; prints its id."""
+
+    def plan(db: Any) -> tuple[int, str, str]:
+        newsletter = dispatch.find_newsletter(db, slug)
+        issue = dispatch.create_digest(
+            db, settings(), newsletter, frequency=_cohort(db, slug, frequency)
+        )
+        db.commit()
+        return issue.id, str(issue.status), issue.status_reason
+
+    issue_id, status, reason = issues.run(plan)
+    click.echo(issue_id)
+    if status == "skipped":
+        click.echo(f"Nothing to send: {reason}.", err=True)
+        return
+    issues.run(dispatch.send, settings(), issue_id, issues.queue())
+    click.echo(
+        f"Issue {issue_id} is sending. Follow it with `newsletter issues show {issue_id}`.",
+        err=True,
+    )
+    if wait:
+        issues.wait_until_done(issue_id)
+
+
+@digest_group.command("test")
+@click.option("--newsletter", "slug", required=True, help="The newsletter's slug.")
+@click.option("--frequency", type=FREQUENCY, default=None, help="Cohort [default: the list's].")
+@click.option("--to", "to", multiple=True, required=True, help="Address (repeatable).")
+def test_command(slug: str, frequency: str | None, to: tuple[str, ...]) -> None:
+    """Send the next digest to these addresses now, subject prefixed [TEST]; nothing is stored."""
+    from newsletter import rendering
+
+    try:
+        with session() as db:
+            newsletter = dispatch.find_newsletter(db, slug)
+            issue = dispatch.create_digest(
+                db, settings(), newsletter, frequency=_cohort(db, slug, frequency)
+            )
+            if issue.status == dispatch.S.SKIPPED:
+                fail(f"Nothing to test: {issue.status_reason}.")
+            try:
+                results = dispatch.test_send(db, settings(), issue.id, list(to))
+            finally:
+                # The issue was only flushed to render it: roll it back, forget its rendering.
+                db.rollback()
+                rendering.clear_cache()
+    except dispatch.DispatchError as exc:
+        fail(str(exc))
+    issues.report_test(results)
+
+
+commands = [digest_group]

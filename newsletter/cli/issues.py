@@ -1,0 +1,339 @@
+"""``newsletter issues`` (list, show, send, pause, resume, cancel, resend-failed, hold, release,
+test) and ``newsletter campaigns create``: one send of a newsletter, from the terminal."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from flask.cli import AppGroup
+
+from newsletter import dispatch
+from newsletter.cli.common import fail, session, settings, table
+from newsletter.outbox import TaskQueue
+
+FINAL_OK = {"sent", "skipped"}
+FINAL_BAD = {"failed", "cancelled"}
+STALL_HINT_SECONDS = 20.0
+
+
+def queue() -> TaskQueue:
+    """The Celery queue (the workers do the sending)."""
+    from worker.tasks import CeleryQueue
+
+    return CeleryQueue()
+
+
+def run(action: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call a dispatch action in a session; its refusals become `Error: …` and exit 1."""
+    try:
+        with session() as db:
+            return action(db, *args, **kwargs)
+    except dispatch.DispatchError as exc:
+        fail(str(exc))
+
+
+def progress_line(p: dict[str, Any]) -> str:
+    """One line of progress: counts, rate, ETA and why it stopped, if it did."""
+    parts = [
+        f"issue {p['issue_id']}: {p['status']}",
+        f"{p['sent']}/{p['total']} sent",
+        f"{p['failed']} failed",
+        f"{p['skipped']} skipped",
+    ]
+    if p["waiting"]:
+        parts.append(f"{p['waiting']} waiting for their local time")
+    if p["status"] == "sending" and p["rate_per_second"]:
+        parts.append(f"{p['rate_per_second']:.1f}/s")
+    if p["eta_seconds"] is not None:
+        parts.append(f"ETA {p['eta_seconds']}s")
+    line = ", ".join(parts)
+    return f"{line} ({p['reason']})" if p["reason"] else line
+
+
+def read_progress(issue_id: int) -> dict[str, Any]:
+    """The live progress of an issue."""
+    result: dict[str, Any] = run(dispatch.progress, issue_id)
+    return result
+
+
+def wait_until_done(issue_id: int, interval: float = 1.0) -> None:
+    """Print progress lines until the issue finishes; exit 1 unless it was sent (or skipped)."""
+    last = ""
+    changed = time.monotonic()
+    hinted = False
+    try:
+        while True:
+            p = read_progress(issue_id)
+            line = progress_line(p)
+            if line != last:
+                click.echo(line)
+                last, changed = line, time.monotonic()
+            elif not hinted and time.monotonic() - changed > STALL_HINT_SECONDS:
+                click.echo(
+                    "No progress for a while: is a worker running (`newsletter worker`, or "
+                    "`newsletter dev` locally)? Check with `newsletter ping`.",
+                    err=True,
+                )
+                hinted = True
+            if p["status"] in FINAL_OK:
+                return
+            if p["status"] in FINAL_BAD:
+                fail(f"issue {issue_id} {p['status']}: {p['reason'] or 'see the deliveries'}")
+            if p["status"] == "paused":
+                fail(
+                    f"issue {issue_id} is paused ({p['reason']}); continue it with "
+                    f"`newsletter issues resume {issue_id}`"
+                )
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        click.echo(
+            f"\nStopped waiting; the send goes on. Follow it with `newsletter issues show "
+            f"{issue_id}`.",
+            err=True,
+        )
+        raise SystemExit(130) from None
+
+
+def _short(text: str, width: int = 50) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _when(value: str | None) -> str:
+    return value[:16].replace("T", " ") if value else ""
+
+
+# --- issues --------------------------------------------------------------------------------------
+
+
+@click.group("issues", cls=AppGroup)
+def issues_group() -> None:
+    """Follow and steer sends: list, show, send, pause, resume, cancel, resend to failed."""
+
+
+@issues_group.command("list")
+@click.option("--newsletter", "slug", default=None, help="Only this newsletter (slug).")
+@click.option("--status", default=None, help="Only issues in this state, e.g. sending.")
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+def list_command(slug: str | None, status: str | None, limit: int) -> None:
+    """Newest issues first."""
+
+    def rows(db: Any) -> list[dict[str, Any]]:
+        return [
+            dispatch.describe(i)
+            for i in dispatch.list_issues(db, newsletter=slug, status=status, limit=limit)
+        ]
+
+    found = run(rows)
+    if not found:
+        click.echo("No issues yet. Start one with `newsletter digest send --newsletter SLUG`.")
+        return
+    click.echo(
+        table(
+            ["id", "newsletter", "kind", "status", "subject", "recipients", "created (UTC)"],
+            [
+                (
+                    i["id"],
+                    i["newsletter"],
+                    i["kind"],
+                    i["status"] + (" (held)" if i["held"] else ""),
+                    _short(i["subject"]),
+                    i["total"] or "",
+                    _when(i["created_at"]),
+                )
+                for i in found
+            ],
+        )
+    )
+
+
+@issues_group.command("show")
+@click.argument("issue_id", metavar="ID", type=int)
+def show_command(issue_id: int) -> None:
+    """Everything about one issue, with its live progress."""
+
+    def read(db: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        issue = dispatch.get_issue(db, issue_id)
+        return dispatch.describe(issue), dispatch.progress(db, issue_id)
+
+    info, p = run(read)
+    fields = [
+        ("issue", info["id"]),
+        ("newsletter", info["newsletter"]),
+        ("kind", info["kind"]),
+        ("status", info["status"] + (" (held by an editor)" if info["held"] else "")),
+        ("reason", info["reason"]),
+        ("subject", info["subject"]),
+        ("frequency", info["frequency"]),
+        ("posts", ", ".join(str(p_) for p_ in info["post_ids"])),
+        ("send at", _when(info["send_at"])),
+        ("local time", info["local_send_time"]),
+        ("started", _when(info["started_at"])),
+        ("finished", _when(info["finished_at"])),
+    ]
+    for name, value in fields:
+        if value not in (None, ""):
+            click.echo(f"{name + ':':<12}{value}")
+    click.echo(progress_line(p))
+
+
+@issues_group.command("send")
+@click.argument("issue_id", metavar="ID", type=int)
+@click.option("--at", "send_at", default=None, help="Send later: ISO time with offset.")
+@click.option("--wait", is_flag=True, help="Print progress until it is done.")
+def send_command(issue_id: int, send_at: str | None, wait: bool) -> None:
+    """Send a draft or scheduled issue now (or schedule it with --at)."""
+    if send_at is not None:
+        when = _parse_time(send_at)
+        run(dispatch.schedule, issue_id, when)
+        click.echo(f"Issue {issue_id} scheduled for {when.isoformat()}.")
+        return
+    run(dispatch.send, settings(), issue_id, queue())
+    click.echo(f"Issue {issue_id} is sending.")
+    if wait:
+        wait_until_done(issue_id)
+
+
+def _parse_time(raw: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"{raw!r} is not an ISO time such as 2030-01-01T08:00:00+01:00")
+    if value.tzinfo is None:
+        fail(f"{raw!r} needs a time zone offset, such as +01:00 or Z")
+    return value
+
+
+@issues_group.command("pause")
+@click.argument("issue_id", metavar="ID", type=int)
+def pause_command(issue_id: int) -> None:
+    """Stop a send after the mail in flight; resume continues it."""
+    run(dispatch.pause, issue_id)
+    click.echo(f"Issue {issue_id} paused. Continue with `newsletter issues resume {issue_id}`.")
+
+
+@issues_group.command("resume")
+@click.argument("issue_id", metavar="ID", type=int)
+@click.option("--wait", is_flag=True, help="Print progress until it is done.")
+def resume_command(issue_id: int, wait: bool) -> None:
+    """Continue a paused (or failed) send where it stopped."""
+    run(dispatch.resume, settings(), issue_id, queue())
+    click.echo(f"Issue {issue_id} is sending again.")
+    if wait:
+        wait_until_done(issue_id)
+
+
+@issues_group.command("cancel")
+@click.argument("issue_id", metavar="ID", type=int)
+def cancel_command(issue_id: int) -> None:
+    """Stop for good; readers not mailed yet get nothing."""
+    run(dispatch.cancel, issue_id)
+    click.echo(f"Issue {issue_id} cancelled.")
+
+
+@issues_group.command("resend-failed")
+@click.argument("issue_id", metavar="ID", type=int)
+@click.option("--wait", is_flag=True, help="Print progress until it is done.")
+def resend_failed_command(issue_id: int, wait: bool) -> None:
+    """Send again to the readers whose delivery failed (never to bounced or departed ones)."""
+    result = run(dispatch.resend_failed, settings(), issue_id, queue())
+    note = f" ({result.not_mailable} can no longer be mailed)" if result.not_mailable else ""
+    if not result.requeued:
+        click.echo(f"Nothing to resend for issue {issue_id}{note}.")
+        return
+    click.echo(f"Resending issue {issue_id} to {result.requeued} readers{note}.")
+    if wait and result.issue.status == dispatch.S.SENDING:
+        wait_until_done(issue_id)
+
+
+@issues_group.command("hold")
+@click.argument("issue_id", metavar="ID", type=int)
+def hold_command(issue_id: int) -> None:
+    """Keep a scheduled issue from going out (the editor's veto)."""
+    run(dispatch.hold, issue_id)
+    click.echo(f"Issue {issue_id} held. Release it with `newsletter issues release {issue_id}`.")
+
+
+@issues_group.command("release")
+@click.argument("issue_id", metavar="ID", type=int)
+def release_command(issue_id: int) -> None:
+    """Let a held issue go out at its time (at once if that has passed)."""
+    run(dispatch.hold, issue_id, False)
+    click.echo(f"Issue {issue_id} released.")
+
+
+@issues_group.command("test")
+@click.argument("issue_id", metavar="ID", type=int)
+@click.option("--to", "to", multiple=True, required=True, help="Address (repeatable).")
+def test_command(issue_id: int, to: tuple[str, ...]) -> None:
+    """Send the issue to a few addresses now, subject prefixed [TEST]; nothing is recorded."""
+    results = run(dispatch.test_send, settings(), issue_id, list(to))
+    report_test(results)
+
+
+def report_test(results: list[dispatch.TestResult]) -> None:
+    """Print what the SMTP server said per address; exit 1 if any was refused."""
+    for r in results:
+        click.echo(f"{r.address}: {'sent' if r.ok else 'refused'} ({r.answer})")
+    if not all(r.ok for r in results):
+        fail("some test mails were refused")
+
+
+# --- campaigns -----------------------------------------------------------------------------------
+
+
+@click.group("campaigns", cls=AppGroup)
+def campaigns_group() -> None:
+    """Write one-off mailings (offers, announcements) for a newsletter."""
+
+
+@campaigns_group.command("create")
+@click.option("--newsletter", "slug", required=True, help="The newsletter's slug, e.g. offers.")
+@click.option("--subject", required=True)
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--text", "text_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--preheader", default="", help="Inbox preview text.")
+def create_campaign_command(
+    slug: str, subject: str, html_file: Path, text_file: Path | None, preheader: str
+) -> None:
+    """Create a campaign as a draft from an HTML file (and optionally a text file)."""
+    html = _read(html_file)
+    text = _read(text_file) if text_file is not None else ""
+
+    def create(db: Any) -> int:
+        newsletter = dispatch.find_newsletter(db, slug)
+        issue = dispatch.create_campaign(
+            db,
+            settings(),
+            newsletter,
+            subject=subject,
+            body_html=html,
+            body_text=text,
+            preheader=preheader,
+        )
+        return issue.id
+
+    issue_id = run(create)
+    click.echo(issue_id)
+    click.echo(
+        f"Campaign {issue_id} saved as a draft. Test it with `newsletter issues test {issue_id} "
+        f"--to you@example.com`, send it with `newsletter issues send {issue_id}`.",
+        err=True,
+    )
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        fail(f"{path}: no such file")
+    except UnicodeDecodeError:
+        fail(f"{path}: not UTF-8 text")
+    except OSError as exc:
+        fail(f"{path}: {exc.strerror}")
+
+
+commands = [issues_group, campaigns_group]
