@@ -38,12 +38,11 @@ def run(action: Any, *args: Any, **kwargs: Any) -> Any:
 
 def progress_line(p: dict[str, Any]) -> str:
     """One line of progress: counts, rate, ETA and why it stopped, if it did."""
-    parts = [
-        f"issue {p['issue_id']}: {p['status']}",
-        f"{p['sent']}/{p['total']} sent",
-        f"{p['failed']} failed",
-        f"{p['skipped']} skipped",
-    ]
+    sent = f"{p['sent']}/{p['total']} sent" if p["fanout_complete"] else f"{p['sent']} sent"
+    parts = [f"issue {p['issue_id']}: {p['status']}", sent]
+    if p["status"] == "sending" and not p["fanout_complete"]:
+        parts.append("still listing readers")
+    parts += [f"{p['failed']} failed", f"{p['skipped']} skipped"]
     if p["waiting"]:
         parts.append(f"{p['waiting']} waiting for their local time")
     if p["status"] == "sending" and p["rate_per_second"]:
@@ -51,7 +50,8 @@ def progress_line(p: dict[str, Any]) -> str:
     if p["eta_seconds"] is not None:
         parts.append(f"ETA {p['eta_seconds']}s")
     line = ", ".join(parts)
-    return f"{line} ({p['reason']})" if p["reason"] else line
+    # A finished send's reason only repeats the counts.
+    return f"{line} ({p['reason']})" if p["reason"] and p["status"] != "sent" else line
 
 
 def read_progress(issue_id: int) -> dict[str, Any]:

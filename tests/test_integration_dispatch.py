@@ -1,0 +1,734 @@
+"""Dispatch through the real parts: `newsletter worker` processes on Redis, PostgreSQL, aiosmtpd.
+
+* 3 newsletters, 2,000 readers (mixed lists, topics, frequencies, zones), 12 posts: every
+  eligible reader gets exactly one mail per issue with exactly their posts, nobody else gets any,
+  every mail is well-formed with the list headers, and one-click unsubscribe works.
+* A worker SIGKILLed mid-send: the restarted worker and the tick finish the issue; nobody is
+  missed and at most one mail per killed connection goes twice.
+* SMTP answering 4xx, refusing connections, stalling, or 5xx for one address.
+* Two `celery beat` processes and a restarted one: each due firing sends exactly once.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from newsletter import dispatch
+from newsletter.addresses import email_hash
+from newsletter.db import dispose_engines, get_engine, utcnow
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Frequency,
+    Issue,
+    IssueStatus,
+    Newsletter,
+    NewsletterKind,
+    Post,
+    ScheduleFiring,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+)
+from newsletter.settings import Settings
+from tests.support.services import fresh_postgres_database
+from tests.support.smtp import Received, SMTPSink
+from tests.support.smtp_proxy import FaultProxy
+from tests.support.worker import (
+    ManagedProcess,
+    WorkerProcess,
+    redis_test_db,
+    require_postgres,
+    run_newsletter,
+    service_env,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BASE_URL = "http://127.0.0.1:5000"
+TOPICS = ["World", "Politics", "Business", "Culture", "Sport"]
+SECOND = {
+    "World": "Politics",
+    "Politics": "Business",
+    "Business": "World",
+    "Culture": "Sport",
+    "Sport": "Culture",
+}
+ZONES = ["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo", "Australia/Sydney"]
+
+
+# --- The stack ------------------------------------------------------------------------------------
+
+
+class BeatProcess(ManagedProcess):
+    """`newsletter beat`: ready once Celery beat says it is starting."""
+
+    name = "beat"
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        super().__init__(["beat", "--loglevel=info"], env, log_path)
+
+    def is_ready(self) -> bool:
+        """Beat logs "beat: Starting..." when its loop begins."""
+        return "beat: Starting" in self.log_text()
+
+
+@dataclass
+class Stack:
+    """Redis, a fresh PostgreSQL database and the environment for `newsletter` processes."""
+
+    tmp: Path
+    broker_url: str
+    database_url: str
+    env: dict[str, str]
+    settings: Settings
+    processes: list[ManagedProcess] = field(default_factory=list)
+
+    def worker(self, name: str = "worker", concurrency: int = 2) -> WorkerProcess:
+        """Start a worker process (stopped at the end of the test)."""
+        worker = WorkerProcess(self.env, self.tmp / f"{name}.log", concurrency=concurrency)
+        self.processes.append(worker)
+        worker.start()
+        return worker
+
+    def beat(self, name: str = "beat", data_dir: Path | None = None) -> BeatProcess:
+        """Start a beat process (each with its own schedule file)."""
+        env = dict(self.env)
+        folder = data_dir or self.tmp / name
+        folder.mkdir(parents=True, exist_ok=True)
+        env["NEWSLETTER_DATA_DIR"] = str(folder)
+        beat = BeatProcess(env, self.tmp / f"{name}.log")
+        self.processes.append(beat)
+        beat.start()
+        return beat
+
+    def logs(self) -> str:
+        """Every process's status and log tail, for assertion messages."""
+        return "\n\n".join(p.describe(40) for p in self.processes)
+
+    def session(self) -> Session:
+        """A session on the test database."""
+        from newsletter.db import get_sessionmaker
+
+        return get_sessionmaker(self.database_url)()
+
+    def queue(self) -> Any:
+        """The Celery queue of an app built on this stack's settings (enqueue from the test)."""
+        from newsletter import create_app
+        from worker.tasks import CeleryQueue
+
+        create_app(self.settings)  # makes its Celery app (Redis broker) the default
+        return CeleryQueue()
+
+    def wait_done(self, issue_id: int, timeout: float = 90) -> dict[str, Any]:
+        """Wait until the issue is finished; return its progress."""
+        deadline = time.monotonic() + timeout
+        progress: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            with self.session() as db:
+                progress = dispatch.progress(db, issue_id)
+            if progress["done"]:
+                return progress
+            if progress["status"] == "paused":
+                pytest.fail(f"issue {issue_id} paused: {progress}\n{self.logs()}")
+            time.sleep(0.3)
+        pytest.fail(f"issue {issue_id} not done after {timeout}s: {progress}\n{self.logs()}")
+
+
+@pytest.fixture
+def stack_factory(tmp_path: Path) -> Iterator[Any]:
+    """Build a stack with extra NEWSLETTER_* values; processes are stopped afterwards."""
+    require_postgres()
+    made: list[Stack] = []
+    with redis_test_db() as broker_url, fresh_postgres_database() as database_url:
+
+        def build(smtp_url: str, **extra: str) -> Stack:
+            values = {
+                "batch_size": "50",
+                "delivery_lease_seconds": "4",
+                "send_retry_base_seconds": "0.2",
+                "send_retry_max_seconds": "1",
+                "beat_tick_seconds": "1",
+                "smtp_timeout": "3",
+                "redis_url": broker_url,
+                "reply_to": "desk@news.example.com",
+                **extra,
+            }
+            env = service_env(
+                tmp_path,
+                database_url=database_url,
+                broker_url=broker_url,
+                smtp_url=smtp_url,
+                base_url=BASE_URL,
+                **values,
+            )
+            run_newsletter(["db", "upgrade"], env)
+            settings = Settings.from_env(env)
+            stack = Stack(tmp_path, broker_url, database_url, env, settings)
+            made.append(stack)
+            return stack
+
+        try:
+            yield build
+        finally:
+            for stack in made:
+                for process in reversed(stack.processes):
+                    process.stop(timeout=10)
+            from newsletter.mail.transport import close_transports
+
+            close_transports()
+            dispose_engines()
+
+
+# --- Seeding --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Population:
+    """Who was seeded, to compute who must get what."""
+
+    newsletters: dict[str, int]
+    posts: dict[int, tuple[str, tuple[str, ...]]]  # id -> (title, categories)
+    eligible: dict[str, dict[str, tuple[str, tuple[str, ...]]]]  # slug -> email -> (freq, topics)
+    ineligible: set[str]
+
+
+def seed_population(database_url: str, readers: int, seed: int = 7) -> Population:
+    """Newsletters, 12 posts and readers in every state, inserted in bulk (Core)."""
+    rnd = random.Random(seed)
+    now = utcnow()
+    engine = get_engine(database_url)
+    with Session(engine) as db:
+        lists = {
+            "world": Newsletter(
+                slug="world",
+                name="World Briefing",
+                kind=NewsletterKind.DIGEST,
+                default_frequency=Frequency.DAILY,
+                categories=["World", "Politics", "Business"],
+            ),
+            "weekend": Newsletter(
+                slug="weekend",
+                name="Weekend Reads",
+                kind=NewsletterKind.DIGEST,
+                default_frequency=Frequency.WEEKLY,
+                categories=["Culture", "Sport"],
+            ),
+            "offers": Newsletter(
+                slug="offers", name="Offers & Announcements", kind=NewsletterKind.CAMPAIGN
+            ),
+        }
+        db.add_all(lists.values())
+        db.flush()
+        posts = []
+        for i in range(12):
+            # Some posts carry a second category of the same newsletter (never of the other one).
+            cats = [TOPICS[i % 5]] + ([SECOND[TOPICS[i % 5]]] if i % 4 == 0 else [])
+            posts.append(
+                Post(
+                    guid=f"post-{i}",
+                    link=f"https://news.example.com/2024/post-{i}",
+                    title=f"Headline {i:02d} about {cats[0].lower()}",
+                    summary=f"What happened in story {i}.",
+                    categories=cats,
+                    published_at=now - timedelta(hours=12, minutes=-i),
+                    created_at=now - timedelta(hours=12, minutes=-i),
+                )
+            )
+        db.add_all(posts)
+        db.commit()
+        ids = {slug: n.id for slug, n in lists.items()}
+        post_info = {p.id: (p.title, tuple(p.categories)) for p in posts}
+
+    eligible: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {s: {} for s in ids}
+    ineligible: set[str] = set()
+    subscriber_rows: list[dict[str, Any]] = []
+    plans: list[tuple[str, list[tuple[str, str, str, Any]]]] = []  # email -> [(slug, freq, ...)]
+    kinds = ["ok"] * readers + ["unsub"] * 40 + ["pending"] * 40 + ["suppressed"] * 40
+    kinds += ["bounced"] * 40 + ["paused"] * 20
+    for n, kind in enumerate(kinds):
+        address = f"reader{n:05d}@example.com"
+        topics = [] if rnd.random() < 0.4 else rnd.sample(TOPICS, rnd.randint(1, 2))
+        chosen = [s for s in ids if rnd.random() < 0.55] or [rnd.choice(list(ids))]
+        status = {
+            "pending": SubscriberStatus.PENDING,
+            "unsub": SubscriberStatus.UNSUBSCRIBED,
+            "bounced": SubscriberStatus.BOUNCED,
+        }.get(kind, SubscriberStatus.ACTIVE)
+        subscriber_rows.append(
+            {
+                "email": address,
+                "email_key": address,
+                "name": rnd.choice(["", "Zoë", "Ada Lovelace", "李小龙", "O'Brien"]),
+                "status": status.value,
+                "timezone": rnd.choice(ZONES),
+                "topics": topics,
+                "token_version": 0,
+                "created_at": now,
+                "updated_at": now,
+                "confirmed_at": None if kind == "pending" else now,
+            }
+        )
+        subs = []
+        for slug in chosen:
+            freq = "daily" if rnd.random() < 0.5 else "weekly"
+            sub_status = {"pending": "pending", "unsub": "unsubscribed"}.get(kind, "active")
+            paused = now + timedelta(days=7) if kind == "paused" else None
+            subs.append((slug, freq, sub_status, paused))
+            if kind == "ok":
+                eligible[slug][address] = (freq, tuple(topics))
+        if kind != "ok":
+            ineligible.add(address)
+        plans.append((address, subs))
+    with engine.begin() as conn:
+        conn.execute(insert(Subscriber), subscriber_rows)
+        id_of = dict(conn.execute(select(Subscriber.email, Subscriber.id)).all())
+        conn.execute(
+            insert(Subscription),
+            [
+                {
+                    "subscriber_id": id_of[address],
+                    "newsletter_id": ids[slug],
+                    "status": sub_status,
+                    "frequency": freq,
+                    "paused_until": paused,
+                    "created_at": now,
+                    "confirmed_at": now,
+                }
+                for address, subs in plans
+                for slug, freq, sub_status, paused in subs
+            ],
+        )
+        suppressed = [
+            a for a, k in zip([p[0] for p in plans], kinds, strict=True) if k == "suppressed"
+        ]
+        conn.execute(
+            insert(Suppression),
+            [
+                {
+                    "email_hash": email_hash(a),
+                    "reason": "complaint",
+                    "detail": "",
+                    "created_at": now,
+                }
+                for a in suppressed
+            ],
+        )
+    return Population(ids, post_info, eligible, ineligible)
+
+
+def expected_posts(
+    population: Population, issue_posts: list[int], topics: tuple[str, ...]
+) -> set[str]:
+    """Titles of the issue's posts this reader's topics select."""
+    wanted = {t.casefold() for t in topics}
+    return {
+        population.posts[pid][0]
+        for pid in issue_posts
+        if not wanted or wanted & {c.casefold() for c in population.posts[pid][1]}
+    }
+
+
+def text_of(message: EmailMessage) -> str:
+    """The plain-text part."""
+    part = message.get_body(preferencelist=("plain",))
+    assert isinstance(part, EmailMessage)
+    content = part.get_content()
+    assert isinstance(content, str)
+    return content
+
+
+def check_message(received: Received, reply_to: str) -> EmailMessage:
+    """A mail parses without defects, has both parts and every header a list mail needs."""
+    msg = received.message
+    assert msg.defects == [], msg.defects
+    for name in (
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "List-Id",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+        "Feedback-ID",
+    ):
+        assert msg[name], f"{name} missing"
+    assert msg["Reply-To"] == reply_to
+    assert msg["Precedence"] == "bulk"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    unsub = str(msg["List-Unsubscribe"])
+    assert re.search(r"<https://|<http://127\.0\.0\.1:5000/unsubscribe/", unsub)
+    assert "<mailto:" in unsub
+    assert msg.get_content_type() == "multipart/alternative"
+    plain, html = msg.get_body(("plain",)), msg.get_body(("html",))
+    assert plain is not None and html is not None
+    for part in msg.walk():
+        assert part.defects == [], part.defects
+    assert received.rcpt_tos[0] in str(msg["To"])
+    return msg
+
+
+def unsubscribe_url(msg: EmailMessage) -> str:
+    """The https (here http on loopback) one-click URL of a mail."""
+    match = re.search(r"<(https?://[^>]+)>", str(msg["List-Unsubscribe"]))
+    assert match
+    return match.group(1)
+
+
+# --- The big one ----------------------------------------------------------------------------------
+
+
+def test_every_eligible_reader_gets_exactly_their_digest(
+    stack_factory: Any, smtp_sink: SMTPSink
+) -> None:
+    stack: Stack = stack_factory(smtp_sink.url)
+    population = seed_population(stack.database_url, readers=2000)
+    workers = [stack.worker("worker-a"), stack.worker("worker-b")]
+    assert all(w.alive for w in workers)
+    queue = stack.queue()
+
+    issue_ids: list[int] = []
+    with stack.session() as db:
+        for slug, frequency in [
+            ("world", Frequency.DAILY),
+            ("world", Frequency.WEEKLY),
+            ("weekend", Frequency.WEEKLY),
+            ("weekend", Frequency.DAILY),
+        ]:
+            newsletter = dispatch.find_newsletter(db, slug)
+            issue = dispatch.create_digest(db, stack.settings, newsletter, frequency=frequency)
+            db.commit()
+            assert issue.status == IssueStatus.DRAFT, issue.status_reason
+            issue_ids.append(issue.id)
+        offers = dispatch.find_newsletter(db, "offers")
+        campaign = dispatch.create_campaign(
+            db,
+            stack.settings,
+            offers,
+            subject="Members' week: 30% off",
+            body_html="<p>Thirty percent off <strong>everything</strong> for members.</p>",
+        )
+        db.commit()
+        issue_ids.append(campaign.id)
+        for issue_id in issue_ids:  # all five go out at once, sharing the workers
+            dispatch.send(db, stack.settings, issue_id, queue)
+
+    for issue_id in issue_ids:
+        progress = stack.wait_done(issue_id, timeout=110)
+        assert progress["status"] == "sent", progress
+        assert progress["failed"] == 0
+
+    with stack.session() as db:
+        issues = {i.id: i for i in db.scalars(select(Issue).where(Issue.id.in_(issue_ids)))}
+        db.expunge_all()
+    # Who must get what: (issue id, address) -> expected post titles (None for the campaign).
+    expected: dict[tuple[int, str], set[str] | None] = {}
+    for issue in issues.values():
+        slug = {v: k for k, v in population.newsletters.items()}[issue.newsletter_id]
+        for address, (freq, topics) in population.eligible[slug].items():
+            if issue.kind == NewsletterKind.CAMPAIGN:
+                expected[(issue.id, address)] = None
+                continue
+            if freq != Frequency(issue.frequency).value:
+                continue
+            titles = expected_posts(population, issue.post_ids, topics)
+            if titles:
+                expected[(issue.id, address)] = titles
+
+    messages = smtp_sink.messages
+    got = Counter((int(m.message["Feedback-ID"].split(":")[0]), m.rcpt_tos[0]) for m in messages)
+    duplicates = [key for key, count in got.items() if count > 1]
+    assert duplicates == []
+    missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+    assert (missing, extra) == ([], []), (missing[:5], extra[:5])
+    assert not {address for _, address in got} & population.ineligible
+    all_titles = {title for title, _ in population.posts.values()}
+    for received in messages:
+        msg = check_message(received, "desk@news.example.com")
+        key = (int(msg["Feedback-ID"].split(":")[0]), received.rcpt_tos[0])
+        text = text_of(msg)
+        titles = expected[key]
+        if titles is None:
+            assert "Thirty percent off" in text
+            continue
+        assert {t for t in all_titles if t in text} == titles, key
+    assert len(messages) > 2000
+
+    # Deliveries agree with the mailbox: sent for each mail, skipped for readers with no match.
+    with stack.session() as db:
+        rows = db.execute(
+            select(Delivery.issue_id, Subscriber.email, Delivery.status).join(
+                Subscriber, Subscriber.id == Delivery.subscriber_id
+            )
+        ).all()
+    sent = {(i, e) for i, e, s in rows if s == DeliveryStatus.SENT}
+    assert sent == set(expected)
+    assert {s for _, _, s in rows} <= {DeliveryStatus.SENT, DeliveryStatus.SKIPPED}
+
+    # One-click unsubscribe (RFC 8058) from a few of the mails, through the web app.
+    from newsletter import create_app
+
+    app = create_app(stack.settings)
+    client = app.test_client()
+    for received in random.Random(3).sample(messages, 4):
+        msg = received.message
+        url = unsubscribe_url(msg)
+        path = url.split("://", 1)[1].split("/", 1)[1]
+        response = client.post(f"/{path}", data={"List-Unsubscribe": "One-Click"})
+        assert response.status_code == 200, response.get_data(as_text=True)
+        issue = issues[int(msg["Feedback-ID"].split(":")[0])]
+        with stack.session() as db:
+            status = db.scalar(
+                select(Subscription.status)
+                .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+                .where(
+                    Subscriber.email == received.rcpt_tos[0],
+                    Subscription.newsletter_id == issue.newsletter_id,
+                )
+            )
+        assert status == SubscriptionStatus.UNSUBSCRIBED
+
+
+# --- A worker killed mid-send ---------------------------------------------------------------------
+
+
+def test_a_worker_killed_mid_send_finishes_without_loss(
+    stack_factory: Any, smtp_sink: SMTPSink
+) -> None:
+    # 100 mails a second across all workers (Redis limiter): the send takes ~6 s, time to kill.
+    stack: Stack = stack_factory(smtp_sink.url, send_rate_per_second="100")
+    population = seed_population(stack.database_url, readers=1000, seed=11)
+    worker = stack.worker("worker", concurrency=2)
+    stack.beat("beat")  # the tick recovers the dead worker's rows after the lease (4 s)
+    queue = stack.queue()
+    with stack.session() as db:
+        offers = dispatch.find_newsletter(db, "offers")
+        issue = dispatch.create_campaign(
+            db, stack.settings, offers, subject="Flash sale", body_html="<p>Now.</p>"
+        )
+        db.commit()
+        issue_id = issue.id
+        dispatch.send(db, stack.settings, issue_id, queue)
+    expected = set(population.eligible["offers"])
+
+    deadline = time.monotonic() + 30
+    while len(smtp_sink.messages) < 150 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(smtp_sink.messages) >= 150, stack.logs()
+    worker.kill()  # SIGKILL the worker and its pool processes
+    killed_at = len(smtp_sink.messages)
+    assert killed_at < len(expected), "the send finished before the kill; slow it down"
+    with stack.session() as db:
+        stuck = db.scalar(
+            select(Delivery.id)
+            .where(Delivery.issue_id == issue_id, Delivery.status == DeliveryStatus.SENDING)
+            .limit(1)
+        )
+    assert stuck is not None  # rows were claimed by the dead worker
+    worker.start()
+
+    progress = stack.wait_done(issue_id, timeout=100)
+    assert progress["status"] == "sent" and progress["sent"] == len(expected)
+    counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
+    assert set(counts) == expected  # nobody missed, nobody else
+    twice = [a for a, c in counts.items() if c > 1]
+    # At most the one mail per SMTP connection (2 pool processes) accepted but not recorded.
+    assert len(twice) <= 2 and all(counts[a] == 2 for a in twice), twice
+
+
+# --- SMTP trouble ---------------------------------------------------------------------------------
+
+
+def seed_small(stack: Stack, readers: int = 120) -> tuple[int, set[str]]:
+    """A campaign to ``readers`` readers, started; returns its id and the addresses."""
+    population = seed_population(stack.database_url, readers=readers, seed=5)
+    queue = stack.queue()
+    with stack.session() as db:
+        offers = dispatch.find_newsletter(db, "offers")
+        issue = dispatch.create_campaign(
+            db, stack.settings, offers, subject="Offer", body_html="<p>Offer.</p>"
+        )
+        db.commit()
+        dispatch.send(db, stack.settings, issue.id, queue)
+        return issue.id, set(population.eligible["offers"])
+
+
+def test_smtp_answering_4xx_for_a_while(stack_factory: Any, smtp_sink: SMTPSink) -> None:
+    stack: Stack = stack_factory(smtp_sink.url)
+    smtp_sink.handler.fail_all_with = "451 4.3.2 Try again later"
+    stack.worker()
+    issue_id, expected = seed_small(stack)
+    time.sleep(3)
+    with stack.session() as db:
+        assert dispatch.progress(db, issue_id)["sent"] == 0
+    smtp_sink.handler.fail_all_with = None
+    progress = stack.wait_done(issue_id)
+    assert progress["status"] == "sent" and progress["failed"] == 0
+    counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
+    assert set(counts) == expected and max(counts.values()) == 1
+
+
+def test_smtp_refusing_connections_for_a_while(stack_factory: Any, smtp_sink: SMTPSink) -> None:
+    proxy = FaultProxy(smtp_sink.port).start()
+    try:
+        stack: Stack = stack_factory(proxy.url)
+        proxy.refuse()
+        stack.worker()
+        issue_id, expected = seed_small(stack)
+        time.sleep(3)
+        assert smtp_sink.messages == []
+        proxy.forward()
+        progress = stack.wait_done(issue_id)
+        assert progress["status"] == "sent" and progress["failed"] == 0
+        counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
+        assert set(counts) == expected and max(counts.values()) == 1
+    finally:
+        proxy.stop()
+
+
+def test_smtp_stalling_mid_send(stack_factory: Any, smtp_sink: SMTPSink) -> None:
+    proxy = FaultProxy(smtp_sink.port).start()
+    try:
+        stack: Stack = stack_factory(proxy.url, send_rate_per_second="60")
+        stack.worker()
+        issue_id, expected = seed_small(stack, readers=200)
+        smtp_sink.wait_for(20, timeout=30)
+        proxy.stall()  # open connections are cut; new ones get no greeting (3 s timeout)
+        time.sleep(5)
+        stalled_at = len(smtp_sink.messages)
+        assert stalled_at < len(expected)
+        proxy.forward()
+        progress = stack.wait_done(issue_id)
+        assert progress["status"] == "sent" and progress["failed"] == 0
+        counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
+        assert set(counts) == expected
+        # A cut connection may have lost the answer to one accepted mail: that one goes twice.
+        assert sum(c - 1 for c in counts.values()) <= proxy.drops
+    finally:
+        proxy.stop()
+
+
+def test_a_5xx_for_one_address(stack_factory: Any, smtp_sink: SMTPSink) -> None:
+    stack: Stack = stack_factory(smtp_sink.url)
+    stack.worker()
+    population = seed_population(stack.database_url, readers=120, seed=5)
+    victim = sorted(population.eligible["offers"])[7]
+    smtp_sink.handler.reply_for[victim] = f"550 5.1.1 <{victim}>: no such mailbox"
+    queue = stack.queue()
+    with stack.session() as db:
+        offers = dispatch.find_newsletter(db, "offers")
+        issue = dispatch.create_campaign(
+            db, stack.settings, offers, subject="Offer", body_html="<p>Offer.</p>"
+        )
+        db.commit()
+        dispatch.send(db, stack.settings, issue.id, queue)
+        issue_id = issue.id
+    progress = stack.wait_done(issue_id)
+    assert progress["status"] == "sent" and progress["failed"] == 1
+    counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
+    assert set(counts) == set(population.eligible["offers"]) - {victim}
+    with stack.session() as db:
+        reader = db.scalars(select(Subscriber).where(Subscriber.email == victim)).one()
+        assert reader.status == SubscriberStatus.BOUNCED
+        assert db.scalar(select(Suppression.id).where(Suppression.email_hash == email_hash(victim)))
+        failed = db.scalars(
+            select(Delivery).where(
+                Delivery.subscriber_id == reader.id, Delivery.issue_id == issue_id
+            )
+        ).one()
+        assert failed.status == DeliveryStatus.FAILED and failed.smtp_code == 550
+
+
+# --- Beat -----------------------------------------------------------------------------------------
+
+
+def test_two_beats_and_a_restarted_one_fire_each_slot_once(
+    stack_factory: Any, smtp_sink: SMTPSink
+) -> None:
+    stack: Stack = stack_factory(smtp_sink.url)
+    population = seed_population(stack.database_url, readers=80, seed=3)
+    with stack.session() as db:
+        from newsletter import schedules
+
+        # Created a minute ago with "every minute": the current minute's slot is due now.
+        schedules.create_schedule(
+            db,
+            newsletter="world",
+            cron="* * * * *",
+            frequency="daily",
+            now=utcnow() - timedelta(minutes=1),
+        )
+        db.commit()
+    stack.worker()
+    beat_a, beat_b = stack.beat("beat-a"), stack.beat("beat-b")
+    deadline = time.monotonic() + 60
+    issue_id = None
+    while time.monotonic() < deadline and issue_id is None:
+        with stack.session() as db:
+            issue_id = db.scalar(select(Issue.id).where(Issue.status == IssueStatus.SENT))
+        time.sleep(0.5)
+    assert issue_id is not None, stack.logs()
+    beat_a.restart()
+    time.sleep(4)  # more ticks from both beats, one of them fresh
+    with stack.session() as db:
+        firings = db.scalars(select(ScheduleFiring)).all()
+        issues = db.scalars(select(Issue)).all()
+    # Every firing is one slot (one minute), each made one issue; the first one sent the posts
+    # and later ones (if a new minute began) had nothing new.
+    assert len({(f.schedule_id, f.due_at) for f in firings}) == len(firings)
+    assert [i.status for i in issues].count(IssueStatus.SENT) == 1
+    expected = {
+        a
+        for a, (freq, topics) in population.eligible["world"].items()
+        if freq == "daily"
+        and expected_posts(population, next(i for i in issues if i.id == issue_id).post_ids, topics)
+    }
+    counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
+    assert set(counts) == expected and max(counts.values()) == 1
+    assert beat_b.alive
+
+
+# --- The CLI against the real worker --------------------------------------------------------------
+
+
+def test_digest_send_wait_from_the_command_line(stack_factory: Any, smtp_sink: SMTPSink) -> None:
+    stack: Stack = stack_factory(smtp_sink.url)
+    population = seed_population(stack.database_url, readers=60, seed=9)
+    stack.worker()
+    result = run_newsletter(
+        ["digest", "send", "--newsletter", "weekend", "--frequency", "weekly", "--wait"],
+        stack.env,
+        timeout=90,
+    )
+    issue_id = int(result.stdout.splitlines()[0])
+    final = re.search(rf"issue {issue_id}: sent, (\d+)/(\d+) sent, 0 failed", result.stdout)
+    assert final, result.stdout
+    with stack.session() as db:
+        issue = dispatch.get_issue(db, issue_id)
+        post_ids = list(issue.post_ids)
+    expected = {
+        a
+        for a, (freq, topics) in population.eligible["weekend"].items()
+        if freq == "weekly" and expected_posts(population, post_ids, topics)
+    }
+    assert {m.rcpt_tos[0] for m in smtp_sink.messages} == expected
+    assert int(final.group(1)) == len(expected) == len(smtp_sink.messages)
+    again = run_newsletter(["issues", "resume", str(issue_id)], stack.env, check=False)
+    assert again.returncode == 1
+    assert f"Issue {issue_id} is sent; only paused or failed issues can be resumed." in again.stderr
