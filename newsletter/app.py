@@ -52,8 +52,10 @@ def build_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)  # /healthz for load balancers and compose
     app.register_blueprint(public.bp)
     app.register_blueprint(archive.bp)  # /archive/<token>, /preview/<token>
-    from newsletter.web import api_posts  # noqa: F401  (routes on api.bp)
-    from newsletter.web import api_dispatch  # noqa: F401  (routes on api.bp)
+    from newsletter.web import (
+        api_dispatch,  # noqa: F401  (routes on api.bp)
+        api_posts,  # noqa: F401  (routes on api.bp)
+    )
 
     csrf.exempt(api.bp)  # bearer-token auth, no cookies: CSRF does not apply
     app.register_blueprint(api.bp)

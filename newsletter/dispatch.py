@@ -48,6 +48,7 @@ from newsletter.outbox import (
     eligible_clause,
     status_counts,
     suppressed_hashes,
+    update_issue,
 )
 from newsletter.sending import BatchResult, send_batch
 from newsletter.settings import Settings
@@ -311,7 +312,7 @@ def _move(session: Session, issue_id: int, action: str, **values: Any) -> Issue:
     """One conditional UPDATE from an allowed state; the race loser gets IllegalTransition."""
     allowed = [s.value for s in ALLOWED[action]]
     result = session.execute(
-        update(ISSUES).where(ISSUES.c.id == issue_id, ISSUES.c.status.in_(allowed)).values(**values)
+        update_issue().where(ISSUES.c.id == issue_id, ISSUES.c.status.in_(allowed)).values(**values)
     )
     issue = get_issue(session, issue_id)
     if not result.rowcount:  # type: ignore[attr-defined]

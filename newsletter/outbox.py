@@ -34,7 +34,7 @@ from functools import lru_cache
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy import Table, Update, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -207,6 +207,15 @@ def _issue_row(session: Session, issue_id: int) -> Any:
     ).first()
 
 
+def update_issue() -> Update:
+    """UPDATE issues for bookkeeping; ``updated_at`` (the render cache's key) stays unchanged.
+
+    Without this the column's onupdate would touch it on every counter or checkpoint update and
+    every batch would render the issue again.
+    """
+    return update(ISSUES).values(updated_at=ISSUES.c.updated_at)
+
+
 def issue_status(session: Session, issue_id: int) -> str | None:
     """The current status of an issue (as its string value)."""
     value = session.scalar(select(ISSUES.c.status).where(ISSUES.c.id == issue_id))
@@ -227,7 +236,7 @@ def set_issue_status(
     if new in (IssueStatus.SENT, IssueStatus.FAILED, IssueStatus.CANCELLED):
         values["finished_at"] = now or utcnow()
     result = session.execute(
-        update(ISSUES)
+        update_issue()
         .where(ISSUES.c.id == issue_id, ISSUES.c.status.in_([s.value for s in only_from]))
         .values(**values)
     )
@@ -256,7 +265,7 @@ def _claim_fanout(session: Session, settings: Settings, issue_id: int, now: date
     """Take the fan-out lease of an issue (free, or its holder silent for a lease)."""
     stale = now - timedelta(seconds=settings.delivery_lease_seconds)
     result = session.execute(
-        update(ISSUES)
+        update_issue()
         .where(
             ISSUES.c.id == issue_id,
             ISSUES.c.status.in_([IssueStatus.SENDING.value, IssueStatus.PAUSED.value]),
@@ -279,7 +288,7 @@ def fan_out(session: Session, settings: Settings, issue_id: int, queue: TaskQueu
     max_id = issue.max_subscriber_id or session.scalar(select(func.max(SUBSCRIBERS.c.id))) or 0
     if not issue.max_subscriber_id:
         session.execute(
-            update(ISSUES).where(ISSUES.c.id == issue_id).values(max_subscriber_id=max_id)
+            update_issue().where(ISSUES.c.id == issue_id).values(max_subscriber_id=max_id)
         )
     last = issue.last_subscriber_id or 0
     frequency = None if issue.frequency is None else str(issue.frequency.value)
@@ -329,7 +338,7 @@ def fan_out(session: Session, settings: Settings, issue_id: int, queue: TaskQueu
         added += insert_ignore(session, DELIVERIES, new_rows, count=True)
         last = rows[-1].subscriber_id
         session.execute(
-            update(ISSUES)
+            update_issue()
             .where(ISSUES.c.id == issue_id, ISSUES.c.last_subscriber_id < last)
             .values(last_subscriber_id=last, fanout_claimed_at=now)
         )
@@ -340,7 +349,7 @@ def fan_out(session: Session, settings: Settings, issue_id: int, queue: TaskQueu
         select(func.count()).select_from(DELIVERIES).where(DELIVERIES.c.issue_id == issue_id)
     )
     session.execute(
-        update(ISSUES)
+        update_issue()
         .where(ISSUES.c.id == issue_id)
         .values(fanout_finished_at=utcnow(), total=total or 0, last_subscriber_id=max_id)
     )

@@ -16,17 +16,15 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from newsletter.addresses import email_hash
-from newsletter.db import get_engine, utcnow
+from newsletter.db import utcnow
 from newsletter.digests import Reader, load_readers
 from newsletter.mail.transport import PermanentFailure, TemporaryFailure, Transport, get_transport
 from newsletter.models import DeliveryStatus, Issue, IssueStatus, SubscriberStatus
@@ -37,8 +35,6 @@ from newsletter.outbox import (
     ISSUES,
     QUEUED,
     SENDING,
-    SENT,
-    SENT_POSTS,
     SKIPPED,
     SUBSCRIBERS,
     SUBSCRIPTIONS,
@@ -49,12 +45,13 @@ from newsletter.outbox import (
     chunks,
     eligible_clause,
     finish_if_done,
-    insert_ignore,
     issue_status,
     pump,
     set_issue_status,
     suppressed_hashes,
+    update_issue,
 )
+from newsletter.sentmarks import SentRecorder, batch_connection
 from newsletter.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,36 +66,6 @@ def backoff_seconds(settings: Settings, retries: int) -> float:
     """Exponential backoff with full jitter in [0.5, 1.5) of the step, capped."""
     step = settings.send_retry_base_seconds * (2 ** min(retries, 16))
     return min(settings.send_retry_max_seconds, step) * (0.5 + random.random())
-
-
-@contextmanager
-def _batch_session(settings: Settings) -> Iterator[Session]:
-    """A session pinned to one connection; on PostgreSQL its commits skip the WAL flush wait.
-
-    ``synchronous_commit = off`` makes each "sent" commit cost a round trip instead of a disk
-    flush. The commit is still atomic and visible at once, and a crashed *worker* loses nothing;
-    only a crash of the database server itself within ~0.6 s could lose the last marks (those
-    readers would be mailed again). The setting is reset before the connection goes back to the
-    pool.
-    """
-    engine = get_engine(settings.database_url)
-    with engine.connect() as conn:
-        fast = engine.dialect.name == "postgresql"
-        if fast:
-            conn.exec_driver_sql("SET synchronous_commit TO off")
-            conn.commit()
-        session = Session(bind=conn, expire_on_commit=False)
-        try:
-            yield session
-        finally:
-            session.close()
-            if fast:
-                try:
-                    conn.rollback()
-                    conn.exec_driver_sql("RESET synchronous_commit")
-                    conn.commit()
-                except SQLAlchemyError:
-                    conn.invalidate()
 
 
 def send_batch(
@@ -116,8 +83,8 @@ def send_batch(
     4xx, connection trouble or a rate limit). Afterwards the pump is topped up and the issue
     finished when nothing is left.
     """
-    with _batch_session(settings) as session:
-        batch = _Batch(session, settings, issue_id, retries, transport)
+    with batch_connection(settings) as (session, recorder):
+        batch = _Batch(session, recorder, settings, issue_id, retries, transport)
         result = batch.run(sorted(set(delivery_ids)))
         if queue is not None and (result.claimed or result.stopped):
             pump(session, settings, issue_id, queue)
@@ -132,12 +99,14 @@ class _Batch:
     def __init__(
         self,
         session: Session,
+        recorder: SentRecorder,
         settings: Settings,
         issue_id: int,
         retries: int,
         transport: Transport | None,
     ) -> None:
         self.session = session
+        self.recorder = recorder
         self.settings = settings
         self.issue_id = issue_id
         self.retries = retries
@@ -349,41 +318,19 @@ class _Batch:
 
     def _record_sent(self, did: int, reply: str, mail: Any) -> None:
         """Mark one delivery sent and its posts in the ledger, committed before the next send."""
-        now = utcnow()
-        code = _reply_code(reply) or 250
-        self._flush_skips(commit=False)
-        self.session.execute(
-            update(DELIVERIES)
-            .where(
-                DELIVERIES.c.id == did,
-                DELIVERIES.c.status.in_([SENDING.value, QUEUED.value]),
-            )
-            .values(
-                status=SENT.value,
-                sent_at=now,
-                smtp_code=code,
-                smtp_response=reply[:1000],
-                message_id=mail.message_id[:300],
-                attempts=DELIVERIES.c.attempts + 1,
-                claimed_by="",
-            )
+        if self.pending_skips:
+            self._flush_skips()
+        subscriber_id = self.remaining.pop(did)
+        self.recorder.mark_sent(
+            delivery_id=did,
+            subscriber_id=subscriber_id,
+            issue_id=self.issue_id,
+            now=utcnow(),
+            code=_reply_code(reply) or 250,
+            reply=reply,
+            message_id=mail.message_id,
+            post_ids=mail.post_ids,
         )
-        subscriber_id = self.remaining.pop(did, None)
-        if mail.post_ids and subscriber_id is not None:
-            insert_ignore(
-                self.session,
-                SENT_POSTS,
-                [
-                    {
-                        "subscriber_id": subscriber_id,
-                        "post_id": pid,
-                        "issue_id": self.issue_id,
-                        "sent_at": now,
-                    }
-                    for pid in mail.post_ids
-                ],
-            )
-        self.session.commit()
         self.result.sent += 1
 
     def _record_failure(
@@ -575,7 +522,7 @@ class _Batch:
         if not done:
             return
         self.session.execute(
-            update(ISSUES)
+            update_issue()
             .where(ISSUES.c.id == self.issue_id)
             .values(
                 attempt_count=ISSUES.c.attempt_count + done,

@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from newsletter import dispatch, outbox, sending
 from newsletter.addresses import email_hash
-from newsletter.db import dispose_engines, utcnow
+from newsletter.db import dispose_engines, get_sessionmaker, utcnow
 from newsletter.mail.transport import close_transports
+from newsletter.migrate import upgrade
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -36,14 +37,38 @@ from newsletter.models import (
 )
 from newsletter.settings import Settings
 from tests.support import dispatching as seed
+from tests.support.services import fresh_postgres_database, postgres_up
 from tests.support.smtp import SMTPSink, free_port
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, settings: Settings) -> Iterator[str]:
+    """Every engine test runs on SQLite and on PostgreSQL (their hot paths differ)."""
+    if request.param == "sqlite":
+        yield settings.database_url
+        return
+    if not postgres_up():
+        pytest.skip("PostgreSQL is unreachable at 127.0.0.1:5432")
+    with fresh_postgres_database() as url:
+        upgrade(url)
+        yield url
+
+
 @pytest.fixture
-def dsettings(settings: Settings, smtp_sink: SMTPSink) -> Settings:
+def db(database_url: str, dapp: Flask) -> Iterator[Session]:
+    """A session on the test's database (overrides conftest's SQLite-only one); closed before
+    the app's teardown disposes of the engines."""
+    session = get_sessionmaker(database_url)()
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def dsettings(settings: Settings, smtp_sink: SMTPSink, database_url: str) -> Settings:
     """Small batches, instant retries, auto-pause out of the way unless a test sets it."""
     return replace(
         settings,
+        database_url=database_url,
         smtp_url=smtp_sink.url,
         smtp_timeout=5.0,
         batch_size=3,
