@@ -147,12 +147,16 @@ class Encoder:
             else:
                 self.value(values[segment.field])
 
-    def finish(self) -> bytes:
-        """The encoded part."""
+    def chunks(self) -> list[bytes]:
+        """The encoded part as pieces, to be joined once with the rest of the message."""
         if self.pending:
             self.out.append(qp("".join(self.pending)))
             self.pending = []
-        return b"".join(self.out)
+        return self.out
+
+    def finish(self) -> bytes:
+        """The encoded part."""
+        return b"".join(self.chunks())
 
 
 # --- Escaping per-reader values for the HTML part -----------------------------------------------

@@ -132,14 +132,14 @@ class Skeleton:
     pieces: tuple[tuple[Segment, ...], ...]
     suffix: tuple[Segment, ...]
 
-    def encode(self, chosen: Sequence[int], values: Mapping[str, str]) -> bytes:
-        """The quoted-printable part for one reader."""
+    def encode(self, chosen: Sequence[int], values: Mapping[str, str]) -> list[bytes]:
+        """The quoted-printable part for one reader, in pieces (joined once per message)."""
         encoder = Encoder()
         encoder.segments(self.prefix, values)
         for index in chosen:
             encoder.segments(self.pieces[index], values)
         encoder.segments(self.suffix, values)
-        return encoder.finish()
+        return encoder.chunks()
 
 
 class SkeletonError(Exception):
@@ -399,7 +399,8 @@ class PreparedIssue:
             reference = render_reference(self.env, self.settings, self.content, sample)
             assert reference is not None
             chosen = tuple(range(len(self.content.posts)))
-            text, html, _, _ = self._parts(sample, clean_line(name), chosen)
+            text_chunks, html_chunks, _, _ = self._parts(sample, clean_line(name), chosen)
+            text, html = b"".join(text_chunks), b"".join(html_chunks)
             for label, encoded, expected in (
                 ("text", text, reference.text),
                 ("html", html, reference.html),
@@ -448,7 +449,7 @@ class PreparedIssue:
 
     def _parts(
         self, reader: Reader, name: str, chosen: tuple[int, ...]
-    ) -> tuple[bytes, bytes, bytes, PersonalLinks]:
+    ) -> tuple[list[bytes], list[bytes], bytes, PersonalLinks]:
         """The reader's encoded text and HTML parts, Subject header and links."""
         personal = self._links(reader)
         subject_header, subject, preheader = self._headline(chosen)
@@ -458,7 +459,7 @@ class PreparedIssue:
                 raise LookupError("nothing to render for this reader")
             text_qp = qp(crlf(reference.text))
             html_qp = qp(crlf(reference.html))
-            return text_qp, html_qp, subject_header, personal
+            return [text_qp], [html_qp], subject_header, personal
         plain = {
             "name": name,
             "pref": personal.preferences_url,
@@ -485,24 +486,23 @@ class PreparedIssue:
         name = clean_line(reader.name)
         text_qp, html_qp, subject_header, personal = self._parts(reader, name, chosen)
         mid = f"<{uuid.uuid4().hex}@{self._domain}>"  # as compose.message_id, domain cached
-        message = b"".join(
+        pieces = [
+            self._head_top,
+            to_header(reader.email, name),
+            subject_header,
+            date_header(),
+            f"Message-ID: {mid}{CRLF}".encode("ascii"),
             (
-                self._head_top,
-                to_header(reader.email, name),
-                subject_header,
-                date_header(),
-                f"Message-ID: {mid}{CRLF}".encode("ascii"),
-                (
-                    f"List-Unsubscribe: <{personal.unsubscribe_url}>,{CRLF}"
-                    f" <{personal.unsubscribe_mailto}>{CRLF}"
-                ).encode("ascii"),
-                self._head_bottom,
-                text_qp,
-                self._between,
-                html_qp,
-                self._closing,
-            )
-        )
+                f"List-Unsubscribe: <{personal.unsubscribe_url}>,{CRLF}"
+                f" <{personal.unsubscribe_mailto}>{CRLF}"
+            ).encode("ascii"),
+            self._head_bottom,
+        ]
+        pieces += text_qp
+        pieces.append(self._between)
+        pieces += html_qp
+        pieces.append(self._closing)
+        message = b"".join(pieces)  # the one copy of the body per reader
         if self._dkim is not None:
             message = self._dkim.sign(message)
         return OutgoingMail(
