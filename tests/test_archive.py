@@ -290,3 +290,29 @@ def test_preview_page_renders_the_mail_in_chromium(
             assert not [e for e in errors if "Content Security Policy" in e]
         finally:
             browser.close()
+
+
+def test_web_version_of_a_campaign(client: FlaskClient, db: Session, settings: Settings) -> None:
+    offers = Newsletter(slug="offers", name="Offers", kind=NewsletterKind.CAMPAIGN)
+    db.add(offers)
+    db.flush()
+    campaign = Issue(
+        newsletter_id=offers.id,
+        kind=NewsletterKind.CAMPAIGN,
+        status=IssueStatus.SENT,
+        subject="Summer sale",
+        body_html=(
+            '<p>Half price until <strong>Sunday</strong>.</p><img src="x" onerror="alert(1)">'
+        ),
+    )
+    db.add(campaign)
+    db.commit()
+
+    response = client.get(path_of(archive_url(settings, campaign.id)))
+
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "<title>Summer sale</title>" in page
+    assert re.search(r"Half price until <strong[^>]*>Sunday</strong>\.", page)
+    assert "onerror" not in page
+    assert "/unsubscribe/" not in page and "Subscribe to Offers" in page
