@@ -470,7 +470,7 @@ def maintain(settings: Settings, queue: TaskQueue, now: datetime | None = None) 
     """Recover every send in progress: stale claims, lost tasks, dead fan-outs; top up pumps."""
     now = now or utcnow()
     lease = timedelta(seconds=settings.delivery_lease_seconds)
-    report = {"recovered": 0, "reenqueued": 0, "fanouts": 0, "batches": 0, "finished": 0}
+    report = dict.fromkeys(("recovered", "reenqueued", "fanouts", "batches", "finished"), 0)
     factory = _session_factory(settings)
     with factory() as session:
         issues = session.execute(
@@ -501,7 +501,31 @@ def maintain(settings: Settings, queue: TaskQueue, now: datetime | None = None) 
             except SQLAlchemyError:
                 session.rollback()
                 log.exception("maintenance of issue %s failed; retrying at the next tick", issue.id)
+        report["abandoned"] = settle_stopped_claims(session, now - lease)
+        session.commit()
     return report
+
+
+def settle_stopped_claims(session: Session, cutoff: datetime) -> int:
+    """Rows a dead worker left in ``sending`` on an issue that was cancelled (or failed) since:
+    nobody will send them; mark them skipped, saying the outcome is unknown."""
+    stopped = select(ISSUES.c.id).where(
+        ISSUES.c.status.in_([IssueStatus.CANCELLED.value, IssueStatus.FAILED.value])
+    )
+    result = session.execute(
+        update(DELIVERIES)
+        .where(
+            DELIVERIES.c.issue_id.in_(stopped.scalar_subquery()),
+            DELIVERIES.c.status == SENDING.value,
+            DELIVERIES.c.claimed_at < cutoff,
+        )
+        .values(
+            status=SKIPPED.value,
+            claimed_by="",
+            smtp_response="unknown: the worker stopped while sending and the issue was stopped",
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def recover_stale_claims(session: Session, issue_id: int, cutoff: datetime) -> int:

@@ -86,9 +86,10 @@ def send_batch(
     with batch_connection(settings) as (session, recorder):
         batch = _Batch(session, recorder, settings, issue_id, retries, transport)
         result = batch.run(sorted(set(delivery_ids)))
+        enqueued = 0
         if queue is not None and (result.claimed or result.stopped):
-            pump(session, settings, issue_id, queue)
-        if result.claimed:
+            enqueued = pump(session, settings, issue_id, queue)
+        if result.claimed and not enqueued:  # more batches enqueued: certainly not done yet
             finish_if_done(session, issue_id)
     return result
 

@@ -596,6 +596,30 @@ def test_rows_of_a_dead_worker_are_requeued_after_the_lease(
     assert dispatch.get_issue(db, issue.id).status == IssueStatus.SENT
 
 
+def test_rows_of_a_dead_worker_on_a_cancelled_issue_are_settled(
+    db: Session, dsettings: Settings, queue: seed.InlineQueue, smtp_sink: SMTPSink
+) -> None:
+    daily = seed.newsletter(db, "daily")
+    seed.posts(db, 1)
+    for i in range(3):
+        seed.reader(db, f"r{i}@example.com", [daily])
+    issue = start_digest(db, dsettings, queue)
+    queue.tasks.clear()
+    outbox.fan_out(db, dsettings, issue.id, seed.InlineQueue(dsettings))
+    long_ago = utcnow() - timedelta(seconds=dsettings.delivery_lease_seconds + 5)
+    db.execute(
+        update(Delivery)
+        .where(Delivery.issue_id == issue.id)
+        .values(status="sending", claimed_at=long_ago, claimed_by="dead:1:x")
+    )
+    db.commit()
+    dispatch.cancel(db, issue.id)
+    report = outbox.maintain(dsettings, queue)
+    assert report["abandoned"] == 3 and report["recovered"] == 0
+    assert statuses(db, issue.id) == {"skipped": 3}
+    assert queue.tasks == type(queue.tasks)() and smtp_sink.messages == []
+
+
 def test_a_lost_task_and_a_lost_fan_out_are_restarted_by_the_tick(
     db: Session, dsettings: Settings, queue: seed.InlineQueue, smtp_sink: SMTPSink
 ) -> None:
