@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -270,6 +271,35 @@ def test_a_duplicated_or_retried_batch_never_mails_twice(
     assert again.claimed == 0 and again.sent == 0
     assert sorted(recipients(smtp_sink)) == sorted(f"r{i}@example.com" for i in range(5))
     assert statuses(db, issue.id) == {"sent": 5}
+
+
+def test_the_same_batch_run_concurrently_mails_each_reader_once(
+    db: Session, dsettings: Settings, dapp: Flask, queue: seed.InlineQueue, smtp_sink: SMTPSink
+) -> None:
+    daily = seed.newsletter(db, "daily")
+    seed.posts(db, 1)
+    for i in range(12):
+        seed.reader(db, f"r{i}@example.com", [daily])
+    issue = start_digest(db, dsettings, queue)
+    queue.tasks.clear()
+    outbox.fan_out(db, dsettings, issue.id, seed.InlineQueue(dsettings))
+    ids = list(db.scalars(select(Delivery.id).where(Delivery.issue_id == issue.id)))
+    results: list[sending.BatchResult] = []
+    barrier = threading.Barrier(4)
+
+    def worker() -> None:
+        with dapp.app_context():
+            barrier.wait()
+            results.append(sending.send_batch(dsettings, issue.id, ids))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sum(r.claimed for r in results) == 12 and sum(r.sent for r in results) == 12
+    assert sorted(recipients(smtp_sink)) == sorted(f"r{i}@example.com" for i in range(12))
+    assert statuses(db, issue.id) == {"sent": 12}
 
 
 def test_fan_out_reruns_and_respects_the_subscriber_snapshot(
