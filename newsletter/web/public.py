@@ -139,7 +139,7 @@ def signup_submit() -> BaseResponse | tuple[str, int]:
 def embed_page() -> str:
     """The compact form meant for an iframe on the news site's pages."""
     form = ExternalSignupForm(formdata=None)
-    form.source.data = (request.referrer or "")[:500]
+    form.source.data = _header_text(request.referrer, 500)
     form.embed.data = "1"
     return _render_signup(form, preselect=_preselected(), status=200, template="web/embed.html")[0]
 
@@ -195,9 +195,9 @@ def _handle_signup(
         email=email,
         newsletter_ids=tuple(n.id for n in newsletters),
         name=form.name.data or "",
-        source=(form.source.data or request.referrer or "")[:500],
-        ip=request.remote_addr or "",
-        user_agent=request.user_agent.string[:500],
+        source=form.source.data or _header_text(request.referrer, 500),
+        ip=_client_ip(),
+        user_agent=_header_text(request.user_agent.string, 500),
         consent_text=consent_text(),
         consent_version=settings().consent_version,
     )
@@ -320,8 +320,8 @@ def confirm_submit(token: str) -> BaseResponse:
     result = confirm(
         db(),
         confirmation,
-        ip=request.remote_addr or "",
-        user_agent=request.user_agent.string[:500],
+        ip=_client_ip(),
+        user_agent=_header_text(request.user_agent.string, 500),
     )
     db().commit()
     if result.first_time and result.activated:
@@ -494,8 +494,8 @@ def preferences_submit(token: str) -> BaseResponse:
             settings(),
             link.subscriber,
             prefs,
-            ip=request.remote_addr or "",
-            user_agent=request.user_agent.string[:500],
+            ip=_client_ip(),
+            user_agent=_header_text(request.user_agent.string, 500),
         )
     except SubscriptionError as exc:
         db().rollback()
@@ -597,6 +597,18 @@ def _link_error(exc: InvalidLink) -> BaseResponse:
         action_label="Sign up again" if exc.status == 410 else "Go to the signup page",
     )
     return _private(Response(body, exc.status))
+
+
+def _header_text(value: str | None, limit: int) -> str:
+    """A request header as ledger text: control characters dropped, length bounded."""
+    if not value:
+        return ""
+    return "".join(ch for ch in value if not has_control_chars(ch))[:limit]
+
+
+def _client_ip() -> str:
+    """The client's address as the WSGI server (or a configured proxy fix) reports it."""
+    return _header_text(request.remote_addr, 64)
 
 
 def _private(response: BaseResponse) -> BaseResponse:
