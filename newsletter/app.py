@@ -7,6 +7,7 @@ import logging
 from flask import Flask, Response, g, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter.db import get_sessionmaker
 from newsletter.settings import Settings
@@ -26,6 +27,11 @@ def build_app(settings: Settings | None = None) -> Flask:
         static_folder=str(templates_root() / "static"),
     )
     app.jinja_loader = template_loader(settings)
+    if settings.trusted_proxies:
+        # Behind N reverse proxies the client address (rate limits, consent ledger) and the
+        # scheme come from X-Forwarded-*; trusting them without a proxy would let anyone forge them.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -56,6 +56,7 @@ class Settings:
     site_url: str = "https://news.example.com"
     postal_address: str = "The Daily Brief, 1 Example Street, New York, NY 10001, USA"
     template_dir: str = ""
+    trusted_proxies: int = 0
     # Signup and consent
     confirm_expiry_days: int = 7
     consent_version: str = "2024-07-v1"
@@ -92,8 +93,6 @@ class Settings:
     digest_lookback_hours: int = 24
     digest_max_posts: int = 12
     beat_tick_seconds: int = 30
-    # Derived at load time; not read from the environment.
-    extra: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -101,8 +100,6 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for f in fields(cls):
-            if f.name == "extra":
-                continue
             raw = env.get(f"NEWSLETTER_{f.name.upper()}")
             if raw is None:
                 continue
