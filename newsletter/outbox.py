@@ -1,4 +1,4 @@
-"""The outbox engine: fan-out, the pump, ``send_batch`` and recovery of a send in progress.
+"""The outbox engine: fan-out, the pump and recovery of a send in progress.
 
 One delivery row per (issue, reader) is the outbox record, and the database decides "exactly
 once":
@@ -10,15 +10,11 @@ once":
   ``send_inflight_batches`` batches of an issue in the broker (listmonk's pull model: a rate-limited
   send never floods the queue, and pause/resume is a status change). Fan-out, every finished
   batch and beat's tick top it up; local-time cohorts become due through it.
-* **send_batch** claims its rows atomically (``queued → sending`` with a lease), re-checks that
-  each reader is still eligible, sends over the reused SMTP connection under the global rate
-  limit, and commits ``sent`` right after the server accepted each mail, before the next one.
-* **Recovery**: rows left in ``sending`` by a worker that died (lease expired) go back to
-  ``queued``; rows whose task never ran are enqueued again; a fan-out that died is restarted.
-
-Exactly once at the SMTP boundary: a mail is recorded as sent in its own commit before the next
-one is sent on that connection, so a worker killed at any moment leaves at most one mail per
-connection accepted by the server but not recorded; only that one can be sent twice.
+* **Sending** a batch (:mod:`newsletter.sending`) claims its rows atomically, re-checks each
+  reader, sends over the reused connection and records each mail before the next one
+  (:mod:`newsletter.sentmarks`).
+* **Recovery** (beat's tick): rows left in ``sending`` by a worker that died (lease expired) go
+  back to ``queued``; rows whose task never ran are enqueued again; a dead fan-out is restarted.
 """
 
 from __future__ import annotations
