@@ -29,7 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "newsletter.cli.issues",  # newsletter issues list|show|send|pause|…, campaigns create
     "newsletter.cli.newsletters",  # newsletter newsletters create|list
     "newsletter.cli.schedules",  # newsletter schedules create|list|enable|disable|delete
-    "newsletter.cli.servers",  # newsletter web|worker|beat
+    "newsletter.cli.servers",  # newsletter web|worker|beat|ping
     "newsletter.cli.subscribers",  # newsletter subscribers export
     "newsletter.cli.tokens",  # newsletter tokens create|list|revoke
 )
