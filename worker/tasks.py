@@ -6,6 +6,7 @@ Tasks are declared with ``shared_task`` so this module never imports an app obje
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import Task, shared_task
 from flask import current_app
@@ -44,15 +45,21 @@ def ingest_feeds() -> dict[str, int]:
 
 # --- reader flows: signup mails and pending purge (newsletter.subscriptions / notifications) ---
 
+# A signup mail is retried on 4xx and connection trouble, with exponential backoff and jitter;
+# acks_late so a task cut short by a dead worker is redelivered: a second signup mail is harmless.
+SIGNUP_MAIL_TASK: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "autoretry_for": (TemporaryFailure,),
+    "retry_backoff": True,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
+
 
 @shared_task(
     name="newsletter.send_confirmation",
-    bind=True,
-    acks_late=True,
-    autoretry_for=(TemporaryFailure,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=8,
+    **SIGNUP_MAIL_TASK,
 )
 def send_confirmation(self: Task, consent_id: int) -> str:
     """Mail the double opt-in link of one consent record."""
@@ -67,12 +74,7 @@ def send_confirmation(self: Task, consent_id: int) -> str:
 
 @shared_task(
     name="newsletter.send_welcome",
-    bind=True,
-    acks_late=True,
-    autoretry_for=(TemporaryFailure,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=8,
+    **SIGNUP_MAIL_TASK,
 )
 def send_welcome(self: Task, subscriber_id: int, newsletter_ids: list[int]) -> str:
     """Welcome a reader to the lists they just confirmed."""
@@ -87,12 +89,7 @@ def send_welcome(self: Task, subscriber_id: int, newsletter_ids: list[int]) -> s
 
 @shared_task(
     name="newsletter.send_already_subscribed",
-    bind=True,
-    acks_late=True,
-    autoretry_for=(TemporaryFailure,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=8,
+    **SIGNUP_MAIL_TASK,
 )
 def send_already_subscribed(self: Task, subscriber_id: int) -> str:
     """Tell a confirmed reader who signed up again that nothing needs doing."""
