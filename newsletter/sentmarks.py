@@ -4,9 +4,11 @@ This runs once per mail between two SMTP transactions, so it is kept to one stat
 commit, with no ORM objects and no statement building per mail:
 
 * PostgreSQL: one prepared statement (a data-modifying CTE: mark the delivery sent, insert the
-  ledger rows) run as its own transaction (autocommit) on the raw psycopg connection: a single
-  round trip, with ``synchronous_commit = off`` for the batch's connection (see
-  :func:`batch_connection`).
+  ledger rows) executed outside any transaction block, so it commits by itself: a single round
+  trip, with ``synchronous_commit = off`` for the batch's connection (see
+  :func:`batch_connection`). It goes straight to libpq (``PQexecPrepared`` with text
+  parameters): psycopg's ``execute`` spends ~120 µs of Python a call converting the query and
+  dumping the parameters, libpq ~12 µs, which is a tenth of a worker's whole budget per mail.
 * SQLite (development): statements built once, executed with bound parameters.
 """
 
@@ -17,6 +19,9 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Protocol
 
+import psycopg
+from psycopg import errors as psycopg_errors
+from psycopg import pq
 from sqlalchemy import Connection, bindparam, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -26,22 +31,27 @@ from newsletter.models import DeliveryStatus
 from newsletter.outbox import DELIVERIES, SENT_POSTS, insert_ignore
 from newsletter.settings import Settings
 
-IDLE = 0  # psycopg.pq.TransactionStatus.IDLE: no transaction open on the connection
+IDLE = pq.TransactionStatus.IDLE  # no transaction open on the connection
+_OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+FATAL = pq.ExecStatus.FATAL_ERROR
+SQLSTATE = pq.DiagnosticField.SQLSTATE
+UNDEFINED_STATEMENT = b"26000"  # invalid_sql_statement_name: no such prepared statement
 
-_PG_MARK_SENT = """
+_PG_MARK_SENT_NAME = b"newsletter_mark_sent"
+# $1 delivery id, $2 sent at, $3 SMTP code, $4 reply, $5 Message-ID, $6 issue id, $7 post ids.
+_PG_MARK_SENT = b"""
 WITH delivered AS (
     UPDATE deliveries
-       SET status = 'sent', sent_at = %(now)s, smtp_code = %(code)s, smtp_response = %(reply)s,
-           message_id = %(message_id)s, attempts = attempts + 1, claimed_by = ''
-     WHERE id = %(id)s AND status IN ('sending', 'queued')
+       SET status = 'sent', sent_at = $2, smtp_code = $3, smtp_response = $4,
+           message_id = $5, attempts = attempts + 1, claimed_by = ''
+     WHERE id = $1 AND status IN ('sending', 'queued')
  RETURNING subscriber_id
 )
 INSERT INTO sent_posts (subscriber_id, post_id, issue_id, sent_at)
-SELECT delivered.subscriber_id, post_id, %(issue_id)s, %(now)s
-  FROM delivered CROSS JOIN unnest(%(post_ids)s::bigint[]) AS post_id
+SELECT delivered.subscriber_id, post_id, $6, $2
+  FROM delivered CROSS JOIN unnest($7::bigint[]) AS post_id
     ON CONFLICT DO NOTHING
 """
-
 _MARK_SENT = (
     update(DELIVERIES)
     .where(
@@ -80,10 +90,33 @@ class SentRecorder(Protocol):
 
 
 class PostgresRecorder:
-    """One prepared statement, autocommitted, on the raw psycopg connection: one round trip."""
+    """One prepared statement on the libpq connection, committing by itself: one round trip."""
 
     def __init__(self, raw: Any) -> None:
-        self.raw = raw
+        self.raw = raw  # the psycopg connection
+        self.pgconn = raw.pgconn
+        self.encoding = raw.info.encoding
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """(Re)create the statement on this connection, once per batch.
+
+        psycopg runs DEALLOCATE ALL when it sees a ROLLBACK (as the pool's reset-on-return
+        issues) while it has statements of its own prepared, so ours cannot be assumed to
+        survive from one batch to the next; a protocol-level Close is harmless when it is gone.
+        """
+        pgconn = self.pgconn
+        try:
+            self._check(pgconn.close_prepared(_PG_MARK_SENT_NAME))
+        except psycopg.NotSupportedError:  # libpq < 17 has no Close: DEALLOCATE if it exists
+            found = pgconn.exec_(
+                b"SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE name = '%s'"
+                % _PG_MARK_SENT_NAME
+            )
+            self._check(found)
+            if found.ntuples:
+                self._check(pgconn.exec_(b"DEALLOCATE " + _PG_MARK_SENT_NAME))
+        self._check(pgconn.prepare(_PG_MARK_SENT_NAME, _PG_MARK_SENT))
 
     def mark_sent(
         self,
@@ -98,27 +131,30 @@ class PostgresRecorder:
         post_ids: Sequence[int],
     ) -> None:
         """See :class:`SentRecorder`."""
-        raw = self.raw
-        if raw.info.transaction_status != IDLE:
-            raw.commit()  # never fold earlier work into this mark
-        # One statement in autocommit mode is its own transaction: one round trip, no COMMIT.
-        raw.autocommit = True
-        try:
-            raw.execute(
-                _PG_MARK_SENT,
-                {
-                    "id": delivery_id,
-                    "now": now,
-                    "code": code,
-                    "reply": reply[:1000],
-                    "message_id": message_id[:300],
-                    "issue_id": issue_id,
-                    "post_ids": list(post_ids),
-                },
-                prepare=True,
-            )
-        finally:
-            raw.autocommit = False
+        pgconn = self.pgconn
+        if pgconn.transaction_status != IDLE:
+            self.raw.commit()  # never fold earlier work into this mark
+        params = [
+            b"%d" % delivery_id,
+            now.isoformat().encode(),
+            b"%d" % code,
+            reply[:1000].replace("\x00", "").encode(),  # libpq text ends at a NUL
+            message_id[:300].encode(),
+            b"%d" % issue_id,
+            ("{" + ",".join(map(str, map(int, post_ids))) + "}").encode(),
+        ]
+        # Outside a transaction block the statement is its own transaction: no BEGIN/COMMIT.
+        result = pgconn.exec_prepared(_PG_MARK_SENT_NAME, params)
+        if result.status == FATAL and result.error_field(SQLSTATE) == UNDEFINED_STATEMENT:
+            # Deallocated under us (see _prepare); nothing was written: make it again, once.
+            self._prepare()
+            result = pgconn.exec_prepared(_PG_MARK_SENT_NAME, params)
+        self._check(result)
+
+    def _check(self, result: Any) -> None:
+        """Raise psycopg's exception for a failed statement (as ``execute`` would)."""
+        if result.status not in _OK:
+            raise psycopg_errors.error_from_result(result, encoding=self.encoding)
 
 
 class CoreRecorder:
