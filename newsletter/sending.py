@@ -260,7 +260,8 @@ class _Batch:
                 wait = limiter.try_acquire(1) if limiter is not None else 0.0
             sender = envelope_sender(self.settings, self.issue_id, reader.subscriber_id)
             try:
-                reply = transport.send(sender, reader.email, mail.message)
+                # The renderer writes CRLF line ends itself (the contract of OutgoingMail).
+                reply = transport.send(sender, reader.email, mail.message, crlf_ok=True)
             except PermanentFailure as exc:
                 consecutive_4xx.clear()
                 self._record_failure(did, exc, str(exc), email=reader.email)
