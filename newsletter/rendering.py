@@ -53,8 +53,10 @@ from newsletter.issue_links import archive_url, preview_url
 from newsletter.mail.compose import inline_css, list_id
 from newsletter.mimesplice import (
     CRLF,
-    Encoder,
+    Hole,
     Literal,
+    Plan,
+    PlanBuilder,
     Segment,
     Slot,
     crlf,
@@ -76,6 +78,11 @@ POSTS_BLOCK = "posts"
 CACHE_SIZE = 8
 CACHE_SECONDS = 300.0  # a post retracted mid-send drops out of later batches
 _MEMO_LIMIT = 4096
+# Plans per issue: a plan is small (pointers to shared encoded lines) but a list whose readers
+# have very varied ledgers could make thousands of selections; past this many, plan per reader.
+_PLAN_LIMIT = 1024
+# Per-reader values (plain text) and the keys of their HTML-escaped forms in a plan's values.
+_PERSONAL = ("name", "pref", "unsub")
 # Per-reader values and how they are named in a skeleton's markers.
 FIELDS = ("name", "pref", "unsub", "subject", "preheader")
 # A name that exercises every escaping path, used to check the fast path against the reference.
@@ -132,14 +139,14 @@ class Skeleton:
     pieces: tuple[tuple[Segment, ...], ...]
     suffix: tuple[Segment, ...]
 
-    def encode(self, chosen: Sequence[int], values: Mapping[str, str]) -> list[bytes]:
-        """The quoted-printable part for one reader, in pieces (joined once per message)."""
-        encoder = Encoder()
-        encoder.segments(self.prefix, values)
+    def plan(self, chosen: Sequence[int], values: Mapping[str, str]) -> Plan:
+        """The part for one selection, per-reader values left as :class:`Hole` in ``values``."""
+        builder = PlanBuilder()
+        builder.segments(self.prefix, values)
         for index in chosen:
-            encoder.segments(self.pieces[index], values)
-        encoder.segments(self.suffix, values)
-        return encoder.chunks()
+            builder.segments(self.pieces[index], values)
+        builder.segments(self.suffix, values)
+        return builder.plan()
 
 
 class SkeletonError(Exception):
@@ -325,6 +332,7 @@ class PreparedIssue:
         self._build_headers()
         self.fast = True
         self._variants: dict[bool, tuple[Skeleton, Skeleton]] = {}
+        self._plan_memo: dict[tuple[tuple[int, ...], bool], tuple[Plan, Plan]] = {}
         try:
             self._build_skeletons()
             self._check_against_reference()
@@ -460,22 +468,38 @@ class PreparedIssue:
             text_qp = qp(crlf(reference.text))
             html_qp = qp(crlf(reference.html))
             return [text_qp], [html_qp], subject_header, personal
-        plain = {
+        values = {
             "name": name,
             "pref": personal.preferences_url,
             "unsub": personal.unsubscribe_url,
-            "subject": subject,
-            "preheader": preheader,
         }
-        html = {key: escape_text(value) for key, value in plain.items()}
-        html.update({key + "@": escape_attribute(value) for key, value in plain.items()})
-        text_skeleton, html_skeleton = self._variants[bool(name)]
+        text_plan, html_plan = self._plans(chosen, bool(name), subject, preheader)
         return (
-            text_skeleton.encode(chosen, plain),
-            html_skeleton.encode(chosen, html),
+            text_plan.fill(values),
+            html_plan.fill(_html_values(values)),
             subject_header,
             personal,
         )
+
+    def _plans(
+        self, chosen: tuple[int, ...], named: bool, subject: str, preheader: str
+    ) -> tuple[Plan, Plan]:
+        """Text and HTML plans of a selection (memoised): everything but the reader's values."""
+        key = (chosen, named)
+        found = self._plan_memo.get(key)
+        if found is not None:
+            return found
+        holes: dict[str, str] = {field: Hole.named(field) for field in _PERSONAL}
+        plain = {**holes, "subject": subject, "preheader": preheader}
+        html: dict[str, str] = {field: Hole.named(field) for field in _html_values(holes)}
+        for field, value in (("subject", subject), ("preheader", preheader)):
+            html[field] = escape_text(value)
+            html[field + "@"] = escape_attribute(value)
+        text_skeleton, html_skeleton = self._variants[named]
+        found = (text_skeleton.plan(chosen, plain), html_skeleton.plan(chosen, html))
+        if len(self._plan_memo) < _PLAN_LIMIT:
+            self._plan_memo[key] = found
+        return found
 
     def message_for(self, reader: Reader) -> OutgoingMail | None:
         """The reader's mail (per-reader posts, name, links, headers spliced in cheaply),
@@ -510,6 +534,13 @@ class PreparedIssue:
             message_id=mid,
             post_ids=tuple(self.content.posts[i].id for i in chosen),
         )
+
+
+def _html_values(plain: Mapping[str, str]) -> dict[str, str]:
+    """Per-reader values escaped for the HTML part: text nodes, and ``key@`` for attributes."""
+    html = {key: escape_text(value) for key, value in plain.items()}
+    html.update({key + "@": escape_attribute(value) for key, value in plain.items()})
+    return html
 
 
 def _dkim_signer(settings: Settings) -> Any:

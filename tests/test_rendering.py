@@ -554,3 +554,34 @@ def test_splicing_quoted_printable_equals_encoding_the_whole_text() -> None:
         assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
         assert b"\n" not in encoded.replace(b"\r\n", b"")
         assert encoded == qp(whole)  # the same bytes as encoding the whole part at once
+
+
+def test_a_plan_filled_per_reader_equals_encoding_the_whole_text() -> None:
+    import random
+
+    from newsletter.mimesplice import Hole, Literal, PlanBuilder, qp
+
+    rng = random.Random(11)
+    alphabet = ["a", " ", "=", "é", "{", "}", "{x}", "\r\n", "\t", ".", "x" * 90, "  \r\n"]
+    values_alphabet = ["b", "ü", " ", "&", "=", "{pref}", "}", "{{", "y" * 40]
+    for _ in range(300):
+        builder = PlanBuilder()
+        parts: list[str | Hole] = []
+        for _ in range(rng.randint(1, 8)):
+            if rng.random() < 0.35:
+                hole = Hole.named(rng.choice(["name", "pref"]))
+                builder.value(hole)
+                parts.append(hole)
+            else:
+                piece = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+                builder.literal(Literal.of(piece))
+                parts.append(piece)
+        plan = builder.plan()
+        for _ in range(3):  # one plan, several readers
+            values = {
+                key: "".join(rng.choice(values_alphabet) for _ in "abc") for key in ("name", "pref")
+            }
+            whole = "".join(
+                values[part[1:-1]] if isinstance(part, Hole) else part for part in parts
+            )
+            assert b"".join(plan.fill(values)) == qp(whole)
