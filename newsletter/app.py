@@ -53,9 +53,10 @@ def build_app(settings: Settings | None = None) -> Flask:
     _init_errors(app)
     _init_security_headers(app)
 
-    from newsletter.web import api, archive, health, public
+    from newsletter.web import api, archive, health, metrics, public
 
     app.register_blueprint(health.bp)  # /healthz for load balancers and compose
+    app.register_blueprint(metrics.bp)  # /metrics for Prometheus (bearer token)
     app.register_blueprint(public.bp)
     app.register_blueprint(archive.bp)  # /archive/<token>, /preview/<token>
     from newsletter.web import (
