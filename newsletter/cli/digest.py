@@ -78,12 +78,13 @@ def send_command(slug: str, frequency: str | None, wait: bool) -> None:
         click.echo(f"Nothing to send: {reason}.", err=True)
         return
     issues.run(dispatch.send, settings(), issue_id, issues.queue())
+    if wait:
+        issues.wait_until_done(issue_id)
+        return
     click.echo(
         f"Issue {issue_id} is sending. Follow it with `newsletter issues show {issue_id}`.",
         err=True,
     )
-    if wait:
-        issues.wait_until_done(issue_id)
 
 
 @digest_group.command("test")
