@@ -357,6 +357,36 @@ class Delivery(Base):
     )
 
 
+class FeedbackKind(enum.StrEnum):
+    """What inbound mail reported about a mail we sent (newsletter/inbound.py)."""
+
+    HARD_BOUNCE = "hard-bounce"  # 5.x.x: the address is dead
+    SOFT_BOUNCE = "soft-bounce"  # 4.x.x: mailbox full, greylisted, delayed
+    COMPLAINT = "complaint"  # the reader marked it as spam (ARF feedback report)
+
+
+class FeedbackEvent(Base):
+    """A bounce or complaint about one reader's mail. One row per (reader, issue, kind), so the
+    same report processed twice adds nothing and soft bounces count distinct issues."""
+
+    __tablename__ = "feedback_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    issue_id: Mapped[int | None] = mapped_column(
+        ForeignKey("issues.id", ondelete="CASCADE"), nullable=True
+    )
+    kind: Mapped[FeedbackKind] = mapped_column(_enum(FeedbackKind, "feedback_kind"))
+    status: Mapped[str] = mapped_column(String(20), default="")  # enhanced code, e.g. "5.1.1"
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "issue_id", "kind"),
+        Index("ix_feedback_events_issue_kind", "issue_id", "kind"),
+    )
+
+
 class SentPost(Base):
     """Per-reader ledger: a post mailed to a reader in one digest is never sent in another."""
 

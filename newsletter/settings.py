@@ -93,6 +93,10 @@ class Settings:
     digest_lookback_hours: int = 24
     digest_max_posts: int = 12
     beat_tick_seconds: int = 30
+    # Inbound mail: bounces, complaints, mailto unsubscribes (newsletter/inbound.py)
+    inbound_max_bytes: int = 10 * 1024 * 1024
+    soft_bounce_limit: int = 3
+    soft_bounce_days: int = 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
