@@ -115,6 +115,17 @@ class InvalidRequest(DispatchError):
     """Bad input: a missing subject, an unknown frequency, a campaign for a digest, ..."""
 
 
+def _one_line(value: str, what: str) -> str:
+    """A header-bound field (subject, preheader): refuse control characters, fold spaces.
+
+    Line breaks in a subject are how header injection starts; refusing them (rather than
+    quietly joining the lines) tells the editor their text was not what they meant.
+    """
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise InvalidRequest(f"The {what} must be one line without control characters.")
+    return " ".join(value.split())
+
+
 # --- Looking things up ---------------------------------------------------------------------------
 
 
@@ -232,7 +243,7 @@ def create_campaign(
     """An editor-written issue as a draft: sanitised HTML, plain text derived when not given."""
     from newsletter.sanitize import clean_html, html_to_text
 
-    subject = " ".join(subject.split())
+    subject = _one_line(subject, "subject")
     if not subject:
         raise InvalidRequest("A campaign needs a subject.")
     if len(subject) > SUBJECT_MAX:
@@ -247,7 +258,7 @@ def create_campaign(
         status=IssueStatus.DRAFT,
         frequency=frequency,
         subject=subject,
-        preheader=" ".join(preheader.split())[:500],
+        preheader=_one_line(preheader, "preheader")[:500],
         body_html=html,
         body_text=text,
     )
@@ -271,12 +282,12 @@ def edit(
 
     issue = _require(session, issue_id, "edit")
     if subject is not None:
-        subject = " ".join(subject.split())
+        subject = _one_line(subject, "subject")
         if not subject or len(subject) > SUBJECT_MAX:
             raise InvalidRequest(f"The subject must be 1 to {SUBJECT_MAX} characters.")
         issue.subject = subject
     if preheader is not None:
-        issue.preheader = " ".join(preheader.split())[:500]
+        issue.preheader = _one_line(preheader, "preheader")[:500]
     if body_html is not None or body_text is not None:
         if issue.kind != NewsletterKind.CAMPAIGN:
             raise InvalidRequest("Only a campaign's body can be edited; a digest is its posts.")

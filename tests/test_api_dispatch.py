@@ -159,6 +159,30 @@ def test_campaign_pause_resume_cancel_and_errors(
     assert api.post("/api/v1/issues/999/cancel").status_code == 404
 
 
+def test_header_injection_in_subject_or_preheader_is_refused(
+    api: FlaskClient, lists: dict[str, Any], db: Session
+) -> None:
+    for field, value in [
+        ("subject", "Sale\r\nBcc: everyone@example.com"),
+        ("subject", "Sale\x00"),
+        ("preheader", "Line one\nline two"),
+    ]:
+        body = {"newsletter": "offers", "subject": "Sale", "html": "<p>x</p>", field: value}
+        refused = api.post("/api/v1/issues", json=body)
+        assert refused.status_code == 400, field
+        assert "one line without control characters" in error(refused)
+    assert db.scalar(select(func.count()).select_from(Issue)) == 0  # nothing half-stored
+
+    created = api.post(
+        "/api/v1/issues", json={"newsletter": "offers", "subject": "Sale", "html": "<p>x</p>"}
+    )
+    issue_id = created.get_json()["issue"]["id"]
+    edited = api.patch(f"/api/v1/issues/{issue_id}", json={"subject": "Sale\rX-Evil: 1"})
+    assert edited.status_code == 400
+    db.expire_all()
+    assert db.get(Issue, issue_id).subject == "Sale"  # type: ignore[union-attr]
+
+
 def test_schedule_for_later_then_cancel(
     api: FlaskClient, lists: dict[str, Any], api_app: Flask
 ) -> None:
