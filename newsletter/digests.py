@@ -19,6 +19,7 @@ from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from newsletter.models import (
     Frequency,
@@ -209,12 +210,24 @@ def plan_digest(session: Session, settings: Settings, issue: Issue, now: datetim
 # --- Readers and their posts ---------------------------------------------------------------------
 
 
-def load_readers(session: Session, issue: Issue, subscriber_ids: Sequence[int]) -> list[Reader]:
-    """Bulk-load recipients of a batch (one query for subscribers, one for their ledger)."""
+def load_readers(
+    session: Session,
+    issue: Issue,
+    subscriber_ids: Sequence[int],
+    *,
+    only: ColumnElement[bool] | None = None,
+) -> list[Reader]:
+    """Bulk-load recipients of a batch (one query for subscribers, one for their ledger).
+
+    ``only`` is a further condition on the subscriber and their subscription to the issue's
+    newsletter (the sender passes "still eligible", saving a query a batch).
+    """
+    from newsletter.outbox import one_of
+
     ids = list(dict.fromkeys(subscriber_ids))
     rows: dict[int, tuple[Any, ...]] = {}
     for chunk in _chunks(ids):
-        result = session.execute(
+        query = (
             select(
                 Subscriber.id,
                 Subscriber.email,
@@ -231,8 +244,9 @@ def load_readers(session: Session, issue: Issue, subscriber_ids: Sequence[int]) 
                     Subscription.newsletter_id == issue.newsletter_id,
                 ),
             )
-            .where(Subscriber.id.in_(chunk))
+            .where(one_of(session, Subscriber.id, chunk))
         )
+        result = session.execute(query if only is None else query.where(only))
         for sid, email, name, version, tz, topics, frequency in result:
             rows[sid] = (email, name, version, tz, topics, frequency)
     ledger = _ledger(session, ids, issue.post_ids or [])
@@ -260,6 +274,8 @@ def _ledger(
     session: Session, subscriber_ids: list[int], post_ids: Iterable[int]
 ) -> dict[int, set[int]]:
     """Which of these posts each subscriber already got (only the issue's posts are asked for)."""
+    from newsletter.outbox import one_of
+
     posts = list(post_ids)
     found: dict[int, set[int]] = {}
     if not posts or not subscriber_ids:
@@ -267,7 +283,8 @@ def _ledger(
     for chunk in _chunks(subscriber_ids, max(50, _IN_CHUNK - len(posts))):
         result = session.execute(
             select(SentPost.subscriber_id, SentPost.post_id).where(
-                SentPost.subscriber_id.in_(chunk), SentPost.post_id.in_(posts)
+                one_of(session, SentPost.subscriber_id, chunk),
+                one_of(session, SentPost.post_id, posts),
             )
         )
         for sid, pid in result:

@@ -37,7 +37,6 @@ from newsletter.outbox import (
     SENDING,
     SKIPPED,
     SUBSCRIBERS,
-    SUBSCRIPTIONS,
     UNFINISHED,
     WORKER,
     BatchResult,
@@ -46,6 +45,7 @@ from newsletter.outbox import (
     eligible_clause,
     finish_if_done,
     issue_status,
+    one_of,
     pump,
     set_issue_status,
     suppressed_hashes,
@@ -144,7 +144,14 @@ class _Batch:
             return self.result
         try:
             prepared = prepare_issue(session, self.settings, self.issue_id)
-            readers = load_readers(session, issue, list(claimed.values()))
+            # Only readers who may still get it: unsubscribed, paused or bounced since the
+            # fan-out drop out here (suppressions are checked below).
+            readers = load_readers(
+                session,
+                issue,
+                list(claimed.values()),
+                only=eligible_clause(newsletter_id, frequency, utcnow()),
+            )
         except Exception as exc:
             session.rollback()
             log.exception("issue %s cannot be prepared", self.issue_id)
@@ -160,7 +167,7 @@ class _Batch:
             self.result.stopped = "render error"
             return self.result
         by_subscriber = {sid: did for did, sid in claimed.items()}
-        eligible = self._eligible(readers, newsletter_id, frequency)
+        eligible = self._eligible(readers)
         gone = [did for did, sid in claimed.items() if sid not in eligible]
         if gone:
             self._finalise(gone, SKIPPED, smtp_response=NOT_ELIGIBLE)
@@ -183,7 +190,7 @@ class _Batch:
             rows = self.session.execute(
                 update(DELIVERIES)
                 .where(
-                    DELIVERIES.c.id.in_(chunk),
+                    one_of(self.session, DELIVERIES.c.id, chunk),
                     DELIVERIES.c.issue_id == self.issue_id,
                     DELIVERIES.c.status == QUEUED.value,
                     DELIVERIES.c.due_at <= now,
@@ -196,31 +203,10 @@ class _Batch:
         self.result.claimed = len(claimed)
         return claimed
 
-    def _eligible(
-        self, readers: list[Reader], newsletter_id: int, frequency: str | None
-    ) -> set[int]:
-        """Subscriber ids among ``readers`` who may still get this issue right now."""
-        ids = [r.subscriber_id for r in readers]
-        allowed: set[int] = set()
-        now = utcnow()
-        for chunk in chunks(ids, IN_CHUNK):
-            allowed.update(
-                self.session.scalars(
-                    select(SUBSCRIPTIONS.c.subscriber_id)
-                    .select_from(
-                        SUBSCRIPTIONS.join(
-                            SUBSCRIBERS, SUBSCRIBERS.c.id == SUBSCRIPTIONS.c.subscriber_id
-                        )
-                    )
-                    .where(
-                        eligible_clause(newsletter_id, frequency, now),
-                        SUBSCRIPTIONS.c.subscriber_id.in_(chunk),
-                    )
-                )
-            )
-        hashes = {
-            r.subscriber_id: email_hash(r.email) for r in readers if r.subscriber_id in allowed
-        }
+    def _eligible(self, readers: list[Reader]) -> set[int]:
+        """Subscriber ids among ``readers`` (all still subscribed) whose address is not
+        suppressed."""
+        hashes = {r.subscriber_id: email_hash(r.email) for r in readers}
         blocked = suppressed_hashes(self.session, hashes.values())
         return {sid for sid, h in hashes.items() if h not in blocked}
 
@@ -310,7 +296,10 @@ class _Batch:
         for chunk in chunks(list(self.remaining), IN_CHUNK):
             self.session.execute(
                 update(DELIVERIES)
-                .where(DELIVERIES.c.id.in_(chunk), DELIVERIES.c.claimed_by == self.token)
+                .where(
+                    one_of(self.session, DELIVERIES.c.id, chunk),
+                    DELIVERIES.c.claimed_by == self.token,
+                )
                 .values(claimed_at=utcnow())
             )
         self.session.commit()
@@ -376,7 +365,7 @@ class _Batch:
             self.session.execute(
                 update(DELIVERIES)
                 .where(
-                    DELIVERIES.c.id.in_(chunk),
+                    one_of(self.session, DELIVERIES.c.id, chunk),
                     DELIVERIES.c.status.in_([s.value for s in UNFINISHED]),
                 )
                 .values(**values)
@@ -405,7 +394,7 @@ class _Batch:
             self.session.execute(
                 update(DELIVERIES)
                 .where(
-                    DELIVERIES.c.id.in_(chunk),
+                    one_of(self.session, DELIVERIES.c.id, chunk),
                     DELIVERIES.c.status == SENDING.value,
                     DELIVERIES.c.claimed_by == self.token,
                 )
@@ -425,7 +414,10 @@ class _Batch:
         for chunk in chunks(ids, IN_CHUNK):
             self.session.execute(
                 update(DELIVERIES)
-                .where(DELIVERIES.c.id.in_(chunk), DELIVERIES.c.claimed_by == self.token)
+                .where(
+                    one_of(self.session, DELIVERIES.c.id, chunk),
+                    DELIVERIES.c.claimed_by == self.token,
+                )
                 .values(status=QUEUED.value, claimed_by="", enqueued_at=until, smtp_response=why)
             )
         self.remaining.clear()
@@ -443,7 +435,7 @@ class _Batch:
         attempts = dict(
             self.session.execute(
                 select(DELIVERIES.c.id, DELIVERIES.c.attempts).where(
-                    DELIVERIES.c.id.in_([did for did, _ in deferred])
+                    one_of(self.session, DELIVERIES.c.id, [did for did, _ in deferred])
                 )
             ).all()
         )
