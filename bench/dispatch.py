@@ -72,6 +72,7 @@ class Result:
     sink_cpu_ms: float  # the sink's CPU time per mail received, during the send
     floor_cpu_ms: float  # smtplib client CPU per mail in the floor loop
     floor_sink_cpu_ms: float  # the sink's CPU per mail during the floor loop
+    db_cpu_ms: float = 0.0  # PostgreSQL's CPU per mail during the send (0 for SQLite)
 
     @property
     def ratio(self) -> float:
@@ -351,6 +352,19 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL server process on this machine (backends, WAL writer, checkpointer)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM (peak resident set) of one process, in MB."""
     try:
@@ -488,6 +502,11 @@ def run_one(
         with worker(env, processes, workdir / f"worker-{db}-{readers}.log") as proc:
             profilers = start_profilers(profile, proc.pid, f"{db}-{readers}-dkim{bool(dkim_key)}")
             pids = process_tree(proc.pid)
+            # PostgreSQL's CPU: every server process alive at the end, minus what those that
+            # existed before had used (a backend that exits meanwhile, the CLI's, is missed).
+            db_before = {}
+            if db != "sqlite":
+                db_before = {pid: cpu_seconds([pid]) for pid in postgres_pids()}
             cpu_before = cpu_seconds(pids), cpu_seconds([sink_pid])
             issue_id = trigger(env)
             final = wait_finished(url, issue_id, readers, timeout=max(600, readers / 50))
@@ -495,6 +514,11 @@ def run_one(
             peaks = [peak_rss_mb(pid) for pid in pids]
             worker_cpu = cpu_seconds(pids) - cpu_before[0]
             sink_cpu = cpu_seconds([sink_pid]) - cpu_before[1]
+            db_cpu = (
+                sum(cpu_seconds([pid]) - db_before.get(pid, 0.0) for pid in postgres_pids())
+                if db != "sqlite"
+                else 0.0
+            )
             stop_profilers(profilers)
         sent, seconds, counts = timing(url, issue_id)
     after = sink_counts(status)
@@ -509,10 +533,11 @@ def run_one(
     floor_sent = sink_counts(status)[0] - floor_before
     floor_sink_cpu_ms = (cpu_seconds([sink_pid]) - floor_sink_before) / max(1, floor_sent) * 1000
     worker_cpu_ms = worker_cpu / max(1, sent) * 1000
+    db_cpu_ms = db_cpu / max(1, sent) * 1000
     print(
         f"    floor {floor:,.0f}/s -> ratio {rate / floor:.2f}; CPU ms a mail: workers "
-        f"{worker_cpu_ms:.2f}, sink {sink_cpu / max(1, received) * 1000:.2f} | floor client "
-        f"{floor_cpu_ms:.2f}, sink {floor_sink_cpu_ms:.2f}",
+        f"{worker_cpu_ms:.2f}, sink {sink_cpu / max(1, received) * 1000:.2f}, database "
+        f"{db_cpu_ms:.2f} | floor client {floor_cpu_ms:.2f}, sink {floor_sink_cpu_ms:.2f}",
         flush=True,
     )
     return Result(
@@ -531,6 +556,7 @@ def run_one(
         sink_cpu_ms=sink_cpu / max(1, received) * 1000,
         floor_cpu_ms=floor_cpu_ms,
         floor_sink_cpu_ms=floor_sink_cpu_ms,
+        db_cpu_ms=db_cpu_ms,
     )
 
 
@@ -569,7 +595,8 @@ def print_table(results: list[Result]) -> None:
     """The summary table, then the memory ratio 100k/10k for each database and DKIM setting."""
     head = (
         f"{'readers':>9} {'db':>8} {'dkim':>4} {'mails/s':>8} {'floor/s':>8} {'ratio':>6} "
-        f"{'avg B':>7} {'worker peak MB':>15} {'seed s':>7} {'cpu ms/mail':>11} {'floor cpu':>9}"
+        f"{'avg B':>7} {'worker peak MB':>15} {'seed s':>7} {'cpu ms/mail':>11} {'floor cpu':>9} "
+        f"{'sink cpu':>8} {'db cpu':>6}"
     )
     print()
     print(head)
@@ -578,12 +605,14 @@ def print_table(results: list[Result]) -> None:
         print(
             f"{r.readers:>9,} {r.db:>8} {'on' if r.dkim else 'off':>4} {r.rate:>8,.0f} "
             f"{r.floor:>8,.0f} {r.ratio:>6.2f} {r.avg_size:>7,} {r.worker_peak_mb:>15.1f} "
-            f"{r.seed_seconds:>7.1f} {r.worker_cpu_ms:>11.2f} {r.floor_cpu_ms:>9.2f}"
+            f"{r.seed_seconds:>7.1f} {r.worker_cpu_ms:>11.2f} {r.floor_cpu_ms:>9.2f} "
+            f"{r.sink_cpu_ms:>8.2f} {r.db_cpu_ms:>6.2f}"
         )
     print(
         "cpu ms/mail: CPU time of all worker processes per mail sent (load-independent);\n"
         "floor cpu: CPU time of the bare smtplib client per mail (the sink's own CPU excluded "
-        "from both)"
+        "from both);\nsink cpu, db cpu: the sink's and PostgreSQL's CPU time per mail during the "
+        "send (db: every postgres process, so quiet the machine first)"
     )
     by_key = {(r.readers, r.db, r.dkim): r for r in results}
     sizes = sorted({r.readers for r in results})
