@@ -61,6 +61,7 @@ def build_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(archive.bp)  # /archive/<token>, /preview/<token>
     from newsletter.web import (
         api_dispatch,  # noqa: F401  (routes on api.bp)
+        api_inbound,  # noqa: F401  (routes on api.bp)
         api_posts,  # noqa: F401  (routes on api.bp)
     )
 

@@ -1,0 +1,38 @@
+"""POST /api/v1/inbound: inbound mail delivered by webhook (bounces, complaints, unsubscribes).
+
+For mail services that POST each inbound message instead of piping it to a command: the body is
+the raw RFC 5322 message (``Content-Type: message/rfc822``), ``?recipient=`` the envelope
+recipient when the service knows it (VERP). The same domain core as ``newsletter inbound
+process`` decides; processing the same message twice changes nothing, so retries are safe.
+"""
+
+from __future__ import annotations
+
+from flask import Response, jsonify, request
+
+from newsletter.inbound import process_message
+from newsletter.web import db, settings
+from newsletter.web.api import ApiError, bp, require_token
+
+ACCEPTED_TYPES = ("message/rfc822",)
+
+
+@bp.post("/inbound")
+@require_token
+def inbound_message() -> tuple[Response, int]:
+    """Recognise one raw message and act on it; 200 with what was done, 400 for non-mail."""
+    # Mail with attachments is larger than forms: this route has its own body limit (413).
+    request.max_content_length = settings().inbound_max_bytes
+    if request.mimetype not in ACCEPTED_TYPES:
+        raise ApiError(
+            415,
+            "send the raw message as the body with Content-Type: message/rfc822",
+            field="Content-Type",
+        )
+    raw = request.get_data(cache=False)
+    recipient = request.args.get("recipient", "").strip()[:320]
+    outcome = process_message(db(), settings(), raw, recipient=recipient)
+    if not outcome.parsed:
+        raise ApiError(400, outcome.summary)
+    db().commit()
+    return jsonify(outcome.as_json()), 200
