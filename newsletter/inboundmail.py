@@ -165,7 +165,7 @@ def _complaint(
     msg: Message, feedback: Message, message_id: str, envelope: tuple[str, ...]
 ) -> Inbound:
     """An ARF report: the complained-about reader's traces, or UNKNOWN for a benign type."""
-    feedback_type = header(feedback, "Feedback-Type").lower() or "abuse"
+    feedback_type = header(feedback, "Feedback-Type").lower()[:40] or "abuse"
     if feedback_type not in COMPLAINT_TYPES:
         return Inbound(
             MessageKind.UNKNOWN,
@@ -204,12 +204,18 @@ def header(msg: Message, name: str) -> str:
 
 def _decode(value: object) -> str:
     """Decode one header value without ever raising (bad charsets and encodings included)."""
+    raw = str(value)[: HEADER_MAX * 4]
     try:
-        text = str(make_header(decode_header(str(value))))
+        text = str(make_header(decode_header(raw)))
     except (LookupError, ValueError, UnicodeError, AssertionError, TypeError):
-        text = str(value)
+        text = raw
+    return printable(text)[:HEADER_MAX]
+
+
+def printable(text: str) -> str:
+    """One line without control characters (report lines end up on terminals and in logs)."""
     text = text.encode("utf-8", "replace").decode("utf-8")
-    return " ".join(text.split())[:HEADER_MAX]
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
 
 
 def _addresses(values: list[object] | list[str]) -> tuple[str, ...]:
@@ -303,7 +309,7 @@ def _plain_diagnostic(msg: Message, address: str) -> str:
     start = next((i for i, line in enumerate(lines) if address in line.lower()), 0)
     for line in lines[start:] + lines[:start]:
         if _STATUS.search(line) or _SMTP_CODE.search(line):
-            return " ".join(line.split())
+            return printable(line)
     return ""
 
 

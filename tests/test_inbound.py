@@ -548,6 +548,10 @@ def test_junk_is_reported_never_raised(settings: Settings, db_sqlite: Session) -
     for raw, expected in cases.items():
         outcome = process_message(db_sqlite, s, raw)
         assert outcome.result == expected, (raw[:40], outcome)
+    # What a report says is printed only as one line of printable characters.
+    escape = sample("arf-complaint.eml", feedback_type="x\x1b[2J\x07y", original_message="")
+    outcome = process_message(db_sqlite, s, escape)
+    assert outcome.result == Result.UNKNOWN and outcome.line().isprintable()
     big = b"Subject: big\n\n" + b"x" * 2000
     outcome = process_message(db_sqlite, replace(s, inbound_max_bytes=1000), big)
     assert outcome.result == Result.INVALID and "larger than 1000 bytes" in outcome.summary
