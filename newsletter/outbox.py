@@ -41,6 +41,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -323,6 +324,7 @@ def fan_out(session: Session, settings: Settings, issue_id: int, queue: TaskQueu
     base_due = issue.started_at or utcnow()
     due_cache: dict[str, datetime] = {}
     added = 0
+    analyzed_at = 0  # rows added when the statistics were last refreshed
     while True:
         status = issue_status(session, issue_id)
         if status not in (IssueStatus.SENDING.value, IssueStatus.PAUSED.value):
@@ -371,6 +373,9 @@ def fan_out(session: Session, settings: Settings, issue_id: int, queue: TaskQueu
             .values(last_subscriber_id=last, fanout_claimed_at=now)
         )
         session.commit()
+        if added >= analyzed_at * 10:
+            _analyze_deliveries(session)
+            analyzed_at = max(1, added)
         if status == IssueStatus.SENDING.value:
             pump(session, settings, issue_id, queue)
     total = session.scalar(
@@ -385,6 +390,22 @@ def fan_out(session: Session, settings: Settings, issue_id: int, queue: TaskQueu
     pump(session, settings, issue_id, queue)
     finish_if_done(session, issue_id)
     return added
+
+
+def _analyze_deliveries(session: Session) -> None:
+    """Refresh PostgreSQL's statistics of the deliveries table while a fan-out fills it.
+
+    Until autovacuum gets to it (a minute or more), the planner knows nothing of the new issue's
+    rows and estimates "a couple" for ``issue_id = … AND status = 'queued'``: every batch's
+    claim then walks all the issue's queued rows through that index instead of looking up its
+    ids by primary key (0.5 s a batch at 100,000 readers). Run when the issue's rows have grown
+    tenfold (1,000, 10,000, 100,000 …), so a few times per send; ANALYZE reads a sample of at
+    most 30,000 rows (tens of milliseconds). Without the privilege PostgreSQL only warns.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(text("ANALYZE deliveries"))
+    session.commit()
 
 
 # --- The pump -------------------------------------------------------------------------------------
