@@ -347,7 +347,7 @@ def fan_out(session: Session, settings: Settings, issue_id: int, queue: TaskQueu
         if not rows:
             break
         blocked = suppressed_hashes(session, (email_hash(r.email_key) for r in rows))
-        new_rows = []
+        page: list[tuple[int, datetime]] = []
         for sid, key, zone in rows:
             if blocked and email_hash(key) in blocked:
                 continue
@@ -356,16 +356,8 @@ def fan_out(session: Session, settings: Settings, issue_id: int, queue: TaskQueu
                 due = due_cache.get(zone) or due_cache.setdefault(
                     zone, local_due_at(issue.send_at, issue.local_send_time, zone, "UTC")
                 )
-            new_rows.append(
-                {
-                    "issue_id": issue_id,
-                    "subscriber_id": sid,
-                    "status": QUEUED.value,
-                    "due_at": due,
-                    "created_at": now,
-                }
-            )
-        added += insert_ignore(session, DELIVERIES, new_rows, count=True)
+            page.append((sid, due))
+        added += _insert_deliveries(session, issue_id, page, now)
         last = rows[-1].subscriber_id
         session.execute(
             update_issue()
@@ -390,6 +382,52 @@ def fan_out(session: Session, settings: Settings, issue_id: int, queue: TaskQueu
     pump(session, settings, issue_id, queue)
     finish_if_done(session, issue_id)
     return added
+
+
+# The fan-out's page on PostgreSQL: two array parameters instead of a VALUES list of ~9,000
+# placeholders, which psycopg would parse again for every page (most of a fan-out's CPU).
+# The constants are the model's defaults for a new delivery (see models.Delivery).
+_PG_INSERT_DELIVERIES = text(
+    """
+    INSERT INTO deliveries (issue_id, subscriber_id, status, due_at, created_at, attempts,
+                            smtp_response, message_id, claimed_by)
+    SELECT :issue_id, page.subscriber_id, 'queued', page.due_at, :now, 0, '', '', ''
+      FROM unnest(CAST(:subscriber_ids AS BIGINT[]), CAST(:due_ats AS TIMESTAMPTZ[]))
+           AS page (subscriber_id, due_at)
+        ON CONFLICT DO NOTHING
+    RETURNING id
+    """
+)
+
+
+def _insert_deliveries(
+    session: Session, issue_id: int, page: list[tuple[int, datetime]], now: datetime
+) -> int:
+    """Queue a delivery per (subscriber id, due at) unless one exists; how many were new."""
+    if not page:
+        return 0
+    if session.get_bind().dialect.name == "postgresql":
+        result = session.execute(
+            _PG_INSERT_DELIVERIES,
+            {
+                "issue_id": issue_id,
+                "now": now,
+                "subscriber_ids": [sid for sid, _ in page],
+                "due_ats": [due for _, due in page],
+            },
+        )
+        return len(result.all())
+    rows = [
+        {
+            "issue_id": issue_id,
+            "subscriber_id": sid,
+            "status": QUEUED.value,
+            "due_at": due,
+            "created_at": now,
+        }
+        for sid, due in page
+    ]
+    return insert_ignore(session, DELIVERIES, rows, count=True)
 
 
 def _analyze_deliveries(session: Session) -> None:
