@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import Flask, Response, g, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter, Map
 
 from newsletter.db import get_sessionmaker
+from newsletter.models import MAX_ID
 from newsletter.settings import Settings
 from newsletter.templating import template_loader, templates_root
 from newsletter.web.limits import limiter
@@ -27,6 +30,8 @@ def build_app(settings: Settings | None = None) -> Flask:
         static_folder=str(templates_root() / "static"),
     )
     app.jinja_loader = template_loader(settings)
+    # Before any blueprint adds a rule: every <int:...> in a URL is then a possible row id.
+    app.url_map.converters["int"] = IdConverter
     if settings.trusted_proxies:
         # Behind N reverse proxies the client address (rate limits, consent ledger) and the
         # scheme come from X-Forwarded-*; trusting them without a proxy would let anyone forge them.
@@ -76,6 +81,14 @@ def build_app(settings: Settings | None = None) -> Flask:
 
     celery_init_app(app, settings)
     return app
+
+
+class IdConverter(IntegerConverter):
+    """``<int:...>`` bounded to ids the database can hold: a larger number is a 404, not a 500."""
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def _init_db(app: Flask, settings: Settings) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.db import utcnow
 from newsletter.feedformats import FeedFormatError, parse_feed
-from newsletter.models import Feed
+from newsletter.models import MAX_ID, Feed
 from newsletter.posts import upsert_posts
 from newsletter.sanitize import is_http_url
 from newsletter.settings import Settings, redact_url
@@ -237,8 +237,9 @@ def add_feed(session: Session, source: str) -> Feed:
 
 def find_feed(session: Session, key: str) -> Feed | None:
     """A feed by id, or by its URL / path."""
-    if key.isdigit():
-        return session.get(Feed, int(key))
+    if key.isascii() and key.isdigit():
+        # An id beyond what the column holds names no feed (the driver would raise).
+        return session.get(Feed, int(key)) if int(key) <= MAX_ID else None
     try:
         url = normalise_source(key)
     except FeedError:

@@ -24,6 +24,9 @@ from newsletter.db import Base, UTCDateTime, utcnow
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# The largest id either database can hold: ids typed into a URL or a command are checked against
+# it, since a larger one makes the driver raise instead of finding nothing.
+MAX_ID = 2**63 - 1
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:

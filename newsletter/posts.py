@@ -228,7 +228,7 @@ def _apply(post: Post, item: PostInput, *, revive: bool) -> bool:
 def find_post(session: Session, key: str) -> Post | None:
     """The post whose guid is ``key``, else whose id is ``key`` when it is a number."""
     post = session.scalar(select(Post).where(Post.guid == key))
-    if post is None and key.isdigit() and len(key) < 19:
+    if post is None and key.isascii() and key.isdigit() and len(key) < 19:
         post = session.get(Post, int(key))
     return post
 
@@ -341,7 +341,10 @@ def parse_timestamp(value: object, field_name: str = "published_at") -> datetime
         raise InvalidPost(
             field_name, "needs a UTC offset (e.g. +02:00 or Z) so the time is not ambiguous"
         )
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before the first UTC day
+        raise InvalidPost(field_name, f"{value!r} is out of range") from None
 
 
 def _text(data: Mapping[str, Any], name: str, *, required: bool, limit: int) -> str:

@@ -160,6 +160,10 @@ def update_schedule(
     unknown = set(changes) - TIMING_FIELDS - {"frequency", "name", "enabled"}
     if unknown:
         raise ScheduleError(f"Unknown schedule fields: {', '.join(sorted(unknown))}.")
+    # Only the frequency has a "none" (the newsletter's default); null elsewhere is a mistake.
+    empty = sorted(key for key, value in changes.items() if value is None and key != "frequency")
+    if empty:
+        raise ScheduleError(f"These schedule fields need a value: {', '.join(empty)}.")
     if "cron" in changes:
         changes["cron"] = validate_cron(str(changes["cron"]))
     if "timezone" in changes:

@@ -31,6 +31,17 @@ def _bool(value: str) -> bool:
     raise ValueError(f"expected true/false, got {value!r}")
 
 
+def _number(value: str, kind: type[int] | type[float], what: str) -> int | float:
+    """Parse a numeric variable; the error names what was expected, not Python's parser."""
+    try:
+        number = kind(value.strip())
+    except ValueError:
+        raise ValueError(f"expected {what}, got {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):  # nan, inf
+        raise ValueError(f"expected {what}, got {value!r}")
+    return number
+
+
 def _list(value: str) -> tuple[str, ...]:
     """Parse a comma-separated list, dropping blanks."""
     return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -115,9 +126,9 @@ class Settings:
                 if isinstance(default, bool):
                     values[f.name] = _bool(raw)
                 elif isinstance(default, int):
-                    values[f.name] = int(raw)
+                    values[f.name] = _number(raw, int, "a whole number")
                 elif isinstance(default, float):
-                    values[f.name] = float(raw)
+                    values[f.name] = _number(raw, float, "a number")
                 elif isinstance(default, tuple):
                     values[f.name] = _list(raw)
                 elif isinstance(default, Path):
@@ -168,6 +179,55 @@ class Settings:
             raise SettingsError("NEWSLETTER_BATCH_SIZE must be at least 1")
         if self.confirm_expiry_days < 1:
             raise SettingsError("NEWSLETTER_CONFIRM_EXPIRY_DAYS must be at least 1")
+        self._validate_urls()
+        self._validate_mail()
+
+    def _validate_urls(self) -> None:
+        """URLs that would otherwise fail later, deep inside a request or a worker."""
+        from limits import parse_many
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(self.database_url)
+        except ArgumentError:
+            raise SettingsError(
+                "NEWSLETTER_DATABASE_URL is not a database URL; use e.g. "
+                "postgresql+psycopg://user:pass@host/db or sqlite:////path/to/file.db"
+            ) from None
+        if self.redis_url and urlsplit(self.redis_url).scheme not in {"redis", "rediss", "unix"}:
+            raise SettingsError(
+                "NEWSLETTER_REDIS_URL must start with redis://, rediss:// or unix://"
+            )
+        if self.smtp_url.startswith(("smtp:", "smtps:")):
+            try:
+                port = urlsplit(self.smtp_url).port
+            except ValueError:
+                port = 0
+            if port == 0:
+                raise SettingsError("NEWSLETTER_SMTP_URL has a port that is not a number 1-65535")
+        if urlsplit(self.base_url).scheme not in {"http", "https"}:
+            raise SettingsError(
+                f"NEWSLETTER_BASE_URL must be an http:// or https:// address, not {self.base_url!r}"
+            )
+        for name in ("signup_rate_limit", "address_rate_limit"):
+            try:
+                parse_many(getattr(self, name))
+            except ValueError:
+                raise SettingsError(
+                    f"NEWSLETTER_{name.upper()} must be limits such as 20/minute;200/hour, "
+                    f"not {getattr(self, name)!r}"
+                ) from None
+
+    def _validate_mail(self) -> None:
+        """The From address every mail carries (and whose domain names Message-IDs)."""
+        from email.utils import parseaddr
+
+        if "@" not in parseaddr(self.mail_from)[1]:
+            raise SettingsError(
+                "NEWSLETTER_MAIL_FROM must be an address such as "
+                f"'The Daily Brief <news@example.com>', not {self.mail_from!r}"
+            )
 
     @property
     def is_production(self) -> bool:

@@ -199,7 +199,11 @@ def resolve_newsletters(
         ref = ref.strip()
         if ref and ref not in wanted:
             wanted.append(ref)
-    ids = [int(r) for r in wanted if r.isdigit() and len(r) < 19]
+    if not wanted:
+        raise SubscriptionError("Please choose at least one newsletter.")
+    # isdecimal() alone admits other scripts' digits ("٣") and isdigit() superscripts ("²"),
+    # which int() refuses or reads as a different id: only ASCII digits name an id.
+    ids = [int(r) for r in wanted if r.isascii() and r.isdecimal() and len(r) < 19]
     query = select(Newsletter).where(Newsletter.slug.in_(wanted) | Newsletter.id.in_(ids))
     if public_only:
         query = query.where(Newsletter.is_public.is_(True))

@@ -16,7 +16,11 @@ from flask.cli import ScriptInfo
 from sqlalchemy.orm import Session
 
 from newsletter.db import session_scope
+from newsletter.models import MAX_ID
 from newsletter.settings import Settings
+
+# A row id argument: a clear usage error for 0, negatives and numbers no id column can hold.
+ID = click.IntRange(1, MAX_ID)
 
 
 def settings() -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from flask.cli import AppGroup
 
 from newsletter.cli.common import fail, settings
@@ -27,7 +28,10 @@ def db_group() -> None:
 def upgrade_command(revision: str) -> None:
     """Run the migrations (creates the database tables on first use)."""
     url = settings().database_url
-    upgrade(url, revision)
+    try:
+        upgrade(url, revision)
+    except CommandError as exc:  # e.g. an unknown --revision
+        fail(f"{exc}; see `newsletter db current` for where the database stands")
     now = current_revision(url)
     click.echo(f"Database {redact_url(url)} is at revision {now}.")
 

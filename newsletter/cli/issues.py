@@ -4,7 +4,7 @@ test) and ``newsletter campaigns create``: one send of a newsletter, from the te
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import click
 from flask.cli import AppGroup
 
 from newsletter import dispatch
-from newsletter.cli.common import fail, session, settings, table
+from newsletter.cli.common import ID, fail, session, settings, table
 from newsletter.outbox import TaskQueue
 
 FINAL_OK = {"sent", "skipped"}
@@ -151,7 +151,7 @@ def list_command(slug: str | None, status: str | None, limit: int) -> None:
 
 
 @issues_group.command("show")
-@click.argument("issue_id", metavar="ID", type=int)
+@click.argument("issue_id", metavar="ID", type=ID)
 def show_command(issue_id: int) -> None:
     """Everything about one issue, with its live progress."""
 
@@ -181,7 +181,7 @@ def show_command(issue_id: int) -> None:
 
 
 @issues_group.command("send")
-@click.argument("issue_id", metavar="ID", type=int)
+@click.argument("issue_id", metavar="ID", type=ID)
 @click.option("--at", "send_at", default=None, help="Send later: ISO time with offset.")
 @click.option("--wait", is_flag=True, help="Print progress until it is done.")
 def send_command(issue_id: int, send_at: str | None, wait: bool) -> None:
@@ -204,11 +204,14 @@ def _parse_time(raw: str) -> datetime:
         fail(f"{raw!r} is not an ISO time such as 2030-01-01T08:00:00+01:00")
     if value.tzinfo is None:
         fail(f"{raw!r} needs a time zone offset, such as +01:00 or Z")
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before the first UTC day
+        fail(f"{raw!r} is out of range")
 
 
 @issues_group.command("pause")
-@click.argument("issue_id", metavar="ID", type=int)
+@click.argument("issue_id", metavar="ID", type=ID)
 def pause_command(issue_id: int) -> None:
     """Stop a send after the mail in flight; resume continues it."""
     run(dispatch.pause, issue_id)
@@ -216,7 +219,7 @@ def pause_command(issue_id: int) -> None:
 
 
 @issues_group.command("resume")
-@click.argument("issue_id", metavar="ID", type=int)
+@click.argument("issue_id", metavar="ID", type=ID)
 @click.option("--wait", is_flag=True, help="Print progress until it is done.")
 def resume_command(issue_id: int, wait: bool) -> None:
     """Continue a paused (or failed) send where it stopped."""
@@ -227,7 +230,7 @@ def resume_command(issue_id: int, wait: bool) -> None:
 
 
 @issues_group.command("cancel")
-@click.argument("issue_id", metavar="ID", type=int)
+@click.argument("issue_id", metavar="ID", type=ID)
 def cancel_command(issue_id: int) -> None:
     """Stop for good; readers not mailed yet get nothing."""
     run(dispatch.cancel, issue_id)
@@ -235,7 +238,7 @@ def cancel_command(issue_id: int) -> None:
 
 
 @issues_group.command("resend-failed")
-@click.argument("issue_id", metavar="ID", type=int)
+@click.argument("issue_id", metavar="ID", type=ID)
 @click.option("--wait", is_flag=True, help="Print progress until it is done.")
 def resend_failed_command(issue_id: int, wait: bool) -> None:
     """Send again to the readers whose delivery failed (never to bounced or departed ones)."""
@@ -250,7 +253,7 @@ def resend_failed_command(issue_id: int, wait: bool) -> None:
 
 
 @issues_group.command("hold")
-@click.argument("issue_id", metavar="ID", type=int)
+@click.argument("issue_id", metavar="ID", type=ID)
 def hold_command(issue_id: int) -> None:
     """Keep a scheduled issue from going out (the editor's veto)."""
     run(dispatch.hold, issue_id)
@@ -258,7 +261,7 @@ def hold_command(issue_id: int) -> None:
 
 
 @issues_group.command("release")
-@click.argument("issue_id", metavar="ID", type=int)
+@click.argument("issue_id", metavar="ID", type=ID)
 def release_command(issue_id: int) -> None:
     """Let a held issue go out at its time (at once if that has passed)."""
     run(dispatch.hold, issue_id, False)
@@ -266,7 +269,7 @@ def release_command(issue_id: int) -> None:
 
 
 @issues_group.command("test")
-@click.argument("issue_id", metavar="ID", type=int)
+@click.argument("issue_id", metavar="ID", type=ID)
 @click.option("--to", "to", multiple=True, required=True, help="Address (repeatable).")
 def test_command(issue_id: int, to: tuple[str, ...]) -> None:
     """Send the issue to a few addresses now, subject prefixed [TEST]; nothing is recorded."""

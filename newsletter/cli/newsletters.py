@@ -67,6 +67,9 @@ def create_newsletter(
         raise NewsletterError("a newsletter needs a name, e.g. --name 'Daily digest'")
     if len(name.strip()) > 200:
         raise NewsletterError("the name is longer than 200 characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        # The name goes into every mail's List-Id header: a line break there is an injection.
+        raise NewsletterError("the name must be one line without control characters")
     if db.scalar(select(Newsletter.id).where(Newsletter.slug == slug)) is not None:
         raise NewsletterError(f"a newsletter with slug {slug!r} already exists")
     position = db.scalar(select(func.coalesce(func.max(Newsletter.position), 0))) or 0

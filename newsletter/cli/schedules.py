@@ -8,7 +8,7 @@ import click
 from flask.cli import AppGroup
 
 from newsletter import schedules
-from newsletter.cli.common import fail, session, table
+from newsletter.cli.common import ID, fail, session, table
 from newsletter.models import Frequency
 
 
@@ -124,21 +124,21 @@ def _set_enabled(schedule_id: int, enabled: bool) -> None:
 
 
 @schedules_group.command("enable")
-@click.argument("schedule_id", metavar="ID", type=int)
+@click.argument("schedule_id", metavar="ID", type=ID)
 def enable_command(schedule_id: int) -> None:
     """Switch a schedule on (slots missed while it was off do not fire)."""
     _set_enabled(schedule_id, True)
 
 
 @schedules_group.command("disable")
-@click.argument("schedule_id", metavar="ID", type=int)
+@click.argument("schedule_id", metavar="ID", type=ID)
 def disable_command(schedule_id: int) -> None:
     """Switch a schedule off."""
     _set_enabled(schedule_id, False)
 
 
 @schedules_group.command("delete")
-@click.argument("schedule_id", metavar="ID", type=int)
+@click.argument("schedule_id", metavar="ID", type=ID)
 def delete_command(schedule_id: int) -> None:
     """Remove a schedule (its past issues stay)."""
     run(schedules.delete_schedule, schedule_id)

@@ -6,7 +6,7 @@ import click
 from flask.cli import AppGroup
 
 from newsletter.apitokens import create_token, list_tokens, revoke_token
-from newsletter.cli.common import fail, session, table
+from newsletter.cli.common import ID, fail, session, table
 
 
 @click.group("tokens", cls=AppGroup)
@@ -53,7 +53,7 @@ def list_command() -> None:
 
 
 @tokens_group.command("revoke")
-@click.argument("token_id", metavar="ID", type=int)
+@click.argument("token_id", metavar="ID", type=ID)
 def revoke_command(token_id: int) -> None:
     """Revoke the token with this ID (see `newsletter tokens list`)."""
     with session() as db:

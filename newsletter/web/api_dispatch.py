@@ -8,7 +8,7 @@ what to do. Sending answers 202: the work continues in the workers; poll ``GET /
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -95,7 +95,10 @@ def _moment(data: dict[str, Any], name: str) -> datetime | None:
         raise ApiError(
             400, f"'{name}' needs a time zone offset, e.g. 2030-01-01T08:00:00+01:00", field=name
         )
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 is after the last UTC day
+        raise ApiError(400, f"'{name}' is out of range", field=name) from None
 
 
 def _issue_body(issue_id: int) -> dict[str, Any]:

@@ -101,7 +101,10 @@ def list_posts() -> Response:
         except InvalidPost as exc:
             raise ApiError(400, str(exc), field="since") from None
     raw_limit = request.args.get("limit", "20")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
+    if (
+        not (raw_limit.isascii() and raw_limit.isdigit())
+        or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT
+    ):
         raise ApiError(400, f"limit: a whole number from 1 to {MAX_LIST_LIMIT}", field="limit")
     posts = latest_posts(db(), since=since, limit=int(raw_limit))
     return jsonify({"posts": [post_as_json(p) for p in posts]})

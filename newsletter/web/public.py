@@ -176,7 +176,8 @@ def _handle_signup(
         return _render_signup(
             form, preselect=form.newsletter.data or [], status=400, template=template
         )
-    refs = list(form.newsletter.data or [])
+    # A blank value (an empty hidden field on the news site's form) names no list.
+    refs = [ref for ref in form.newsletter.data or [] if ref.strip()]
     try:
         if not refs and default_list:
             # A plain "email only" box on the news site signs up for the site's main list.
@@ -185,23 +186,23 @@ def _handle_signup(
         if not refs:
             raise SubscriptionError("Please choose at least one newsletter.")
         newsletters = resolve_newsletters(db(), refs)
+        email = form.email.data or ""
+        _check_address_limit(email)
+        signup = Signup(
+            email=email,
+            newsletter_ids=tuple(n.id for n in newsletters),
+            name=form.name.data or "",
+            source=form.source.data or _header_text(request.referrer, 500),
+            ip=_client_ip(),
+            user_agent=_header_text(request.user_agent.string, 500),
+            consent_text=consent_text(),
+            consent_version=settings().consent_version,
+        )
+        result = subscribe(db(), settings(), signup)
     except SubscriptionError as exc:
+        db().rollback()
         form.newsletter.errors = [str(exc)]
         return _render_signup(form, preselect=refs, status=400, template=template)
-
-    email = form.email.data or ""
-    _check_address_limit(email)
-    signup = Signup(
-        email=email,
-        newsletter_ids=tuple(n.id for n in newsletters),
-        name=form.name.data or "",
-        source=form.source.data or _header_text(request.referrer, 500),
-        ip=_client_ip(),
-        user_agent=_header_text(request.user_agent.string, 500),
-        consent_text=consent_text(),
-        consent_version=settings().consent_version,
-    )
-    result = subscribe(db(), settings(), signup)
     db().commit()
     enqueue_signup_mail(result)
     return _signup_done(next_url, template)
