@@ -152,6 +152,16 @@ class Settings:
             changes["smtp_url"] = f"capture://{data_dir / 'mail'}"
         result = replace(self, **changes)  # type: ignore[arg-type]
         result.validate()
+        if len(changes) > 1:
+            # An embedded default lives in the data directory: say now, in one line, if it
+            # cannot, rather than with a traceback from whichever part first writes there.
+            try:
+                data_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SettingsError(
+                    f"NEWSLETTER_DATA_DIR={data_dir} cannot be created ({exc.strerror}); "
+                    "point it at a writable folder"
+                ) from exc
         return result
 
     def validate(self) -> None:

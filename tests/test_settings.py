@@ -127,3 +127,20 @@ def test_addresses_derived_from_the_sender() -> None:
     assert Settings(unsubscribe_mailto="leave@post.example.org").unsubscribe_address == (
         "leave@post.example.org"
     )
+
+
+def test_an_unusable_data_directory_is_one_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SettingsError, match=r"NEWSLETTER_DATA_DIR=.*cannot be created"):
+        Settings.from_env({"NEWSLETTER_DATA_DIR": str(blocker / "data")})
+    # With every part configured, nothing lives in the data directory, so nothing is created.
+    configured = Settings.from_env(
+        {
+            "NEWSLETTER_DATA_DIR": str(blocker / "data"),
+            "NEWSLETTER_DATABASE_URL": "postgresql+psycopg://db/newsletter",
+            "NEWSLETTER_BROKER_URL": "redis://127.0.0.1:6379/0",
+            "NEWSLETTER_SMTP_URL": "smtp://127.0.0.1:25",
+        }
+    )
+    assert configured.database_url.startswith("postgresql")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.policy
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,8 +64,28 @@ def message_id(settings: Settings) -> str:
 
 
 def list_id(settings: Settings, slug: str, name: str) -> str:
-    """RFC 2919 List-Id for one newsletter."""
-    return f"{name} <{slug}.{settings.mail_from_domain}>"
+    """RFC 2919 List-Id for one newsletter: ``Name <slug.domain>``, the name a valid phrase."""
+    phrase = _phrase(name)
+    label = f"<{slug}.{settings.mail_from_domain}>"
+    return f"{phrase} {label}" if phrase else label
+
+
+_ATOM_TEXT = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+")
+_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]+')
+
+
+def _phrase(name: str) -> str:
+    """An RFC 5322 phrase for a display name: atoms as they are, else a quoted string.
+
+    Non-ASCII names become RFC 2047 encoded-words when the header is written, and an
+    encoded-word may not stand inside quotes, so their punctuation is dropped instead.
+    """
+    name = " ".join(name.split())
+    if not name or _ATOM_TEXT.fullmatch(name):
+        return name
+    if name.isascii():
+        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return " ".join(_SPECIALS.sub(" ", name).split())
 
 
 def build_message(settings: Settings, envelope: Envelope, rendered: Rendered) -> bytes:
