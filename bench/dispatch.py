@@ -365,6 +365,32 @@ def postgres_pids() -> list[int]:
     return found
 
 
+QUIET_BUSY = 0.15  # "quiet": under 15% of all CPUs busy over one second
+
+
+def cpu_busy(interval: float = 1.0) -> float:
+    """The fraction of all CPUs' time spent busy (not idle or waiting on I/O) over ``interval``."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle, iowait
+        return sum(fields), idle
+
+    total0, idle0 = sample()
+    time.sleep(interval)
+    total1, idle1 = sample()
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_quiet(limit: float = 60.0) -> float:
+    """Wait (up to ``limit`` seconds) until the machine is quiet; return the last busy fraction."""
+    deadline = time.monotonic() + limit
+    busy = cpu_busy()
+    while busy > QUIET_BUSY and time.monotonic() < deadline:
+        busy = cpu_busy()
+    return busy
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM (peak resident set) of one process, in MB."""
     try:
@@ -528,6 +554,11 @@ def run_one(
         print(f"    WARNING: issue {final}, deliveries {counts}, sink got {received}", flush=True)
     rate = sent / seconds if seconds else 0.0
     print(f"    {sent:,} sent in {seconds:.1f}s = {rate:,.0f}/s (avg {avg_size:,} B)", flush=True)
+    # Dropping the database, autovacuum and the checkpoint after a big run keep the machine
+    # busy for a while; a floor measured then would flatter the ratio.
+    busy = wait_quiet()
+    if busy > QUIET_BUSY:
+        print(f"    WARNING: the machine stayed {busy:.0%} busy; the floor may be low", flush=True)
     floor_sink_before, floor_before = cpu_seconds([sink_pid]), sink_counts(status)[0]
     floor, floor_cpu_ms = floor_detail("127.0.0.1", port, avg_size, seconds=5.0)
     floor_sent = sink_counts(status)[0] - floor_before
