@@ -82,7 +82,7 @@ class Settings:
     send_rate_per_second: float = 0.0
     send_rate_per_hour: int = 0
     # Readers per send_batch task: each batch costs ~10 statements and a task, so 500 makes
-    # them ~5% of a mail's cost (bench/README.md). Pause/cancel is still seen within a
+    # them a few percent of a mail's cost (bench/README.md). Pause/cancel is seen within a
     # second: a running batch looks for it once a second, not only between batches.
     batch_size: int = 500
     autopause_error_threshold: float = 0.2
