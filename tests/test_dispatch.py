@@ -22,7 +22,6 @@ from newsletter import dispatch, outbox, sending
 from newsletter.addresses import email_hash
 from newsletter.db import dispose_engines, get_sessionmaker, utcnow
 from newsletter.mail.transport import close_transports
-from newsletter.migrate import upgrade
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -38,7 +37,7 @@ from newsletter.models import (
 )
 from newsletter.settings import Settings
 from tests.support import dispatching as seed
-from tests.support.services import fresh_postgres_database, postgres_up
+from tests.support.services import migrated_postgres_database
 from tests.support.smtp import SMTPSink, free_port
 
 
@@ -48,10 +47,7 @@ def database_url(request: pytest.FixtureRequest, settings: Settings) -> Iterator
     if request.param == "sqlite":
         yield settings.database_url
         return
-    if not postgres_up():
-        pytest.skip("PostgreSQL is unreachable at 127.0.0.1:5432")
-    with fresh_postgres_database() as url:
-        upgrade(url)
+    with migrated_postgres_database() as url:
         yield url
 
 

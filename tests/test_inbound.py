@@ -30,7 +30,6 @@ from newsletter.apitokens import create_token
 from newsletter.db import dispose_engines, get_sessionmaker, utcnow
 from newsletter.inbound import Outcome, Result, process_message, verp_ids
 from newsletter.mail.transport import close_transports
-from newsletter.migrate import upgrade
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -49,7 +48,7 @@ from newsletter.rendering import envelope_sender
 from newsletter.settings import Settings
 from newsletter.subscriptions import is_suppressed
 from tests.support import dispatching as seed
-from tests.support.services import fresh_postgres_database, postgres_up
+from tests.support.services import migrated_postgres_database
 from tests.support.smtp import Received, SMTPSink, free_port
 from tests.support.worker import NEWSLETTER, base_env
 
@@ -68,10 +67,7 @@ def database_url(request: pytest.FixtureRequest, settings: Settings) -> Iterator
     if request.param == "sqlite":
         yield settings.database_url
         return
-    if not postgres_up():
-        pytest.skip("PostgreSQL is unreachable at 127.0.0.1:5432")
-    with fresh_postgres_database() as url:
-        upgrade(url)
+    with migrated_postgres_database() as url:
         yield url
 
 

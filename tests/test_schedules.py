@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from newsletter import dispatch, schedules
 from newsletter.db import dispose_engines, get_sessionmaker, utcnow
 from newsletter.mail.transport import close_transports
-from newsletter.migrate import upgrade
 from newsletter.models import (
     Frequency,
     Issue,
@@ -27,7 +26,7 @@ from newsletter.models import (
 )
 from newsletter.settings import Settings
 from tests.support import dispatching as seed
-from tests.support.services import fresh_postgres_database, postgres_up
+from tests.support.services import migrated_postgres_database
 from tests.support.smtp import SMTPSink
 
 
@@ -263,10 +262,7 @@ class RecordingQueue:
 @pytest.fixture
 def pg_settings(settings: Settings) -> Iterator[Settings]:
     """Settings on a fresh PostgreSQL database."""
-    if not postgres_up():
-        pytest.skip("PostgreSQL is unreachable at 127.0.0.1:5432")
-    with fresh_postgres_database() as url:
-        upgrade(url)
+    with migrated_postgres_database() as url:
         yield replace(settings, database_url=url)
         dispose_engines()
 

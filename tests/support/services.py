@@ -52,3 +52,17 @@ def fresh_postgres_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def migrated_postgres_database() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database; skips (a CI failure) when PostgreSQL is down."""
+    import pytest
+
+    from newsletter.migrate import upgrade
+
+    if not postgres_up():
+        pytest.skip("PostgreSQL is unreachable at 127.0.0.1:5432")
+    with fresh_postgres_database() as url:
+        upgrade(url)
+        yield url
