@@ -138,8 +138,8 @@ def sink_counts(status: Path) -> tuple[int, int]:
 @contextmanager
 def database(kind: str, workdir: Path) -> Iterator[str]:
     """A fresh, migrated database URL of ``kind`` (sqlite or postgres), dropped afterwards."""
-    from newsletter.db import dispose_engines
-    from newsletter.migrate import upgrade
+    from newsletter.store.db import dispose_engines
+    from newsletter.store.migrate import upgrade
 
     if kind == "sqlite":
         path = workdir / f"bench-{uuid.uuid4().hex[:6]}.db"
@@ -171,9 +171,9 @@ def seed(url: str, readers: int, chunk: int = 5000) -> float:
     """Seed the newsletter, 12 posts and ``readers`` confirmed readers; return seconds taken."""
     from sqlalchemy.orm import Session
 
-    from newsletter.db import get_engine
-    from newsletter.models import Frequency, Newsletter, NewsletterKind, Post, Subscriber
-    from newsletter.models import Subscription as Sub
+    from newsletter.store.db import get_engine
+    from newsletter.store.models import Frequency, Newsletter, NewsletterKind, Post, Subscriber
+    from newsletter.store.models import Subscription as Sub
 
     started = time.perf_counter()
     rng = random.Random(42)
@@ -458,7 +458,7 @@ def trigger(env: dict[str, str]) -> int:
 
 def wait_finished(url: str, issue_id: int, expected: int, timeout: float) -> str:
     """Poll the issue's status until it is final; returns it."""
-    from newsletter.db import get_engine
+    from newsletter.store.db import get_engine
 
     engine = get_engine(url)
     deadline = time.monotonic() + timeout
@@ -476,8 +476,8 @@ def wait_finished(url: str, issue_id: int, expected: int, timeout: float) -> str
 
 def timing(url: str, issue_id: int) -> tuple[int, float, dict[str, int]]:
     """(sent, seconds from the issue's start to the last 'sent' mark, counts by status)."""
-    from newsletter.db import get_engine
-    from newsletter.models import Delivery, Issue
+    from newsletter.store.db import get_engine
+    from newsletter.store.models import Delivery, Issue
 
     deliveries, issues = Delivery.__table__, Issue.__table__
     with get_engine(url).connect() as conn:

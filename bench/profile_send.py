@@ -1,6 +1,6 @@
 """Where a worker's time goes: the dispatch path in ONE process under cProfile, no Celery.
 
-Seeds readers like bench/dispatch.py, plans and starts a digest with an in-process task queue,
+Seeds readers like bench/lifecycle.py, plans and starts a digest with an in-process task queue,
 runs the fan-out, then every ``send_batch`` under cProfile against the benchmark sink (in its own
 process), and prints the CPU time per mail and the functions that take it.
 
@@ -49,12 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=35)
     args = parser.parse_args(argv)
 
-    from newsletter import dispatch
-    from newsletter.db import session_scope
+    from newsletter.delivery.batches import send_batch
+    from newsletter.delivery.fan_out import fan_out
+    from newsletter.issues import lifecycle
     from newsletter.mail.transport import close_transports
-    from newsletter.outbox import fan_out
-    from newsletter.sending import send_batch
     from newsletter.settings import Settings
+    from newsletter.store.db import session_scope
 
     workdir = Path(tempfile.mkdtemp(prefix="nl-profile-"))
     with sink_process(workdir) as (port, _status, _pid), database(args.db, workdir) as url:
@@ -83,11 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         context.push()
         queue = ListQueue()
         with session_scope(url) as db:
-            newsletter = dispatch.find_newsletter(db, "daily")
-            issue = dispatch.create_digest(db, settings, newsletter)
+            newsletter = lifecycle.find_newsletter(db, "daily")
+            issue = lifecycle.create_digest(db, settings, newsletter)
             db.commit()
             issue_id = issue.id
-            dispatch.send(db, settings, issue_id, queue)
+            lifecycle.send(db, settings, issue_id, queue)
         start = time.perf_counter()
         with session_scope(url) as db:
             fan_out(db, settings, issue_id, queue)

@@ -11,10 +11,10 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 
-from newsletter.db import get_sessionmaker
-from newsletter.models import MAX_ID
+from newsletter.mail.templates import template_loader, templates_root
 from newsletter.settings import Settings
-from newsletter.templating import template_loader, templates_root
+from newsletter.store.db import get_sessionmaker
+from newsletter.store.models import MAX_ID
 from newsletter.web.limits import limiter
 
 csrf = CSRFProtect()

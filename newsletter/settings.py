@@ -87,7 +87,7 @@ class Settings:
     batch_size: int = 500
     autopause_error_threshold: float = 0.2
     autopause_min_attempts: int = 50
-    # Dispatch engine (newsletter/dispatch.py)
+    # Dispatch engine (newsletter/issues/lifecycle.py)
     delivery_lease_seconds: int = 300
     send_inflight_batches: int = 8
     send_retry_base_seconds: float = 5.0
@@ -107,7 +107,7 @@ class Settings:
     digest_lookback_hours: int = 24
     digest_max_posts: int = 12
     beat_tick_seconds: int = 30
-    # Inbound mail: bounces, complaints, mailto unsubscribes (newsletter/inbound.py)
+    # Inbound mail: bounces, complaints, mailto unsubscribes (newsletter/inbound/processing.py)
     inbound_max_bytes: int = 10 * 1024 * 1024
     soft_bounce_limit: int = 3
     soft_bounce_days: int = 30
@@ -145,7 +145,7 @@ class Settings:
         data_dir = self.data_dir.resolve()
         changes: dict[str, object] = {"data_dir": data_dir}
         if not self.database_url:
-            changes["database_url"] = f"sqlite:///{data_dir / 'newsletter.db'}"
+            changes["database_url"] = f"sqlite:///{data_dir / 'newsletter.store.db'}"
         if not self.broker_url:
             changes["broker_url"] = "filesystem://"
         if not self.smtp_url:

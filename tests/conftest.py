@@ -11,9 +11,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from newsletter.db import dispose_engines, get_sessionmaker
-from newsletter.migrate import upgrade
 from newsletter.settings import Settings
+from newsletter.store.db import dispose_engines, get_sessionmaker
+from newsletter.store.migrate import upgrade
 from tests.support.smtp import SMTPSink
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"

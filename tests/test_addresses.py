@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from newsletter.addresses import InvalidAddress, email_hash, email_key, normalise
+from newsletter.readers.addresses import InvalidAddress, email_hash, email_key, normalise
 
 
 @pytest.mark.parametrize(

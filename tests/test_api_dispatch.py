@@ -17,11 +17,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.apitokens import create_token
-from newsletter.db import dispose_engines, utcnow
+from newsletter.access.api_tokens import create_token
 from newsletter.mail.transport import close_transports
-from newsletter.models import Issue, NewsletterKind, Schedule
 from newsletter.settings import Settings
+from newsletter.store.db import dispose_engines, utcnow
+from newsletter.store.models import Issue, NewsletterKind, Schedule
 from tests.support import dispatching as seed
 from tests.support.smtp import SMTPSink
 

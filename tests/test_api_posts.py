@@ -12,9 +12,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.apitokens import create_token, revoke_token
-from newsletter.models import Post
+from newsletter.access.api_tokens import create_token, revoke_token
 from newsletter.settings import Settings
+from newsletter.store.models import Post
 
 
 @pytest.fixture

@@ -16,18 +16,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
-from newsletter.db import utcnow
-from newsletter.digests import Reader, plan_digest
-from newsletter.issue_links import (
+from newsletter.content.selection import Reader, plan_digest
+from newsletter.issues.links import (
     PREVIEW_SALT,
     archive_token,
     archive_url,
     preview_token,
     preview_url,
 )
-from newsletter.models import Issue, IssueStatus, Newsletter, NewsletterKind, Post
-from newsletter.rendering import NothingToPreview, clear_cache, prepare_issue, preview
+from newsletter.issues.rendering import NothingToPreview, clear_cache, prepare_issue, preview
 from newsletter.settings import Settings
+from newsletter.store.db import utcnow
+from newsletter.store.models import Issue, IssueStatus, Newsletter, NewsletterKind, Post
 
 
 def path_of(url: str) -> str:

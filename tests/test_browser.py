@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from newsletter.db import dispose_engines, session_scope
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.store.db import dispose_engines, session_scope
+from newsletter.store.models import Subscriber, SubscriberStatus
 from tests.support.services import fresh_postgres_database
 from tests.support.smtp import SMTPSink, free_port
 from tests.support.worker import (
@@ -165,5 +165,5 @@ def test_dev_mode_mail_viewer_link_confirms_in_a_new_tab(page: Page, tmp_path: P
             confirm_link.click()
         tab = new_tab.value
         expect(tab.get_by_role("heading", name="You're subscribed")).to_be_visible()
-        database_url = f"sqlite:///{data / 'newsletter.db'}"
+        database_url = f"sqlite:///{data / 'newsletter.store.db'}"
         assert reader_status(database_url, email) == SubscriberStatus.ACTIVE

@@ -17,10 +17,10 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
 from newsletter.cli import cli
-from newsletter.db import dispose_engines, session_scope
 from newsletter.mail.transport import close_transports
-from newsletter.models import Delivery, Issue, NewsletterKind, Schedule
 from newsletter.settings import Settings
+from newsletter.store.db import dispose_engines, session_scope
+from newsletter.store.models import Delivery, Issue, NewsletterKind, Schedule
 from tests.support import dispatching as seed
 from tests.support.smtp import SMTPSink
 from tests.support.worker import SECRET_KEY
@@ -60,7 +60,7 @@ def invoke(*args: str) -> Result:
 
 def database_url(env: dict[str, str]) -> str:
     """The SQLite URL the CLI uses."""
-    return f"sqlite:///{Path(env['NEWSLETTER_DATA_DIR']).resolve() / 'newsletter.db'}"
+    return f"sqlite:///{Path(env['NEWSLETTER_DATA_DIR']).resolve() / 'newsletter.store.db'}"
 
 
 @pytest.fixture

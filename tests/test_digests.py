@@ -10,8 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.db import utcnow
-from newsletter.digests import (
+from newsletter.content.selection import (
     NewsletterView,
     Reader,
     check_subject_template,
@@ -23,7 +22,9 @@ from newsletter.digests import (
     select_for_reader,
     topic_keys,
 )
-from newsletter.models import (
+from newsletter.settings import Settings
+from newsletter.store.db import utcnow
+from newsletter.store.models import (
     Frequency,
     Issue,
     IssueStatus,
@@ -36,7 +37,6 @@ from newsletter.models import (
     Subscription,
     SubscriptionStatus,
 )
-from newsletter.settings import Settings
 
 _ids = count(1)
 NOW = datetime(2024, 6, 4, 7, 0, tzinfo=utcnow().tzinfo)

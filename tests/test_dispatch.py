@@ -18,11 +18,13 @@ from flask import Flask
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from newsletter import dispatch, outbox, sending
-from newsletter.addresses import email_hash
-from newsletter.db import dispose_engines, get_sessionmaker, utcnow
+from newsletter.delivery import batches, fan_out
+from newsletter.issues import lifecycle
 from newsletter.mail.transport import close_transports
-from newsletter.models import (
+from newsletter.readers.addresses import email_hash
+from newsletter.settings import Settings
+from newsletter.store.db import dispose_engines, get_sessionmaker, utcnow
+from newsletter.store.models import (
     Delivery,
     DeliveryStatus,
     Frequency,
@@ -35,7 +37,6 @@ from newsletter.models import (
     SubscriptionStatus,
     Suppression,
 )
-from newsletter.settings import Settings
 from tests.support import dispatching as seed
 from tests.support.services import migrated_postgres_database
 from tests.support.smtp import SMTPSink, free_port
@@ -97,7 +98,7 @@ def queue(dsettings: Settings, dapp: Flask) -> seed.InlineQueue:
 def statuses(db: Session, issue_id: int) -> dict[str, int]:
     """Deliveries of an issue by status."""
     db.expire_all()
-    return outbox.status_counts(db, issue_id)
+    return fan_out.status_counts(db, issue_id)
 
 
 def recipients(sink: SMTPSink) -> list[str]:
@@ -109,10 +110,10 @@ def start_digest(
     db: Session, settings: Settings, queue: seed.InlineQueue, slug: str = "daily"
 ) -> Issue:
     """Plan and start a digest of ``slug``; tasks are queued, not run."""
-    newsletter = dispatch.find_newsletter(db, slug)
-    issue = dispatch.create_digest(db, settings, newsletter)
+    newsletter = lifecycle.find_newsletter(db, slug)
+    issue = lifecycle.create_digest(db, settings, newsletter)
     db.commit()
-    return dispatch.send(db, settings, issue.id, queue)
+    return lifecycle.send(db, settings, issue.id, queue)
 
 
 # --- who gets it ----------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ def test_digest_reaches_exactly_the_eligible_readers_once(
     got = sorted(recipients(smtp_sink))
     assert got == sorted(f"ok{i}@example.com" for i in range(7))
     assert statuses(db, issue.id) == {"sent": 7}
-    issue = dispatch.get_issue(db, issue.id)
+    issue = lifecycle.get_issue(db, issue.id)
     assert issue.status == IssueStatus.SENT
     assert issue.total == 7
     assert issue.finished_at is not None
@@ -205,16 +206,16 @@ def test_second_digest_sends_only_new_posts_and_skips_when_nothing_new(
     assert statuses(db, first.id) == {"sent": 1}
 
     # Nothing published since: the next digest is recorded as skipped, no mail.
-    again = dispatch.create_digest(db, dsettings, daily)
+    again = lifecycle.create_digest(db, dsettings, daily)
     db.commit()
     assert again.status == IssueStatus.SKIPPED and "nothing new" in again.status_reason
     assert len(smtp_sink.messages) == 1
 
     # Published after the first digest's window closed.
     seed.posts(db, 1, prefix="Fresh", now=utcnow() + timedelta(minutes=5, seconds=1))
-    second = dispatch.create_digest(db, dsettings, daily, now=utcnow() + timedelta(seconds=2))
+    second = lifecycle.create_digest(db, dsettings, daily, now=utcnow() + timedelta(seconds=2))
     db.commit()
-    dispatch.send(db, dsettings, second.id, queue)
+    lifecycle.send(db, dsettings, second.id, queue)
     queue.drain()
     assert statuses(db, second.id) == {"sent": 1}
     text = smtp_sink.messages[-1].message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
@@ -228,7 +229,7 @@ def test_campaign_goes_to_every_active_reader_of_its_list(
     seed.reader(db, "a@example.com", [offers])
     seed.reader(db, "b@example.com", [offers], topics=["Sport"])  # topics are for digests
     seed.reader(db, "gone@example.com", [offers], sub_status=SubscriptionStatus.UNSUBSCRIBED)
-    issue = dispatch.create_campaign(
+    issue = lifecycle.create_campaign(
         db,
         dsettings,
         offers,
@@ -237,11 +238,11 @@ def test_campaign_goes_to_every_active_reader_of_its_list(
     )
     db.commit()
     assert "<script>" not in issue.body_html and "Half price" in issue.body_text
-    dispatch.send(db, dsettings, issue.id, queue)
+    lifecycle.send(db, dsettings, issue.id, queue)
     queue.drain()
     assert sorted(recipients(smtp_sink)) == ["a@example.com", "b@example.com"]
     assert all(m.message["Subject"] == "Summer offer" for m in smtp_sink.messages)
-    assert dispatch.get_issue(db, issue.id).status == IssueStatus.SENT
+    assert lifecycle.get_issue(db, issue.id).status == IssueStatus.SENT
 
 
 # --- exactly once ---------------------------------------------------------------------------------
@@ -258,12 +259,12 @@ def test_a_duplicated_or_retried_batch_never_mails_twice(
     # Run the fan-out, then deliver every batch task twice (a broker redelivery).
     kind, issue_id, _, _ = queue.tasks.popleft()
     assert kind == "fan_out"
-    outbox.advance(dsettings, issue_id, queue)
-    batches = [t for t in queue.tasks if t[0] == "send_batch"]
-    queue.tasks.extend(batches)
+    fan_out.advance(dsettings, issue_id, queue)
+    batch_tasks = [t for t in queue.tasks if t[0] == "send_batch"]
+    queue.tasks.extend(batch_tasks)
     queue.drain()
     all_ids = [d for d in db.scalars(select(Delivery.id).where(Delivery.issue_id == issue.id))]
-    again = sending.send_batch(dsettings, issue.id, all_ids, queue=queue)
+    again = batches.send_batch(dsettings, issue.id, all_ids, queue=queue)
     assert again.claimed == 0 and again.sent == 0
     assert sorted(recipients(smtp_sink)) == sorted(f"r{i}@example.com" for i in range(5))
     assert statuses(db, issue.id) == {"sent": 5}
@@ -278,15 +279,15 @@ def test_the_same_batch_run_concurrently_mails_each_reader_once(
         seed.reader(db, f"r{i}@example.com", [daily])
     issue = start_digest(db, dsettings, queue)
     queue.tasks.clear()
-    outbox.fan_out(db, dsettings, issue.id, seed.InlineQueue(dsettings))
+    fan_out.fan_out(db, dsettings, issue.id, seed.InlineQueue(dsettings))
     ids = list(db.scalars(select(Delivery.id).where(Delivery.issue_id == issue.id)))
-    results: list[sending.BatchResult] = []
+    results: list[batches.BatchResult] = []
     barrier = threading.Barrier(4)
 
     def worker() -> None:
         with dapp.app_context():
             barrier.wait()
-            results.append(sending.send_batch(dsettings, issue.id, ids))
+            results.append(batches.send_batch(dsettings, issue.id, ids))
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for thread in threads:
@@ -308,17 +309,17 @@ def test_fan_out_reruns_and_respects_the_subscriber_snapshot(
     issue = start_digest(db, dsettings, queue)
     # A reader who confirms after the send started is not in this issue.
     seed.reader(db, "late@example.com", [daily])
-    added = outbox.fan_out(db, dsettings, issue.id, queue)
+    added = fan_out.fan_out(db, dsettings, issue.id, queue)
     assert added == 4
     # A second fan-out over the same range adds nothing.
     db.execute(update(Issue).where(Issue.id == issue.id).values(last_subscriber_id=0))
     db.commit()
-    assert outbox.fan_out(db, dsettings, issue.id, queue) == 0
+    assert fan_out.fan_out(db, dsettings, issue.id, queue) == 0
     queue.tasks = type(queue.tasks)(t for t in queue.tasks if t[0] == "send_batch")
     queue.drain()
     assert "late@example.com" not in recipients(smtp_sink)
     assert len(recipients(smtp_sink)) == 4
-    assert dispatch.get_issue(db, issue.id).status == IssueStatus.SENT
+    assert lifecycle.get_issue(db, issue.id).status == IssueStatus.SENT
 
 
 def test_a_reader_who_leaves_mid_send_gets_nothing(
@@ -330,7 +331,7 @@ def test_a_reader_who_leaves_mid_send_gets_nothing(
     leaver = seed.reader(db, "leaves@example.com", [daily])
     issue = start_digest(db, dsettings, queue)
     _, issue_id, _, _ = queue.tasks.popleft()
-    outbox.advance(dsettings, issue_id, queue)  # deliveries exist for both
+    fan_out.advance(dsettings, issue_id, queue)  # deliveries exist for both
     db.execute(update(Subscriber).where(Subscriber.id == leaver.id).values(status="unsubscribed"))
     db.commit()
     queue.drain()
@@ -362,7 +363,7 @@ def test_a_5xx_fails_and_suppresses_that_address_only(
     assert db.scalar(
         select(Suppression.reason).where(Suppression.email_hash == email_hash("r2@example.com"))
     )
-    assert dispatch.get_issue(db, issue.id).status == IssueStatus.SENT
+    assert lifecycle.get_issue(db, issue.id).status == IssueStatus.SENT
 
 
 def test_a_policy_5xx_fails_the_mail_but_does_not_suppress(
@@ -398,11 +399,11 @@ def test_a_4xx_for_one_reader_is_retried_and_then_delivered(
     retry = next(r for r in queue.results if r.retry_ids)
     assert retry.retry_ids == [waiting.id] and retry.retry_in > 0
     del smtp_sink.handler.reply_for["r1@example.com"]
-    sending.send_batch(dsettings, issue.id, retry.retry_ids, queue=queue, retries=1)
+    batches.send_batch(dsettings, issue.id, retry.retry_ids, queue=queue, retries=1)
     queue.drain()
     assert sorted(recipients(smtp_sink)) == [f"r{i}@example.com" for i in range(3)]
     assert statuses(db, issue.id) == {"sent": 3}
-    assert dispatch.get_issue(db, issue.id).status == IssueStatus.SENT
+    assert lifecycle.get_issue(db, issue.id).status == IssueStatus.SENT
 
 
 def test_a_server_answering_4xx_to_everyone_counts_no_attempts_and_recovers(
@@ -422,7 +423,7 @@ def test_a_server_answering_4xx_to_everyone_counts_no_attempts_and_recovers(
     smtp_sink.handler.fail_all_with = None
     queue.drain()
     assert sorted(recipients(smtp_sink)) == [f"r{i}@example.com" for i in range(6)]
-    assert dispatch.get_issue(db, issue.id).status == IssueStatus.SENT
+    assert lifecycle.get_issue(db, issue.id).status == IssueStatus.SENT
 
 
 def test_connection_refused_is_retried_until_the_server_is_back(
@@ -443,7 +444,7 @@ def test_connection_refused_is_retried_until_the_server_is_back(
     queue.settings = dsettings
     queue.drain()
     assert sorted(recipients(smtp_sink)) == [f"r{i}@example.com" for i in range(4)]
-    assert dispatch.get_issue(db, issue.id).status == IssueStatus.SENT
+    assert lifecycle.get_issue(db, issue.id).status == IssueStatus.SENT
 
 
 def test_a_reader_who_keeps_getting_4xx_is_given_up_but_not_suppressed(
@@ -466,13 +467,13 @@ def test_a_reader_who_keeps_getting_4xx_is_given_up_but_not_suppressed(
 
     # "Resend to failed" is one action once the mailbox has room again.
     del smtp_sink.handler.reply_for["full@example.com"]
-    resent = dispatch.resend_failed(db, settings, issue.id, queue)
+    resent = lifecycle.resend_failed(db, settings, issue.id, queue)
     assert resent.requeued == 1 and resent.not_mailable == 0
     assert resent.issue.status == IssueStatus.SENDING
     queue.drain()
     assert len(smtp_sink.to("full@example.com")) == 1
     assert statuses(db, issue.id) == {"sent": 2}
-    assert dispatch.get_issue(db, issue.id).status == IssueStatus.SENT
+    assert lifecycle.get_issue(db, issue.id).status == IssueStatus.SENT
 
 
 def test_resend_failed_skips_bounced_readers(
@@ -485,7 +486,7 @@ def test_resend_failed_skips_bounced_readers(
     smtp_sink.handler.reply_for["nobody@example.com"] = "550 5.1.1 unknown user"
     issue = start_digest(db, dsettings, queue)
     queue.drain()
-    resent = dispatch.resend_failed(db, dsettings, issue.id, queue)
+    resent = lifecycle.resend_failed(db, dsettings, issue.id, queue)
     assert resent.requeued == 0 and resent.not_mailable == 1
     assert resent.issue.status == IssueStatus.SENT
     assert queue.tasks == type(queue.tasks)()
@@ -505,7 +506,7 @@ def test_too_many_failures_pause_the_send_by_themselves(
     smtp_sink.handler.fail_all_with = "554 5.3.0 relay misconfigured"
     issue = start_digest(db, settings, queue)
     queue.drain()
-    issue = dispatch.get_issue(db, issue.id)
+    issue = lifecycle.get_issue(db, issue.id)
     assert issue.status == IssueStatus.PAUSED
     assert issue.status_reason.startswith("auto-paused: 4 of 4 deliveries failed")
     assert "relay misconfigured" in issue.status_reason
@@ -513,10 +514,10 @@ def test_too_many_failures_pause_the_send_by_themselves(
 
     # An operator fixes the relay and resumes: the error window starts afresh.
     smtp_sink.handler.fail_all_with = None
-    dispatch.resume(db, settings, issue.id, queue)
+    lifecycle.resume(db, settings, issue.id, queue)
     queue.drain()
     assert statuses(db, issue.id) == {"failed": 4, "sent": 6}
-    assert dispatch.get_issue(db, issue.id).status == IssueStatus.SENT
+    assert lifecycle.get_issue(db, issue.id).status == IssueStatus.SENT
 
 
 # --- pause, resume, cancel ------------------------------------------------------------------------
@@ -532,19 +533,19 @@ def test_pause_holds_the_rest_and_resume_sends_it(
     issue = start_digest(db, dsettings, queue)
     queue.drain(max_rounds=2)  # the fan-out and one batch of 3
     assert len(smtp_sink.messages) == 3
-    dispatch.pause(db, issue.id)
+    lifecycle.pause(db, issue.id)
     queue.drain()  # batches already in the broker find the issue paused
     assert len(smtp_sink.messages) == 3
-    progress = dispatch.progress(db, issue.id)
+    progress = lifecycle.progress(db, issue.id)
     assert progress["status"] == "paused" and progress["sent"] == 3 and progress["queued"] == 6
     assert not progress["done"]
 
-    with pytest.raises(dispatch.IllegalTransition, match="only sending issues can be paused"):
-        dispatch.pause(db, issue.id)
-    dispatch.resume(db, dsettings, issue.id, queue)
+    with pytest.raises(lifecycle.IllegalTransition, match="only sending issues can be paused"):
+        lifecycle.pause(db, issue.id)
+    lifecycle.resume(db, dsettings, issue.id, queue)
     queue.drain()
     assert sorted(recipients(smtp_sink)) == sorted(f"r{i}@example.com" for i in range(9))
-    progress = dispatch.progress(db, issue.id)
+    progress = lifecycle.progress(db, issue.id)
     assert progress["status"] == "sent" and progress["sent"] == 9 and progress["done"]
 
 
@@ -557,14 +558,14 @@ def test_cancel_skips_what_is_left(
         seed.reader(db, f"r{i}@example.com", [daily])
     issue = start_digest(db, dsettings, queue)
     queue.drain(max_rounds=2)
-    dispatch.cancel(db, issue.id)
+    lifecycle.cancel(db, issue.id)
     queue.drain()
     assert len(smtp_sink.messages) == 3
     assert statuses(db, issue.id) == {"sent": 3, "skipped": 6}
-    issue = dispatch.get_issue(db, issue.id)
+    issue = lifecycle.get_issue(db, issue.id)
     assert issue.status == IssueStatus.CANCELLED and issue.finished_at is not None
-    with pytest.raises(dispatch.IllegalTransition) as info:
-        dispatch.resume(db, dsettings, issue.id, queue)
+    with pytest.raises(lifecycle.IllegalTransition) as info:
+        lifecycle.resume(db, dsettings, issue.id, queue)
     assert str(info.value) == (
         f"Issue {issue.id} is cancelled; only paused or failed issues can be resumed."
     )
@@ -574,21 +575,21 @@ def test_illegal_transitions_say_what_is_allowed(
     db: Session, dsettings: Settings, queue: seed.InlineQueue
 ) -> None:
     offers = seed.newsletter(db, "offers", kind=NewsletterKind.CAMPAIGN)
-    issue = dispatch.create_campaign(db, dsettings, offers, subject="Hi", body_html="<p>x</p>")
+    issue = lifecycle.create_campaign(db, dsettings, offers, subject="Hi", body_html="<p>x</p>")
     db.commit()
-    with pytest.raises(dispatch.IllegalTransition, match="only paused or failed"):
-        dispatch.resume(db, dsettings, issue.id, queue)
-    with pytest.raises(dispatch.IllegalTransition, match="only sending issues can be paused"):
-        dispatch.pause(db, issue.id)
-    with pytest.raises(dispatch.IssueNotFound):
-        dispatch.pause(db, 9999)
-    with pytest.raises(dispatch.InvalidRequest, match="campaign newsletter"):
-        dispatch.create_digest(db, dsettings, offers)
-    with pytest.raises(dispatch.InvalidRequest, match="needs a subject"):
-        dispatch.create_campaign(db, dsettings, offers, subject="  ", body_html="<p>x</p>")
-    dispatch.cancel(db, issue.id)
-    with pytest.raises(dispatch.IllegalTransition, match="is cancelled; only draft or scheduled"):
-        dispatch.send(db, dsettings, issue.id, queue)
+    with pytest.raises(lifecycle.IllegalTransition, match="only paused or failed"):
+        lifecycle.resume(db, dsettings, issue.id, queue)
+    with pytest.raises(lifecycle.IllegalTransition, match="only sending issues can be paused"):
+        lifecycle.pause(db, issue.id)
+    with pytest.raises(lifecycle.IssueNotFound):
+        lifecycle.pause(db, 9999)
+    with pytest.raises(lifecycle.InvalidRequest, match="campaign newsletter"):
+        lifecycle.create_digest(db, dsettings, offers)
+    with pytest.raises(lifecycle.InvalidRequest, match="needs a subject"):
+        lifecycle.create_campaign(db, dsettings, offers, subject="  ", body_html="<p>x</p>")
+    lifecycle.cancel(db, issue.id)
+    with pytest.raises(lifecycle.IllegalTransition, match="is cancelled; only draft or scheduled"):
+        lifecycle.send(db, dsettings, issue.id, queue)
     assert queue.tasks == type(queue.tasks)()
 
 
@@ -604,7 +605,7 @@ def test_rows_of_a_dead_worker_are_requeued_after_the_lease(
         seed.reader(db, f"r{i}@example.com", [daily])
     issue = start_digest(db, dsettings, queue)
     queue.tasks.clear()
-    outbox.fan_out(db, dsettings, issue.id, seed.InlineQueue(dsettings))
+    fan_out.fan_out(db, dsettings, issue.id, seed.InlineQueue(dsettings))
     # A worker claimed all three and died before sending: rows stuck in `sending`.
     long_ago = utcnow() - timedelta(seconds=dsettings.delivery_lease_seconds + 5)
     db.execute(
@@ -613,13 +614,13 @@ def test_rows_of_a_dead_worker_are_requeued_after_the_lease(
         .values(status="sending", claimed_at=long_ago, claimed_by="dead:1:x", enqueued_at=long_ago)
     )
     db.commit()
-    fresh = outbox.maintain(dsettings, queue, now=utcnow() - timedelta(seconds=10))
+    fresh = fan_out.maintain(dsettings, queue, now=utcnow() - timedelta(seconds=10))
     assert fresh["recovered"] == 0  # not yet past the lease at that time
-    report = outbox.maintain(dsettings, queue)
+    report = fan_out.maintain(dsettings, queue)
     assert report["recovered"] == 3 and report["batches"] >= 1
     queue.drain()
     assert sorted(recipients(smtp_sink)) == [f"r{i}@example.com" for i in range(3)]
-    assert dispatch.get_issue(db, issue.id).status == IssueStatus.SENT
+    assert lifecycle.get_issue(db, issue.id).status == IssueStatus.SENT
 
 
 def test_rows_of_a_dead_worker_on_a_cancelled_issue_are_settled(
@@ -631,7 +632,7 @@ def test_rows_of_a_dead_worker_on_a_cancelled_issue_are_settled(
         seed.reader(db, f"r{i}@example.com", [daily])
     issue = start_digest(db, dsettings, queue)
     queue.tasks.clear()
-    outbox.fan_out(db, dsettings, issue.id, seed.InlineQueue(dsettings))
+    fan_out.fan_out(db, dsettings, issue.id, seed.InlineQueue(dsettings))
     long_ago = utcnow() - timedelta(seconds=dsettings.delivery_lease_seconds + 5)
     db.execute(
         update(Delivery)
@@ -639,8 +640,8 @@ def test_rows_of_a_dead_worker_on_a_cancelled_issue_are_settled(
         .values(status="sending", claimed_at=long_ago, claimed_by="dead:1:x")
     )
     db.commit()
-    dispatch.cancel(db, issue.id)
-    report = outbox.maintain(dsettings, queue)
+    lifecycle.cancel(db, issue.id)
+    report = fan_out.maintain(dsettings, queue)
     assert report["abandoned"] == 3 and report["recovered"] == 0
     assert statuses(db, issue.id) == {"skipped": 3}
     assert queue.tasks == type(queue.tasks)() and smtp_sink.messages == []
@@ -656,18 +657,18 @@ def test_a_lost_task_and_a_lost_fan_out_are_restarted_by_the_tick(
     issue = start_digest(db, dsettings, queue)
     queue.tasks.clear()  # the fan-out task was lost (broker flushed)
     later = utcnow() + timedelta(seconds=dsettings.delivery_lease_seconds + 1)
-    report = outbox.maintain(dsettings, queue, now=later)
+    report = fan_out.maintain(dsettings, queue, now=later)
     assert report["fanouts"] == 1
     queue.drain(max_rounds=1)  # fan-out runs and enqueues batches ...
     queue.tasks.clear()  # ... which are lost too
     assert len(smtp_sink.messages) == 0
-    report = outbox.maintain(dsettings, queue, now=utcnow() + timedelta(hours=1))
+    report = fan_out.maintain(dsettings, queue, now=utcnow() + timedelta(hours=1))
     assert report["reenqueued"] >= 1 and report["batches"] >= 1
     queue.drain()
-    report = outbox.maintain(dsettings, queue, now=utcnow() + timedelta(hours=2))
+    report = fan_out.maintain(dsettings, queue, now=utcnow() + timedelta(hours=2))
     queue.drain()
     assert sorted(recipients(smtp_sink)) == [f"r{i}@example.com" for i in range(5)]
-    assert dispatch.get_issue(db, issue.id).status == IssueStatus.SENT
+    assert lifecycle.get_issue(db, issue.id).status == IssueStatus.SENT
 
 
 # --- local-time cohorts ---------------------------------------------------------------------------
@@ -685,10 +686,10 @@ def test_local_time_cohorts_go_out_as_each_zone_reaches_the_hour(
     now = utcnow()
     # The issue's day is "today" in UTC+14; each reader gets it at 08:00 of that day, locally.
     send_at = now - timedelta(minutes=1)
-    issue = dispatch.create_digest(db, dsettings, daily, send_at=send_at, local_send_time="08:00")
+    issue = lifecycle.create_digest(db, dsettings, daily, send_at=send_at, local_send_time="08:00")
     db.commit()
     assert issue.status == IssueStatus.SCHEDULED
-    dispatch.start_due(db, dsettings, queue, now)
+    lifecycle.start_due(db, dsettings, queue, now)
     queue.drain()
     rows = dict(
         db.execute(
@@ -697,16 +698,16 @@ def test_local_time_cohorts_go_out_as_each_zone_reaches_the_hour(
             )
         ).all()
     )
-    day = send_at.astimezone(outbox.EARLIEST_ZONE).date()
+    day = send_at.astimezone(fan_out.EARLIEST_ZONE).date()
     for address, zone in [
         ("tokyo@example.com", "Asia/Tokyo"),
         ("paris@example.com", "Europe/Paris"),
         ("ny@example.com", "America/New_York"),
         ("nowhere@example.com", "UTC"),
     ]:
-        expected = outbox.local_due_at(send_at, "08:00", zone, "UTC")
+        expected = fan_out.local_due_at(send_at, "08:00", zone, "UTC")
         assert rows[address] == expected
-        local = expected.astimezone(outbox._zone(zone) or outbox.EARLIEST_ZONE)
+        local = expected.astimezone(fan_out._zone(zone) or fan_out.EARLIEST_ZONE)
         assert (local.date(), local.hour, local.minute) == (day, 8, 0)
     due_now = sorted(a for a, due in rows.items() if due <= utcnow())
     assert sorted(recipients(smtp_sink)) == due_now
@@ -715,21 +716,21 @@ def test_local_time_cohorts_go_out_as_each_zone_reaches_the_hour(
     for address in sorted(rows, key=rows.__getitem__):
         if address in due_now:
             continue
-        outbox.maintain(dsettings, queue)
+        fan_out.maintain(dsettings, queue)
         queue.drain()
         assert address not in recipients(smtp_sink)
-        assert dispatch.get_issue(db, issue.id).status == IssueStatus.SENDING
+        assert lifecycle.get_issue(db, issue.id).status == IssueStatus.SENDING
         db.execute(
             update(Delivery)
             .where(Delivery.due_at == rows[address])
             .values(due_at=utcnow() - timedelta(seconds=1))
         )
         db.commit()
-        outbox.maintain(dsettings, queue)
+        fan_out.maintain(dsettings, queue)
         queue.drain()
         assert address in recipients(smtp_sink)
     assert sorted(recipients(smtp_sink)) == sorted(rows)
-    progress = dispatch.progress(db, issue.id)
+    progress = lifecycle.progress(db, issue.id)
     assert progress["sent"] == 4 and progress["status"] == "sent"
 
 
@@ -745,12 +746,12 @@ def test_progress_reads_counts_rate_and_eta_mid_send(
         seed.reader(db, f"r{i}@example.com", [daily])
     issue = start_digest(db, dsettings, queue)
     queue.drain(max_rounds=2)
-    progress = dispatch.progress(db, issue.id)
+    progress = lifecycle.progress(db, issue.id)
     assert progress["status"] == "sending" and progress["fanout_complete"]
     assert progress["total"] == 9 and progress["sent"] == 3 and progress["queued"] == 6
     assert progress["rate_per_second"] > 0 and progress["eta_seconds"] is not None
     queue.drain()
-    done = dispatch.progress(db, issue.id)
+    done = lifecycle.progress(db, issue.id)
     assert done["done"] and done["eta_seconds"] is None and done["sent"] == 9
 
 
@@ -760,15 +761,15 @@ def test_test_send_prefixes_the_subject_and_records_nothing(
     daily = seed.newsletter(db, "daily")
     seed.posts(db, 2)
     seed.reader(db, "reader@example.com", [daily])
-    issue = dispatch.create_digest(db, dsettings, daily)
+    issue = lifecycle.create_digest(db, dsettings, daily)
     db.commit()
-    results = dispatch.test_send(db, dsettings, issue.id, ["Ed@Example.com", "ed@example.com"])
+    results = lifecycle.test_send(db, dsettings, issue.id, ["Ed@Example.com", "ed@example.com"])
     assert [r.address for r in results] == ["Ed@example.com"] and results[0].ok
     assert len(smtp_sink.messages) == 1
     msg = email.message_from_bytes(smtp_sink.messages[0].data, policy=email.policy.default)
     assert msg["Subject"] == f"[TEST] {issue.subject}"
     assert msg.defects == [] and msg.get_body(("plain",)) is not None
     assert db.scalar(select(func.count()).select_from(Delivery)) == 0
-    assert dispatch.get_issue(db, issue.id).status == IssueStatus.DRAFT
-    with pytest.raises(dispatch.InvalidRequest, match="not valid"):
-        dispatch.test_send(db, dsettings, issue.id, ["not an address"])
+    assert lifecycle.get_issue(db, issue.id).status == IssueStatus.DRAFT
+    with pytest.raises(lifecycle.InvalidRequest, match="not valid"):
+        lifecycle.test_send(db, dsettings, issue.id, ["not an address"])

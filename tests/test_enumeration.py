@@ -11,9 +11,9 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from newsletter.models import SubscriberStatus, SubscriptionStatus
+from newsletter.readers.subscriptions import suppress
 from newsletter.settings import Settings
-from newsletter.subscriptions import suppress
+from newsletter.store.models import SubscriberStatus, SubscriptionStatus
 from tests.support.readers import (
     Lists,
     add_subscriber,
@@ -159,7 +159,7 @@ def test_confirmed_reader_gets_already_subscribed_note(
     db.expire_all()
     from sqlalchemy import select
 
-    from newsletter.models import Subscription
+    from newsletter.store.models import Subscription
 
     statuses = {s.status for s in db.scalars(select(Subscription))}
     assert SubscriptionStatus.ACTIVE in statuses

@@ -17,8 +17,8 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.feedformats import FeedFormatError, parse_feed
-from newsletter.feeds import (
+from newsletter.content.feed_formats import FeedFormatError, parse_feed
+from newsletter.content.feeds import (
     FeedError,
     add_feed,
     backoff,
@@ -29,8 +29,8 @@ from newsletter.feeds import (
     normalise_source,
     remove_feed,
 )
-from newsletter.models import Feed, Post
 from newsletter.settings import Settings
+from newsletter.store.models import Feed, Post
 
 DATA = Path(__file__).parent / "data" / "feeds"
 
@@ -494,7 +494,7 @@ def test_the_task_ingests_due_feeds_and_isolates_failures(
 def test_a_claimed_feed_is_skipped_by_an_overlapping_run(
     settings: Settings, db: Session, tmp_path: Path
 ) -> None:
-    from newsletter.feeds import _claim
+    from newsletter.content.feeds import _claim
 
     path = tmp_path / "feed.xml"
     path.write_bytes(data("atom.xml"))

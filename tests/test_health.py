@@ -7,8 +7,8 @@ from dataclasses import replace
 from flask.testing import FlaskClient
 
 from newsletter import create_app
-from newsletter.db import dispose_engines
 from newsletter.settings import Settings
+from newsletter.store.db import dispose_engines
 from tests.support.smtp import free_port
 
 

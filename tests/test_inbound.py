@@ -25,12 +25,16 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter import dispatch, links
-from newsletter.apitokens import create_token
-from newsletter.db import dispose_engines, get_sessionmaker, utcnow
-from newsletter.inbound import Outcome, Result, process_message, verp_ids
+from newsletter.access.api_tokens import create_token
+from newsletter.inbound.processing import Outcome, Result, process_message, verp_ids
+from newsletter.issues import lifecycle
+from newsletter.issues.rendering import envelope_sender
 from newsletter.mail.transport import close_transports
-from newsletter.models import (
+from newsletter.readers import links
+from newsletter.readers.subscriptions import is_suppressed
+from newsletter.settings import Settings
+from newsletter.store.db import dispose_engines, get_sessionmaker, utcnow
+from newsletter.store.models import (
     Delivery,
     DeliveryStatus,
     FeedbackEvent,
@@ -44,9 +48,6 @@ from newsletter.models import (
     SubscriptionStatus,
     Suppression,
 )
-from newsletter.rendering import envelope_sender
-from newsletter.settings import Settings
-from newsletter.subscriptions import is_suppressed
 from tests.support import dispatching as seed
 from tests.support.services import migrated_postgres_database
 from tests.support.smtp import Received, SMTPSink, free_port
@@ -117,7 +118,7 @@ class World:
     def send(self, newsletter: Newsletter | None = None, subject: str = "Offer") -> int:
         """Send a campaign through the real dispatch path; returns the issue id."""
         before = len(self.sink.messages)
-        issue = dispatch.create_campaign(
+        issue = lifecycle.create_campaign(
             self.db,
             self.settings,
             newsletter or self.offers,
@@ -126,7 +127,7 @@ class World:
         )
         self.db.commit()
         queue = seed.InlineQueue(self.settings)
-        dispatch.send(self.db, self.settings, issue.id, queue)
+        lifecycle.send(self.db, self.settings, issue.id, queue)
         queue.drain()
         assert len(self.sink.messages) > before
         return issue.id

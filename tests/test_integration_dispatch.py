@@ -26,10 +26,11 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from newsletter import dispatch
-from newsletter.addresses import email_hash
-from newsletter.db import dispose_engines, get_engine, utcnow
-from newsletter.models import (
+from newsletter.issues import lifecycle
+from newsletter.readers.addresses import email_hash
+from newsletter.settings import Settings
+from newsletter.store.db import dispose_engines, get_engine, utcnow
+from newsletter.store.models import (
     Delivery,
     DeliveryStatus,
     Frequency,
@@ -45,7 +46,6 @@ from newsletter.models import (
     SubscriptionStatus,
     Suppression,
 )
-from newsletter.settings import Settings
 from tests.support.services import fresh_postgres_database
 from tests.support.smtp import Received, SMTPSink
 from tests.support.smtp_proxy import FaultProxy
@@ -123,7 +123,7 @@ class Stack:
 
     def session(self) -> Session:
         """A session on the test database."""
-        from newsletter.db import get_sessionmaker
+        from newsletter.store.db import get_sessionmaker
 
         return get_sessionmaker(self.database_url)()
 
@@ -141,7 +141,7 @@ class Stack:
         progress: dict[str, Any] = {}
         while time.monotonic() < deadline:
             with self.session() as db:
-                progress = dispatch.progress(db, issue_id)
+                progress = lifecycle.progress(db, issue_id)
             if progress["done"]:
                 return progress
             if progress["status"] == "paused":
@@ -411,13 +411,13 @@ def test_every_eligible_reader_gets_exactly_their_digest(
             ("weekend", Frequency.WEEKLY),
             ("weekend", Frequency.DAILY),
         ]:
-            newsletter = dispatch.find_newsletter(db, slug)
-            issue = dispatch.create_digest(db, stack.settings, newsletter, frequency=frequency)
+            newsletter = lifecycle.find_newsletter(db, slug)
+            issue = lifecycle.create_digest(db, stack.settings, newsletter, frequency=frequency)
             db.commit()
             assert issue.status == IssueStatus.DRAFT, issue.status_reason
             issue_ids.append(issue.id)
-        offers = dispatch.find_newsletter(db, "offers")
-        campaign = dispatch.create_campaign(
+        offers = lifecycle.find_newsletter(db, "offers")
+        campaign = lifecycle.create_campaign(
             db,
             stack.settings,
             offers,
@@ -427,7 +427,7 @@ def test_every_eligible_reader_gets_exactly_their_digest(
         db.commit()
         issue_ids.append(campaign.id)
         for issue_id in issue_ids:  # all five go out at once, sharing the workers
-            dispatch.send(db, stack.settings, issue_id, queue)
+            lifecycle.send(db, stack.settings, issue_id, queue)
 
     for issue_id in issue_ids:
         progress = stack.wait_done(issue_id, timeout=110)
@@ -518,13 +518,13 @@ def test_a_worker_killed_mid_send_finishes_without_loss(
     stack.beat("beat")  # the tick recovers the dead worker's rows after the lease (4 s)
     queue = stack.queue()
     with stack.session() as db:
-        offers = dispatch.find_newsletter(db, "offers")
-        issue = dispatch.create_campaign(
+        offers = lifecycle.find_newsletter(db, "offers")
+        issue = lifecycle.create_campaign(
             db, stack.settings, offers, subject="Flash sale", body_html="<p>Now.</p>"
         )
         db.commit()
         issue_id = issue.id
-        dispatch.send(db, stack.settings, issue_id, queue)
+        lifecycle.send(db, stack.settings, issue_id, queue)
     expected = set(population.eligible["offers"])
 
     deadline = time.monotonic() + 30
@@ -560,12 +560,12 @@ def seed_small(stack: Stack, readers: int = 120) -> tuple[int, set[str]]:
     population = seed_population(stack.database_url, readers=readers, seed=5)
     queue = stack.queue()
     with stack.session() as db:
-        offers = dispatch.find_newsletter(db, "offers")
-        issue = dispatch.create_campaign(
+        offers = lifecycle.find_newsletter(db, "offers")
+        issue = lifecycle.create_campaign(
             db, stack.settings, offers, subject="Offer", body_html="<p>Offer.</p>"
         )
         db.commit()
-        dispatch.send(db, stack.settings, issue.id, queue)
+        lifecycle.send(db, stack.settings, issue.id, queue)
         return issue.id, set(population.eligible["offers"])
 
 
@@ -576,7 +576,7 @@ def test_smtp_answering_4xx_for_a_while(stack_factory: Any, smtp_sink: SMTPSink)
     issue_id, expected = seed_small(stack)
     time.sleep(3)
     with stack.session() as db:
-        assert dispatch.progress(db, issue_id)["sent"] == 0
+        assert lifecycle.progress(db, issue_id)["sent"] == 0
     smtp_sink.handler.fail_all_with = None
     progress = stack.wait_done(issue_id)
     assert progress["status"] == "sent" and progress["failed"] == 0
@@ -632,12 +632,12 @@ def test_a_5xx_for_one_address(stack_factory: Any, smtp_sink: SMTPSink) -> None:
     smtp_sink.handler.reply_for[victim] = f"550 5.1.1 <{victim}>: no such mailbox"
     queue = stack.queue()
     with stack.session() as db:
-        offers = dispatch.find_newsletter(db, "offers")
-        issue = dispatch.create_campaign(
+        offers = lifecycle.find_newsletter(db, "offers")
+        issue = lifecycle.create_campaign(
             db, stack.settings, offers, subject="Offer", body_html="<p>Offer.</p>"
         )
         db.commit()
-        dispatch.send(db, stack.settings, issue.id, queue)
+        lifecycle.send(db, stack.settings, issue.id, queue)
         issue_id = issue.id
     progress = stack.wait_done(issue_id)
     assert progress["status"] == "sent" and progress["failed"] == 1
@@ -664,7 +664,7 @@ def test_two_beats_and_a_restarted_one_fire_each_slot_once(
     stack: Stack = stack_factory(smtp_sink.url)
     population = seed_population(stack.database_url, readers=80, seed=3)
     with stack.session() as db:
-        from newsletter import schedules
+        from newsletter.issues import schedules
 
         # Created a minute ago with "every minute": the current minute's slot is due now.
         schedules.create_schedule(
@@ -720,7 +720,7 @@ def test_digest_send_wait_from_the_command_line(stack_factory: Any, smtp_sink: S
     final = re.search(rf"issue {issue_id}: sent, (\d+)/(\d+) sent, 0 failed", result.stdout)
     assert final, result.stdout
     with stack.session() as db:
-        issue = dispatch.get_issue(db, issue_id)
+        issue = lifecycle.get_issue(db, issue_id)
         post_ids = list(issue.post_ids)
     expected = {
         a

@@ -15,8 +15,8 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from newsletter.db import dispose_engines, session_scope
-from newsletter.models import Subscriber, SubscriberStatus, Subscription, SubscriptionStatus
+from newsletter.store.db import dispose_engines, session_scope
+from newsletter.store.models import Subscriber, SubscriberStatus, Subscription, SubscriptionStatus
 from tests.support.services import fresh_postgres_database
 from tests.support.smtp import SMTPSink, free_port
 from tests.support.worker import (

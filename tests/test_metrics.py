@@ -8,9 +8,9 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
 
-from newsletter.apitokens import create_token
-from newsletter.db import utcnow
-from newsletter.models import (
+from newsletter.access.api_tokens import create_token
+from newsletter.store.db import utcnow
+from newsletter.store.models import (
     Delivery,
     DeliveryStatus,
     Feed,

@@ -12,23 +12,23 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.db import utcnow
 from newsletter.mail.transport import TemporaryFailure
-from newsletter.models import (
+from newsletter.readers.signup_mails import (
+    MailOutcome,
+    send_already_subscribed,
+    send_confirmation,
+    send_welcome,
+)
+from newsletter.readers.subscriptions import Signup, subscribe, suppress
+from newsletter.settings import Settings
+from newsletter.store.db import utcnow
+from newsletter.store.models import (
     ConsentRecord,
     SignupMailLog,
     Subscriber,
     SubscriberStatus,
     SubscriptionStatus,
 )
-from newsletter.notifications import (
-    MailOutcome,
-    send_already_subscribed,
-    send_confirmation,
-    send_welcome,
-)
-from newsletter.settings import Settings
-from newsletter.subscriptions import Signup, subscribe, suppress
 from tests.support.readers import (
     Lists,
     add_subscriber,

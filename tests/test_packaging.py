@@ -72,11 +72,11 @@ def test_wheel_contains_templates_migrations_and_demo_data(wheel: Path) -> None:
     assert "newsletter/_templates/web/error.html" in files
     assert "newsletter/_templates/web/devmail/index.html" in files
     assert any(n.startswith("newsletter/_templates/email/") for n in files)
-    assert "newsletter/migrations/env.py" in files
-    assert "newsletter/migrations/script.py.mako" in files
-    versions = [n for n in files if n.startswith("newsletter/migrations/versions/")]
+    assert "newsletter/store/migrations/env.py" in files
+    assert "newsletter/store/migrations/script.py.mako" in files
+    versions = [n for n in files if n.startswith("newsletter/store/migrations/versions/")]
     assert any(n.endswith(".py") for n in versions)
-    assert "newsletter/demo/sample-feed.xml" in files
+    assert "newsletter/ops/demo/sample-feed.xml" in files
     assert "worker/tasks.py" in files
     assert "newsletter/cli/__main__.py" in files
     assert not any(n.startswith(("tests/", "bench/")) for n in files)
@@ -107,7 +107,7 @@ def test_installed_package_runs_outside_the_source_tree(installed: Path, tmp_pat
         return result.stdout.strip()
 
     where = python(
-        "import newsletter, newsletter.templating as t; print(newsletter.__file__);"
+        "import newsletter, newsletter.mail.templates as t; print(newsletter.__file__);"
         "print(t.templates_root())"
     )
     module_file, templates = where.splitlines()
@@ -130,4 +130,4 @@ def test_installed_package_runs_outside_the_source_tree(installed: Path, tmp_pat
         "print(c.get('/dev/mail/').status_code, c.get('/healthz').status_code)"
     )
     assert status == "200 200"
-    assert python("from newsletter.demo import DEMO_FEED; print(DEMO_FEED.is_file())") == "True"
+    assert python("from newsletter.ops.demo import DEMO_FEED; print(DEMO_FEED.is_file())") == "True"

@@ -9,8 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.models import Post
-from newsletter.posts import (
+from newsletter.content.posts import (
     InvalidPost,
     PostInput,
     all_categories,
@@ -22,7 +21,8 @@ from newsletter.posts import (
     retract_post,
     upsert_posts,
 )
-from newsletter.sanitize import clean_html, clean_title, html_to_text, summary_text
+from newsletter.content.sanitize import clean_html, clean_title, html_to_text, summary_text
+from newsletter.store.models import Post
 
 T0 = datetime(2024, 7, 14, 8, 0, tzinfo=UTC)
 
@@ -354,8 +354,8 @@ def test_post_input_from_json_names_the_bad_field(change: dict[str, object], fie
 @pytest.fixture
 def pg_session() -> Iterator[Session]:
     """A session on a fresh, migrated PostgreSQL database (skipped when none is reachable)."""
-    from newsletter.db import get_sessionmaker
-    from newsletter.migrate import upgrade
+    from newsletter.store.db import get_sessionmaker
+    from newsletter.store.migrate import upgrade
     from tests.support.services import fresh_postgres_database, postgres_up
 
     if not postgres_up():
@@ -370,7 +370,7 @@ def pg_session() -> Iterator[Session]:
 
 
 def test_storage_and_queries_on_postgresql(pg_session: Session) -> None:
-    from newsletter.feeds import _claim, add_feed
+    from newsletter.content.feeds import _claim, add_feed
     from newsletter.settings import Settings
 
     db = pg_session

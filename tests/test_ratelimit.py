@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-from newsletter.mail.ratelimit import (
+from newsletter.delivery.rate_limit import (
     BUCKET_SECONDS,
     HOUR_BUCKETS,
     LocalRateLimiter,

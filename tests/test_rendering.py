@@ -16,13 +16,9 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from newsletter import links
-from newsletter.db import dispose_engines, utcnow
-from newsletter.digests import Reader, plan_digest
-from newsletter.issue_links import archive_url
-from newsletter.mail.transport import get_transport
-from newsletter.models import Issue, IssueStatus, Newsletter, NewsletterKind, Post
-from newsletter.rendering import (
+from newsletter.content.selection import Reader, plan_digest
+from newsletter.issues.links import archive_url
+from newsletter.issues.rendering import (
     OutgoingMail,
     PreparedIssue,
     clear_cache,
@@ -31,7 +27,11 @@ from newsletter.rendering import (
     prepare_issue,
     render_reference,
 )
+from newsletter.mail.transport import get_transport
+from newsletter.readers import links
 from newsletter.settings import Settings
+from newsletter.store.db import dispose_engines, utcnow
+from newsletter.store.models import Issue, IssueStatus, Newsletter, NewsletterKind, Post
 from tests.support.smtp import SMTPSink
 
 URL = re.compile(r"https?://\S+")
@@ -533,7 +533,7 @@ def test_splicing_quoted_printable_equals_encoding_the_whole_text() -> None:
     import binascii
     import random
 
-    from newsletter.mimesplice import Encoder, Literal, qp
+    from newsletter.mail.mime_plan import Encoder, Literal, qp
 
     rng = random.Random(7)
     alphabet = ["a", " ", "=", "é", "😀", "\r\n", "\t", ".", "-", "x" * 90, "  \r\n", "李"]
@@ -559,7 +559,7 @@ def test_splicing_quoted_printable_equals_encoding_the_whole_text() -> None:
 def test_a_plan_filled_per_reader_equals_encoding_the_whole_text() -> None:
     import random
 
-    from newsletter.mimesplice import Hole, Literal, PlanBuilder, qp
+    from newsletter.mail.mime_plan import Hole, Literal, PlanBuilder, qp
 
     rng = random.Random(11)
     alphabet = ["a", " ", "=", "é", "{", "}", "{x}", "\r\n", "\t", ".", "x" * 90, "  \r\n"]

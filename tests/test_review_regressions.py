@@ -13,14 +13,18 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.apitokens import create_token
+from newsletter.access.api_tokens import create_token
 from newsletter.cli import cli
-from newsletter.db import dispose_engines
-from newsletter.feeds import add_feed, find_feed
-from newsletter.models import MAX_ID, Newsletter, Schedule, Subscription
-from newsletter.schedules import ScheduleError, create_schedule, update_schedule
+from newsletter.content.feeds import add_feed, find_feed
+from newsletter.issues.schedules import ScheduleError, create_schedule, update_schedule
+from newsletter.readers.subscriptions import (
+    SubscriptionError,
+    UnknownNewsletter,
+    resolve_newsletters,
+)
 from newsletter.settings import Settings, SettingsError
-from newsletter.subscriptions import SubscriptionError, UnknownNewsletter, resolve_newsletters
+from newsletter.store.db import dispose_engines
+from newsletter.store.models import MAX_ID, Newsletter, Schedule, Subscription
 from tests.support.readers import Lists, csrf_token, make_lists, row_counts
 
 HUGE = str(MAX_ID + 1)

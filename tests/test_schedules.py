@@ -13,10 +13,11 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter import dispatch, schedules
-from newsletter.db import dispose_engines, get_sessionmaker, utcnow
+from newsletter.issues import lifecycle, schedules
 from newsletter.mail.transport import close_transports
-from newsletter.models import (
+from newsletter.settings import Settings
+from newsletter.store.db import dispose_engines, get_sessionmaker, utcnow
+from newsletter.store.models import (
     Frequency,
     Issue,
     IssueStatus,
@@ -24,7 +25,6 @@ from newsletter.models import (
     Schedule,
     ScheduleFiring,
 )
-from newsletter.settings import Settings
 from tests.support import dispatching as seed
 from tests.support.services import migrated_postgres_database
 from tests.support.smtp import SMTPSink
@@ -149,22 +149,22 @@ def test_prepare_ahead_lets_an_editor_hold_the_issue(
     assert schedules.fire_due(db, ssettings, base + timedelta(hours=6, minutes=50)) == []
     prepared = schedules.fire_due(db, ssettings, base + timedelta(hours=7, minutes=10))
     assert len(prepared) == 1
-    issue = dispatch.get_issue(db, prepared[0])
+    issue = lifecycle.get_issue(db, prepared[0])
     assert issue.status == IssueStatus.SCHEDULED
     assert issue.send_at == base + timedelta(hours=8)
     assert issue.subject and issue.post_ids  # an editor can preview it now
 
-    dispatch.hold(db, issue.id)
-    assert dispatch.start_due(db, ssettings, queue, base + timedelta(hours=8, minutes=1)) == []
-    assert dispatch.get_issue(db, issue.id).status == IssueStatus.SCHEDULED
-    dispatch.edit(db, ssettings, issue.id, subject="Edited by the desk")
+    lifecycle.hold(db, issue.id)
+    assert lifecycle.start_due(db, ssettings, queue, base + timedelta(hours=8, minutes=1)) == []
+    assert lifecycle.get_issue(db, issue.id).status == IssueStatus.SCHEDULED
+    lifecycle.edit(db, ssettings, issue.id, subject="Edited by the desk")
     db.commit()
-    dispatch.hold(db, issue.id, held=False)
-    started = dispatch.start_due(db, ssettings, queue, base + timedelta(hours=8, minutes=2))
+    lifecycle.hold(db, issue.id, held=False)
+    started = lifecycle.start_due(db, ssettings, queue, base + timedelta(hours=8, minutes=2))
     assert started == [issue.id]
     queue.drain()
     assert [m.message["Subject"] for m in smtp_sink.messages] == ["Edited by the desk"]
-    assert dispatch.get_issue(db, issue.id).status == IssueStatus.SENT
+    assert lifecycle.get_issue(db, issue.id).status == IssueStatus.SENT
     assert schedule.id == issue.schedule_id
 
 
@@ -210,7 +210,7 @@ def test_reader_local_time_schedule_creates_a_cohort_issue(
     first_zone_time = base - timedelta(hours=6)
     assert schedules.next_slots(schedule, base - timedelta(hours=12), 1) == [first_zone_time]
     fired = schedules.fire_due(db, ssettings, first_zone_time + timedelta(seconds=5))
-    issue = dispatch.get_issue(db, fired[0])
+    issue = lifecycle.get_issue(db, fired[0])
     assert issue.local_send_time == "08:00" and issue.send_at == first_zone_time
     assert issue.status == IssueStatus.SCHEDULED
 
@@ -290,7 +290,7 @@ def test_concurrent_ticks_fire_and_start_each_slot_exactly_once(pg_settings: Set
             with factory() as db:
                 barrier.wait()
                 schedules.fire_due(db, pg_settings, now)
-                dispatch.start_due(db, pg_settings, queue, now)
+                lifecycle.start_due(db, pg_settings, queue, now)
         except BaseException as exc:  # reported below
             errors.append(exc)
 
@@ -303,7 +303,7 @@ def test_concurrent_ticks_fire_and_start_each_slot_exactly_once(pg_settings: Set
     # A restarted beat ticking again at the same and a later time changes nothing.
     with factory() as db:
         schedules.fire_due(db, pg_settings, now)
-        dispatch.start_due(db, pg_settings, queue, now + timedelta(minutes=1))
+        lifecycle.start_due(db, pg_settings, queue, now + timedelta(minutes=1))
         firings = db.scalars(select(ScheduleFiring)).all()
         issues = db.scalars(select(Issue)).all()
     assert len(firings) == 4  # two schedules per newsletter, one slot each

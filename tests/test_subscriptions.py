@@ -9,20 +9,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter import consent, links
-from newsletter.db import utcnow
-from newsletter.models import (
-    ConsentRecord,
-    Frequency,
-    SignupMailLog,
-    Subscriber,
-    SubscriberStatus,
-    Subscription,
-    SubscriptionStatus,
-    Suppression,
-)
-from newsletter.settings import Settings
-from newsletter.subscriptions import (
+from newsletter.readers import consent, links
+from newsletter.readers.subscriptions import (
     InvalidLink,
     Preferences,
     Signup,
@@ -45,6 +33,18 @@ from newsletter.subscriptions import (
     switch_frequency,
     unsubscribe,
     update_preferences,
+)
+from newsletter.settings import Settings
+from newsletter.store.db import utcnow
+from newsletter.store.models import (
+    ConsentRecord,
+    Frequency,
+    SignupMailLog,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
 )
 from tests.support.readers import Lists, add_subscriber, make_lists
 
@@ -429,7 +429,7 @@ def test_preferences_refuse_unknown_or_private_lists(
 
 
 def test_topics_come_from_posts_and_lists(db: Session, lists: Lists) -> None:
-    from newsletter.models import Post
+    from newsletter.store.models import Post
 
     db.add_all(
         [

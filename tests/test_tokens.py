@@ -6,17 +6,17 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from newsletter import links
-from newsletter.models import ConsentRecord, Subscriber, SubscriberStatus, SubscriptionStatus
-from newsletter.settings import Settings
-from newsletter.subscriptions import Signup, confirm_token_for, subscribe
-from newsletter.tokens import (
+from newsletter.readers import links
+from newsletter.readers.subscriptions import Signup, confirm_token_for, subscribe
+from newsletter.readers.tokens import (
     ConfirmClaim,
     ManageClaim,
     address_digest,
     make_confirm_token,
     make_manage_token,
 )
+from newsletter.settings import Settings
+from newsletter.store.models import ConsentRecord, Subscriber, SubscriberStatus, SubscriptionStatus
 from tests.support.readers import Lists, add_subscriber, make_lists, row_counts
 
 

@@ -11,8 +11,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter import links
-from newsletter.models import (
+from newsletter.readers import links
+from newsletter.settings import Settings
+from newsletter.store.models import (
     ConsentRecord,
     Frequency,
     Subscriber,
@@ -20,7 +21,6 @@ from newsletter.models import (
     Subscription,
     SubscriptionStatus,
 )
-from newsletter.settings import Settings
 from tests.support.readers import Lists, add_subscriber, make_lists, path_of, row_counts
 
 
@@ -238,8 +238,8 @@ def _prefs_csrf(client: FlaskClient, path: str) -> str:
 def test_preferences_page_shows_current_choices(
     client: FlaskClient, settings: Settings, db: Session, lists: Lists, reader: Subscriber
 ) -> None:
-    from newsletter.db import utcnow
-    from newsletter.models import Post
+    from newsletter.store.db import utcnow
+    from newsletter.store.models import Post
 
     db.add(
         Post(guid="g", link="https://n/g", title="t", categories=["Sport"], published_at=utcnow())

@@ -14,14 +14,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from newsletter.db import dispose_engines
-from newsletter.models import (
+from newsletter.settings import Settings
+from newsletter.store.db import dispose_engines
+from newsletter.store.models import (
     ConsentRecord,
     Subscriber,
     SubscriberStatus,
     SubscriptionStatus,
 )
-from newsletter.settings import Settings
 from tests.support.readers import (
     Lists,
     csrf_token,
@@ -120,7 +120,7 @@ def test_signup_link_for_one_list_preticks_only_that_list(
 
 
 def test_single_public_list_needs_no_checkbox(client: FlaskClient, db: Session) -> None:
-    from newsletter.models import Newsletter
+    from newsletter.store.models import Newsletter
 
     db.add(Newsletter(slug="only", name="The Only List"))
     db.commit()

@@ -12,9 +12,9 @@ from celery import Task, shared_task
 from flask import current_app
 from sqlalchemy.exc import OperationalError
 
-from newsletter.db import session_scope
 from newsletter.mail.transport import TemporaryFailure
 from newsletter.settings import Settings
+from newsletter.store.db import session_scope
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def settings() -> Settings:
 @shared_task(name="newsletter.ingest_feeds")
 def ingest_feeds() -> dict[str, int]:
     """Ingest every due feed; one failing feed is recorded on its row and never stops the rest."""
-    from newsletter.feeds import ingest_due_feeds
+    from newsletter.content.feeds import ingest_due_feeds
 
     with session_scope(settings().database_url) as session:
         results = ingest_due_feeds(session, settings())
@@ -43,7 +43,7 @@ def ingest_feeds() -> dict[str, int]:
     return summary
 
 
-# --- reader flows: signup mails and pending purge (newsletter.subscriptions / notifications) ---
+# --- reader flows: signup mails and pending purge (newsletter.readers) ---
 
 # A signup mail is retried on 4xx and connection trouble, with exponential backoff and jitter;
 # acks_late so a task cut short by a dead worker is redelivered: a second signup mail is harmless.
@@ -63,10 +63,10 @@ SIGNUP_MAIL_TASK: dict[str, Any] = {
 )
 def send_confirmation(self: Task, consent_id: int) -> str:
     """Mail the double opt-in link of one consent record."""
-    from newsletter import notifications
+    from newsletter.readers import signup_mails
 
     with session_scope(settings().database_url) as session:
-        result = notifications.send_confirmation(
+        result = signup_mails.send_confirmation(
             session, settings(), current_app.jinja_env, consent_id
         )
     return result.outcome.value
@@ -78,10 +78,10 @@ def send_confirmation(self: Task, consent_id: int) -> str:
 )
 def send_welcome(self: Task, subscriber_id: int, newsletter_ids: list[int]) -> str:
     """Welcome a reader to the lists they just confirmed."""
-    from newsletter import notifications
+    from newsletter.readers import signup_mails
 
     with session_scope(settings().database_url) as session:
-        result = notifications.send_welcome(
+        result = signup_mails.send_welcome(
             session, settings(), current_app.jinja_env, subscriber_id, newsletter_ids
         )
     return result.outcome.value
@@ -93,10 +93,10 @@ def send_welcome(self: Task, subscriber_id: int, newsletter_ids: list[int]) -> s
 )
 def send_already_subscribed(self: Task, subscriber_id: int) -> str:
     """Tell a confirmed reader who signed up again that nothing needs doing."""
-    from newsletter import notifications
+    from newsletter.readers import signup_mails
 
     with session_scope(settings().database_url) as session:
-        result = notifications.send_already_subscribed(
+        result = signup_mails.send_already_subscribed(
             session, settings(), current_app.jinja_env, subscriber_id
         )
     return result.outcome.value
@@ -105,7 +105,7 @@ def send_already_subscribed(self: Task, subscriber_id: int) -> str:
 @shared_task(name="newsletter.purge_pending", bind=True, acks_late=True, max_retries=0)
 def purge_pending(self: Task) -> dict[str, int]:
     """Hourly: forget signups nobody confirmed within NEWSLETTER_CONFIRM_EXPIRY_DAYS."""
-    from newsletter.subscriptions import purge_pending as purge
+    from newsletter.readers.subscriptions import purge_pending as purge
 
     with session_scope(settings().database_url) as session:
         result = purge(session, settings())
@@ -120,7 +120,7 @@ def purge_pending(self: Task) -> dict[str, int]:
     return summary
 
 
-# --- dispatch: beat's tick, fan-out and batches (newsletter.schedules / outbox / sending) -------
+# --- dispatch: beat's tick, fan-out and batches (newsletter.issues, newsletter.delivery) ---
 
 
 class CeleryQueue:
@@ -138,7 +138,7 @@ class CeleryQueue:
 @shared_task(name="newsletter.tick", acks_late=True)
 def tick() -> dict[str, object]:
     """Beat's periodic job: fire due schedules, start due issues, recover and pump sends."""
-    from newsletter.schedules import tick as run_tick
+    from newsletter.issues.schedules import tick as run_tick
 
     report = run_tick(settings(), CeleryQueue())
     if report.fired or report.started or any(report.maintenance.values()):
@@ -156,7 +156,7 @@ def tick() -> dict[str, object]:
 )
 def fan_out_task(issue_id: int) -> None:
     """Create an issue's deliveries (resumable) and start its batches; a rerun adds nothing."""
-    from newsletter.outbox import advance
+    from newsletter.delivery.fan_out import advance
 
     advance(settings(), issue_id, CeleryQueue())
 
@@ -172,7 +172,7 @@ def fan_out_task(issue_id: int) -> None:
 )
 def send_batch_task(self: Task, issue_id: int, delivery_ids: list[int]) -> dict[str, int]:
     """Send one batch; SMTP 4xx, connection trouble or the rate limit retry it with backoff."""
-    from newsletter.sending import send_batch
+    from newsletter.delivery.batches import send_batch
 
     result = send_batch(
         settings(), issue_id, delivery_ids, queue=CeleryQueue(), retries=self.request.retries

@@ -15,8 +15,8 @@ from flask.cli import AppGroup
 
 from newsletter.cli.common import settings
 from newsletter.cli.db import head_revision
-from newsletter.migrate import current_revision
 from newsletter.settings import DEFAULT_SECRET_KEY, Settings, redact_url
+from newsletter.store.migrate import current_revision
 
 _group = AppGroup()
 TIMEOUT = 5.0

@@ -15,9 +15,9 @@ from flask import current_app, has_app_context
 from flask.cli import ScriptInfo
 from sqlalchemy.orm import Session
 
-from newsletter.db import session_scope
-from newsletter.models import MAX_ID
 from newsletter.settings import Settings
+from newsletter.store.db import session_scope
+from newsletter.store.models import MAX_ID
 
 # A row id argument: a clear usage error for 0, negatives and numbers no id column can hold.
 ID = click.IntRange(1, MAX_ID)

@@ -8,8 +8,8 @@ from alembic.util import CommandError
 from flask.cli import AppGroup
 
 from newsletter.cli.common import fail, settings
-from newsletter.migrate import alembic_config, current_revision, upgrade
 from newsletter.settings import redact_url
+from newsletter.store.migrate import alembic_config, current_revision, upgrade
 
 
 def head_revision(database_url: str) -> str | None:

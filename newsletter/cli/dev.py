@@ -7,8 +7,8 @@ import sys
 import click
 from flask.cli import AppGroup
 
-from newsletter import devserver
 from newsletter.cli.common import fail
+from newsletter.ops import devserver
 from newsletter.settings import Settings
 
 _group = AppGroup()

@@ -7,17 +7,17 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from newsletter import dispatch
 from newsletter.cli import issues
 from newsletter.cli.common import fail, session, settings
-from newsletter.models import Frequency, NewsletterKind
+from newsletter.issues import lifecycle
+from newsletter.store.models import Frequency, NewsletterKind
 
 FREQUENCY = click.Choice([f.value for f in Frequency])
 
 
 def _cohort(db: Any, slug: str, frequency: str | None) -> Frequency | None:
     """The frequency asked for, or the newsletter's default for a digest."""
-    newsletter = dispatch.find_newsletter(db, slug)
+    newsletter = lifecycle.find_newsletter(db, slug)
     if frequency:
         return Frequency(frequency)
     if NewsletterKind(newsletter.kind) is NewsletterKind.DIGEST:
@@ -36,7 +36,7 @@ def digest_group() -> None:
 @click.option("--link", is_flag=True, help="Print a signed preview URL (valid one hour) instead.")
 def preview_command(slug: str, frequency: str | None, link: bool) -> None:
     """Show the subject and text of what would be sent now; nothing is stored or sent."""
-    from newsletter import rendering
+    from newsletter.issues import rendering
 
     try:
         with session() as db:
@@ -44,7 +44,7 @@ def preview_command(slug: str, frequency: str | None, link: bool) -> None:
             value = cohort.value if cohort is not None else None
             subject, _html, text = rendering.preview(db, settings(), slug, value)
             db.rollback()
-    except dispatch.DispatchError as exc:
+    except lifecycle.DispatchError as exc:
         fail(str(exc))
     except rendering.NothingToPreview as exc:
         fail(str(exc))
@@ -65,8 +65,8 @@ def send_command(slug: str, frequency: str | None, wait: bool) -> None:
     """Plan the digest from the posts since the last one and send it now; prints its id."""
 
     def plan(db: Any) -> tuple[int, str, str]:
-        newsletter = dispatch.find_newsletter(db, slug)
-        issue = dispatch.create_digest(
+        newsletter = lifecycle.find_newsletter(db, slug)
+        issue = lifecycle.create_digest(
             db, settings(), newsletter, frequency=_cohort(db, slug, frequency)
         )
         db.commit()
@@ -77,7 +77,7 @@ def send_command(slug: str, frequency: str | None, wait: bool) -> None:
     if status == "skipped":
         click.echo(f"Nothing to send: {reason}.", err=True)
         return
-    issues.run(dispatch.send, settings(), issue_id, issues.queue())
+    issues.run(lifecycle.send, settings(), issue_id, issues.queue())
     if wait:
         issues.wait_until_done(issue_id)
         return
@@ -93,23 +93,23 @@ def send_command(slug: str, frequency: str | None, wait: bool) -> None:
 @click.option("--to", "to", multiple=True, required=True, help="Address (repeatable).")
 def test_command(slug: str, frequency: str | None, to: tuple[str, ...]) -> None:
     """Send the next digest to these addresses now, subject prefixed [TEST]; nothing is stored."""
-    from newsletter import rendering
+    from newsletter.issues import rendering
 
     try:
         with session() as db:
-            newsletter = dispatch.find_newsletter(db, slug)
-            issue = dispatch.create_digest(
+            newsletter = lifecycle.find_newsletter(db, slug)
+            issue = lifecycle.create_digest(
                 db, settings(), newsletter, frequency=_cohort(db, slug, frequency)
             )
-            if issue.status == dispatch.S.SKIPPED:
+            if issue.status == lifecycle.S.SKIPPED:
                 fail(f"Nothing to test: {issue.status_reason}.")
             try:
-                results = dispatch.test_send(db, settings(), issue.id, list(to))
+                results = lifecycle.test_send(db, settings(), issue.id, list(to))
             finally:
                 # The issue was only flushed to render it: roll it back, forget its rendering.
                 db.rollback()
                 rendering.clear_cache()
-    except dispatch.DispatchError as exc:
+    except lifecycle.DispatchError as exc:
         fail(str(exc))
     issues.report_test(results)
 

@@ -11,7 +11,7 @@ import click
 from flask.cli import AppGroup
 
 from newsletter.cli.common import fail, session, settings, table
-from newsletter.feeds import (
+from newsletter.content.feeds import (
     FeedError,
     add_feed,
     ingest_due_feeds,
@@ -25,7 +25,7 @@ from newsletter.settings import redact_url
 @contextmanager
 def _quiet_feed_log() -> Iterator[None]:
     """Hold back the feed warnings the worker logs: the command prints every result itself."""
-    logger = logging.getLogger("newsletter.feeds")
+    logger = logging.getLogger("newsletter.content.feeds")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:

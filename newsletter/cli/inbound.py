@@ -19,7 +19,7 @@ from flask.cli import AppGroup
 from sqlalchemy.exc import OperationalError
 
 from newsletter.cli.common import session, settings
-from newsletter.inbound import process_message
+from newsletter.inbound.processing import process_message
 
 EX_TEMPFAIL = 75  # sysexits.h: Postfix and Exim defer the message and retry later
 

@@ -11,9 +11,9 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from newsletter import dispatch
 from newsletter.cli.common import ID, fail, session, settings, table
-from newsletter.outbox import TaskQueue
+from newsletter.delivery.fan_out import TaskQueue
+from newsletter.issues import lifecycle
 
 FINAL_OK = {"sent", "skipped"}
 FINAL_BAD = {"failed", "cancelled"}
@@ -32,7 +32,7 @@ def run(action: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         with session() as db:
             return action(db, *args, **kwargs)
-    except dispatch.DispatchError as exc:
+    except lifecycle.DispatchError as exc:
         fail(str(exc))
 
 
@@ -56,7 +56,7 @@ def progress_line(p: dict[str, Any]) -> str:
 
 def read_progress(issue_id: int) -> dict[str, Any]:
     """The live progress of an issue."""
-    result: dict[str, Any] = run(dispatch.progress, issue_id)
+    result: dict[str, Any] = run(lifecycle.progress, issue_id)
     return result
 
 
@@ -123,8 +123,8 @@ def list_command(slug: str | None, status: str | None, limit: int) -> None:
 
     def rows(db: Any) -> list[dict[str, Any]]:
         return [
-            dispatch.describe(i)
-            for i in dispatch.list_issues(db, newsletter=slug, status=status, limit=limit)
+            lifecycle.describe(i)
+            for i in lifecycle.list_issues(db, newsletter=slug, status=status, limit=limit)
         ]
 
     found = run(rows)
@@ -156,8 +156,8 @@ def show_command(issue_id: int) -> None:
     """Everything about one issue, with its live progress."""
 
     def read(db: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        issue = dispatch.get_issue(db, issue_id)
-        return dispatch.describe(issue), dispatch.progress(db, issue_id)
+        issue = lifecycle.get_issue(db, issue_id)
+        return lifecycle.describe(issue), lifecycle.progress(db, issue_id)
 
     info, p = run(read)
     fields = [
@@ -188,10 +188,10 @@ def send_command(issue_id: int, send_at: str | None, wait: bool) -> None:
     """Send a draft or scheduled issue now (or schedule it with --at)."""
     if send_at is not None:
         when = _parse_time(send_at)
-        run(dispatch.schedule, issue_id, when)
+        run(lifecycle.schedule, issue_id, when)
         click.echo(f"Issue {issue_id} scheduled for {when.isoformat()}.")
         return
-    run(dispatch.send, settings(), issue_id, queue())
+    run(lifecycle.send, settings(), issue_id, queue())
     click.echo(f"Issue {issue_id} is sending.")
     if wait:
         wait_until_done(issue_id)
@@ -214,7 +214,7 @@ def _parse_time(raw: str) -> datetime:
 @click.argument("issue_id", metavar="ID", type=ID)
 def pause_command(issue_id: int) -> None:
     """Stop a send after the mail in flight; resume continues it."""
-    run(dispatch.pause, issue_id)
+    run(lifecycle.pause, issue_id)
     click.echo(f"Issue {issue_id} paused. Continue with `newsletter issues resume {issue_id}`.")
 
 
@@ -223,7 +223,7 @@ def pause_command(issue_id: int) -> None:
 @click.option("--wait", is_flag=True, help="Print progress until it is done.")
 def resume_command(issue_id: int, wait: bool) -> None:
     """Continue a paused (or failed) send where it stopped."""
-    run(dispatch.resume, settings(), issue_id, queue())
+    run(lifecycle.resume, settings(), issue_id, queue())
     click.echo(f"Issue {issue_id} is sending again.")
     if wait:
         wait_until_done(issue_id)
@@ -233,7 +233,7 @@ def resume_command(issue_id: int, wait: bool) -> None:
 @click.argument("issue_id", metavar="ID", type=ID)
 def cancel_command(issue_id: int) -> None:
     """Stop for good; readers not mailed yet get nothing."""
-    run(dispatch.cancel, issue_id)
+    run(lifecycle.cancel, issue_id)
     click.echo(f"Issue {issue_id} cancelled.")
 
 
@@ -242,13 +242,13 @@ def cancel_command(issue_id: int) -> None:
 @click.option("--wait", is_flag=True, help="Print progress until it is done.")
 def resend_failed_command(issue_id: int, wait: bool) -> None:
     """Send again to the readers whose delivery failed (never to bounced or departed ones)."""
-    result = run(dispatch.resend_failed, settings(), issue_id, queue())
+    result = run(lifecycle.resend_failed, settings(), issue_id, queue())
     note = f" ({result.not_mailable} can no longer be mailed)" if result.not_mailable else ""
     if not result.requeued:
         click.echo(f"Nothing to resend for issue {issue_id}{note}.")
         return
     click.echo(f"Resending issue {issue_id} to {result.requeued} readers{note}.")
-    if wait and result.issue.status == dispatch.S.SENDING:
+    if wait and result.issue.status == lifecycle.S.SENDING:
         wait_until_done(issue_id)
 
 
@@ -256,7 +256,7 @@ def resend_failed_command(issue_id: int, wait: bool) -> None:
 @click.argument("issue_id", metavar="ID", type=ID)
 def hold_command(issue_id: int) -> None:
     """Keep a scheduled issue from going out (the editor's veto)."""
-    run(dispatch.hold, issue_id)
+    run(lifecycle.hold, issue_id)
     click.echo(f"Issue {issue_id} held. Release it with `newsletter issues release {issue_id}`.")
 
 
@@ -264,7 +264,7 @@ def hold_command(issue_id: int) -> None:
 @click.argument("issue_id", metavar="ID", type=ID)
 def release_command(issue_id: int) -> None:
     """Let a held issue go out at its time (at once if that has passed)."""
-    run(dispatch.hold, issue_id, False)
+    run(lifecycle.hold, issue_id, False)
     click.echo(f"Issue {issue_id} released.")
 
 
@@ -273,11 +273,11 @@ def release_command(issue_id: int) -> None:
 @click.option("--to", "to", multiple=True, required=True, help="Address (repeatable).")
 def test_command(issue_id: int, to: tuple[str, ...]) -> None:
     """Send the issue to a few addresses now, subject prefixed [TEST]; nothing is recorded."""
-    results = run(dispatch.test_send, settings(), issue_id, list(to))
+    results = run(lifecycle.test_send, settings(), issue_id, list(to))
     report_test(results)
 
 
-def report_test(results: list[dispatch.TestResult]) -> None:
+def report_test(results: list[lifecycle.TestResult]) -> None:
     """Print what the SMTP server said per address; exit 1 if any was refused."""
     for r in results:
         click.echo(f"{r.address}: {'sent' if r.ok else 'refused'} ({r.answer})")
@@ -307,8 +307,8 @@ def create_campaign_command(
     text = _read(text_file) if text_file is not None else ""
 
     def create(db: Any) -> int:
-        newsletter = dispatch.find_newsletter(db, slug)
-        issue = dispatch.create_campaign(
+        newsletter = lifecycle.find_newsletter(db, slug)
+        issue = lifecycle.create_campaign(
             db,
             settings(),
             newsletter,

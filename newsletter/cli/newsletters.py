@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.cli.common import fail, session, table
-from newsletter.models import (
+from newsletter.store.models import (
     Frequency,
     Newsletter,
     NewsletterKind,

@@ -7,9 +7,9 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from newsletter import schedules
 from newsletter.cli.common import ID, fail, session, table
-from newsletter.models import Frequency
+from newsletter.issues import schedules
+from newsletter.store.models import Frequency
 
 
 def run(action: Any, *args: Any, **kwargs: Any) -> Any:

@@ -72,7 +72,7 @@ def celery_app(settings: Settings) -> Any:
 
 def _fresh_pools_after_fork(**_: Any) -> None:
     """A forked pool process must not share its parent's database connections."""
-    from newsletter import db
+    from newsletter.store import db
 
     for engine in list(db._engines.values()):
         # close=False: the sockets belong to the parent; only forget them here.

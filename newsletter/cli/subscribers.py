@@ -7,8 +7,8 @@ import json
 import click
 from flask.cli import AppGroup
 
-from newsletter.addresses import InvalidAddress, normalise
 from newsletter.cli.common import fail, session
+from newsletter.readers.addresses import InvalidAddress, normalise
 
 
 @click.group("subscribers", cls=AppGroup)
@@ -20,7 +20,7 @@ def subscribers_group() -> None:
 @click.argument("email")
 def export_command(email: str) -> None:
     """Print everything stored about EMAIL as JSON (subscriptions, consent records)."""
-    from newsletter.consent import export_subscriber
+    from newsletter.readers.consent import export_subscriber
 
     try:
         address = normalise(email)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask.cli import AppGroup
 
-from newsletter.apitokens import create_token, list_tokens, revoke_token
+from newsletter.access.api_tokens import create_token, list_tokens, revoke_token
 from newsletter.cli.common import ID, fail, session, table
 
 

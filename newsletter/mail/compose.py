@@ -15,8 +15,8 @@ from typing import Any
 import css_inline
 from jinja2 import Environment
 
-from newsletter.db import utcnow
 from newsletter.settings import Settings
+from newsletter.store.db import utcnow
 
 SMTP_POLICY = email.policy.SMTP.clone(max_line_length=998)
 

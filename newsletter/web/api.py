@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from newsletter.apitokens import authenticate
+from newsletter.access.api_tokens import authenticate
 from newsletter.web import db
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

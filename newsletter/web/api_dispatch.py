@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 
 from flask import Response, jsonify, request
 
-from newsletter import dispatch, schedules
-from newsletter.db import utcnow
-from newsletter.models import NewsletterKind
-from newsletter.outbox import TaskQueue
+from newsletter.delivery.fan_out import TaskQueue
+from newsletter.issues import lifecycle, schedules
+from newsletter.store.db import utcnow
+from newsletter.store.models import NewsletterKind
 from newsletter.web import db, settings
 from newsletter.web.api import ApiError, bp, json_body, require_token
 
@@ -38,13 +38,13 @@ def domain_errors(view: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return view(*args, **kwargs)
-        except (dispatch.IssueNotFound, schedules.ScheduleNotFound) as exc:
+        except (lifecycle.IssueNotFound, schedules.ScheduleNotFound) as exc:
             db().rollback()
             raise ApiError(404, str(exc)) from None
-        except dispatch.IllegalTransition as exc:
+        except lifecycle.IllegalTransition as exc:
             db().rollback()
             raise ApiError(409, str(exc)) from None
-        except (dispatch.InvalidRequest, schedules.ScheduleError) as exc:
+        except (lifecycle.InvalidRequest, schedules.ScheduleError) as exc:
             db().rollback()
             raise ApiError(400, str(exc)) from None
 
@@ -102,8 +102,8 @@ def _moment(data: dict[str, Any], name: str) -> datetime | None:
 
 
 def _issue_body(issue_id: int) -> dict[str, Any]:
-    issue = dispatch.get_issue(db(), issue_id)
-    return {"issue": dispatch.describe(issue), "progress": dispatch.progress(db(), issue_id)}
+    issue = lifecycle.get_issue(db(), issue_id)
+    return {"issue": lifecycle.describe(issue), "progress": lifecycle.progress(db(), issue_id)}
 
 
 # --- Issues --------------------------------------------------------------------------------------
@@ -118,13 +118,13 @@ def list_issues() -> Response:
         limit = int(request.args.get("limit", "50"))
     except ValueError:
         raise ApiError(400, "'limit' must be a whole number") from None
-    issues = dispatch.list_issues(
+    issues = lifecycle.list_issues(
         db(),
         newsletter=request.args.get("newsletter") or None,
         status=request.args.get("status") or None,
         limit=limit,
     )
-    return jsonify({"issues": [dispatch.describe(i) for i in issues]})
+    return jsonify({"issues": [lifecycle.describe(i) for i in issues]})
 
 
 @bp.post("/issues")
@@ -134,16 +134,16 @@ def create_issue() -> tuple[Response, int]:
     """Create a digest (planned from posts) or a campaign draft; ``send_at`` schedules it."""
     data = json_body()
     slug = _text(data, "newsletter", required=True) or ""
-    newsletter = dispatch.find_newsletter(db(), slug)
+    newsletter = lifecycle.find_newsletter(db(), slug)
     kind = _text(data, "kind") or NewsletterKind(newsletter.kind).value
     send_at = _moment(data, "send_at")
-    frequency = dispatch.parse_frequency(_text(data, "frequency"))
+    frequency = lifecycle.parse_frequency(_text(data, "frequency"))
     if kind == NewsletterKind.DIGEST.value:
-        issue = dispatch.create_digest(
+        issue = lifecycle.create_digest(
             db(), settings(), newsletter, frequency=frequency, send_at=send_at
         )
     elif kind == NewsletterKind.CAMPAIGN.value:
-        issue = dispatch.create_campaign(
+        issue = lifecycle.create_campaign(
             db(),
             settings(),
             newsletter,
@@ -154,7 +154,7 @@ def create_issue() -> tuple[Response, int]:
             frequency=frequency,
         )
         if send_at is not None:
-            issue.status = dispatch.S.SCHEDULED
+            issue.status = lifecycle.S.SCHEDULED
             issue.send_at = send_at
     else:
         raise ApiError(400, "'kind' must be digest or campaign", field="kind")
@@ -176,7 +176,7 @@ def show_issue(issue_id: int) -> Response:
 def edit_issue(issue_id: int) -> Response:
     """Edit subject, preheader or a campaign's html/text before it goes out."""
     data = json_body()
-    dispatch.edit(
+    lifecycle.edit(
         db(),
         settings(),
         issue_id,
@@ -197,9 +197,9 @@ def send_issue(issue_id: int) -> tuple[Response, int]:
     data = request.get_json(silent=True) if request.data else {}
     send_at = _moment(data if isinstance(data, dict) else {}, "send_at")
     if send_at is not None and send_at > utcnow():
-        dispatch.schedule(db(), issue_id, send_at)
+        lifecycle.schedule(db(), issue_id, send_at)
         return jsonify(_issue_body(issue_id)), 200
-    dispatch.send(db(), settings(), issue_id, queue())
+    lifecycle.send(db(), settings(), issue_id, queue())
     return jsonify(_issue_body(issue_id)), 202
 
 
@@ -208,7 +208,7 @@ def send_issue(issue_id: int) -> tuple[Response, int]:
 @domain_errors
 def pause_issue(issue_id: int) -> Response:
     """Stop after the mail in flight; the rest stays queued."""
-    dispatch.pause(db(), issue_id)
+    lifecycle.pause(db(), issue_id)
     return jsonify(_issue_body(issue_id))
 
 
@@ -217,7 +217,7 @@ def pause_issue(issue_id: int) -> Response:
 @domain_errors
 def resume_issue(issue_id: int) -> tuple[Response, int]:
     """Continue a paused (or failed) send."""
-    dispatch.resume(db(), settings(), issue_id, queue())
+    lifecycle.resume(db(), settings(), issue_id, queue())
     return jsonify(_issue_body(issue_id)), 202
 
 
@@ -226,7 +226,7 @@ def resume_issue(issue_id: int) -> tuple[Response, int]:
 @domain_errors
 def cancel_issue(issue_id: int) -> Response:
     """Stop for good; what was not sent is skipped."""
-    dispatch.cancel(db(), issue_id)
+    lifecycle.cancel(db(), issue_id)
     return jsonify(_issue_body(issue_id))
 
 
@@ -235,7 +235,7 @@ def cancel_issue(issue_id: int) -> Response:
 @domain_errors
 def resend_failed(issue_id: int) -> tuple[Response, int]:
     """Queue the failed deliveries again (not to bounced, unsubscribed or suppressed readers)."""
-    result = dispatch.resend_failed(db(), settings(), issue_id, queue())
+    result = lifecycle.resend_failed(db(), settings(), issue_id, queue())
     body = _issue_body(issue_id)
     body["requeued"] = result.requeued
     body["not_mailable"] = result.not_mailable
@@ -247,7 +247,7 @@ def resend_failed(issue_id: int) -> tuple[Response, int]:
 @domain_errors
 def hold_issue(issue_id: int) -> Response:
     """The editor's veto: a held scheduled issue does not go out."""
-    dispatch.hold(db(), issue_id)
+    lifecycle.hold(db(), issue_id)
     return jsonify(_issue_body(issue_id))
 
 
@@ -256,7 +256,7 @@ def hold_issue(issue_id: int) -> Response:
 @domain_errors
 def release_issue(issue_id: int) -> Response:
     """Lift the hold: the issue goes out at its time (or at the next tick if that passed)."""
-    dispatch.hold(db(), issue_id, held=False)
+    lifecycle.hold(db(), issue_id, held=False)
     return jsonify(_issue_body(issue_id))
 
 
@@ -271,7 +271,7 @@ def test_issue(issue_id: int) -> Response:
         to = [to]
     if not isinstance(to, list) or not all(isinstance(a, str) for a in to):
         raise ApiError(400, "'to' must be a list of email addresses", field="to")
-    results = dispatch.test_send(db(), settings(), issue_id, to)
+    results = lifecycle.test_send(db(), settings(), issue_id, to)
     return jsonify(
         {"results": [{"to": r.address, "ok": r.ok, "answer": r.answer} for r in results]}
     )
@@ -352,10 +352,10 @@ def delete_schedule(schedule_id: int) -> tuple[str, int]:
 @domain_errors
 def preview(slug: str) -> Response:
     """What the newsletter would send now: subject, html, text and a signed preview link."""
-    from newsletter import rendering
+    from newsletter.issues import rendering
 
-    newsletter = dispatch.find_newsletter(db(), slug)
-    frequency = dispatch.parse_frequency(request.args.get("frequency"))
+    newsletter = lifecycle.find_newsletter(db(), slug)
+    frequency = lifecycle.parse_frequency(request.args.get("frequency"))
     if frequency is None and NewsletterKind(newsletter.kind) is NewsletterKind.DIGEST:
         frequency = newsletter.default_frequency
     cohort = frequency.value if frequency is not None else None

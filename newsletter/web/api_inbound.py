@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Response, jsonify, request
 
-from newsletter.inbound import process_message
+from newsletter.inbound.processing import process_message
 from newsletter.web import db, settings
 from newsletter.web.api import ApiError, bp, require_token
 

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response, jsonify, request
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.posts import (
+from newsletter.content.posts import (
     InvalidPost,
     PostInput,
     latest_posts,

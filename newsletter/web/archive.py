@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, render_template, request
 
-from newsletter.issue_content import (
+from newsletter.issues.content import (
     NothingToPreview,
     app_env,
     load_content,
     preview,
     render_archive,
 )
-from newsletter.issue_links import read_archive_token, read_preview_token
-from newsletter.models import Issue, IssueStatus
-from newsletter.tokens import TokenError
+from newsletter.issues.links import read_archive_token, read_preview_token
+from newsletter.readers.tokens import TokenError
+from newsletter.store.models import Issue, IssueStatus
 from newsletter.web import db, settings
 
 bp = Blueprint("archive", __name__)

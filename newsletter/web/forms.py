@@ -23,8 +23,8 @@ from wtforms import (
 from wtforms.validators import InputRequired, Length, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from newsletter.addresses import MAX_ADDRESS_LENGTH, InvalidAddress, normalise
-from newsletter.subscriptions import NAME_MAX, PAUSE_WEEKS
+from newsletter.readers.addresses import MAX_ADDRESS_LENGTH, InvalidAddress, normalise
+from newsletter.readers.subscriptions import NAME_MAX, PAUSE_WEEKS
 
 CONTROL_MESSAGE = "This field contains line breaks or other control characters, which we refuse."
 # C0 controls, DEL, C1 controls and the Unicode line/paragraph separators: all of them can end a

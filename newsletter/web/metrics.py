@@ -6,8 +6,8 @@ from flask import Blueprint, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from newsletter.apitokens import authenticate
-from newsletter.metrics import DatabaseCollector
+from newsletter.access.api_tokens import authenticate
+from newsletter.ops.metrics import DatabaseCollector
 from newsletter.web import db
 
 bp = Blueprint("metrics", __name__)

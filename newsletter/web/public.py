@@ -1,7 +1,7 @@
 """Reader pages: signup (page, iframe, cross-site post), confirmation, preferences, unsubscribe.
 
-Thin adapters over :mod:`newsletter.subscriptions`: parse, validate, call the domain, commit,
-enqueue mail, render. Three rules shape them:
+Thin adapters over :mod:`newsletter.readers.subscriptions`: parse, validate, call the domain,
+commit, enqueue mail, render. Three rules shape them:
 
 * GET never changes anything (mail scanners prefetch every link); each state change is a POST.
 * The answer to a signup is the same whatever the address's state: no enumeration.
@@ -28,19 +28,12 @@ from limits import parse_many
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response as BaseResponse
 
-from newsletter import links
-from newsletter.addresses import email_hash
 from newsletter.app import csrf
-from newsletter.consent import export_subscriber_by_id
-from newsletter.models import (
-    Frequency,
-    Newsletter,
-    NewsletterKind,
-    Subscriber,
-    SubscriptionStatus,
-)
-from newsletter.notifications import enqueue_signup_mail, enqueue_welcome
-from newsletter.subscriptions import (
+from newsletter.readers import links
+from newsletter.readers.addresses import email_hash
+from newsletter.readers.consent import export_subscriber_by_id
+from newsletter.readers.signup_mails import enqueue_signup_mail, enqueue_welcome
+from newsletter.readers.subscriptions import (
     InvalidLink,
     ManageLink,
     Preferences,
@@ -61,6 +54,13 @@ from newsletter.subscriptions import (
     switch_frequency,
     unsubscribe,
     update_preferences,
+)
+from newsletter.store.models import (
+    Frequency,
+    Newsletter,
+    NewsletterKind,
+    Subscriber,
+    SubscriptionStatus,
 )
 from newsletter.web import db, settings
 from newsletter.web.forms import (

@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter import outbox, sending
-from newsletter.addresses import email_key, normalise
-from newsletter.db import utcnow
-from newsletter.models import (
+from newsletter.delivery import batches, fan_out
+from newsletter.readers.addresses import email_key, normalise
+from newsletter.settings import Settings
+from newsletter.store.db import utcnow
+from newsletter.store.models import (
     Frequency,
     Newsletter,
     NewsletterKind,
@@ -27,7 +28,6 @@ from newsletter.models import (
     Subscription,
     SubscriptionStatus,
 )
-from newsletter.settings import Settings
 
 
 def newsletter(
@@ -142,7 +142,7 @@ class InlineQueue:
 
     settings: Settings
     tasks: deque[tuple[str, int, list[int], int]] = field(default_factory=deque)
-    results: list[sending.BatchResult] = field(default_factory=list)
+    results: list[batches.BatchResult] = field(default_factory=list)
     fan_outs: int = 0
     batches: int = 0
     eager: bool = False  # run tasks as soon as they are enqueued (like a worker that waits)
@@ -174,10 +174,10 @@ class InlineQueue:
             kind, issue_id, ids, retries = self.tasks.popleft()
             if kind == "fan_out":
                 self.fan_outs += 1
-                outbox.advance(self.settings, issue_id, self)
+                fan_out.advance(self.settings, issue_id, self)
                 continue
             self.batches += 1
-            result = sending.send_batch(self.settings, issue_id, ids, queue=self, retries=retries)
+            result = batches.send_batch(self.settings, issue_id, ids, queue=self, retries=retries)
             self.results.append(result)
             if result.retry_ids and retry:
                 self.tasks.append(("send_batch", issue_id, result.retry_ids, retries + 1))

@@ -13,9 +13,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from newsletter.addresses import email_key, normalise
-from newsletter.db import Base, utcnow
-from newsletter.models import (
+from newsletter.readers.addresses import email_key, normalise
+from newsletter.settings import Settings
+from newsletter.store.db import Base, utcnow
+from newsletter.store.models import (
     Frequency,
     Newsletter,
     NewsletterKind,
@@ -24,7 +25,6 @@ from newsletter.models import (
     Subscription,
     SubscriptionStatus,
 )
-from newsletter.settings import Settings
 
 URL_RE = re.compile(r"https?://[^\s<>\"]+")
 

@@ -46,7 +46,7 @@ def fresh_postgres_database() -> Iterator[str]:
     try:
         yield f"{base}/{name}"
     finally:
-        from newsletter.db import dispose_engines
+        from newsletter.store.db import dispose_engines
 
         dispose_engines()
         with admin.connect() as conn:
@@ -59,7 +59,7 @@ def migrated_postgres_database() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database; skips (a CI failure) when PostgreSQL is down."""
     import pytest
 
-    from newsletter.migrate import upgrade
+    from newsletter.store.migrate import upgrade
 
     if not postgres_up():
         pytest.skip("PostgreSQL is unreachable at 127.0.0.1:5432")

@@ -1,0 +1,4 @@
+"""Who may use the machine interfaces: bearer tokens for the JSON API and /metrics.
+
+Stored hashed, shown once.
+"""

@@ -1,0 +1,4 @@
+"""Mail that comes back: bounces, spam complaints and mailto unsubscribes.
+
+Parse the message, match it with our evidence, act on the reader and the delivery.
+"""

@@ -1,0 +1,4 @@
+"""Running the service: Prometheus metrics, the all-in-one development server and its demo data.
+
+Pieces ops use, built on the core packages.
+"""

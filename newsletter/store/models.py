@@ -1,0 +1,472 @@
+"""The tables. Unique constraints here are what make retries and duplicate tasks harmless."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from newsletter.store.db import Base, UTCDateTime, utcnow
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+# The largest id either database can hold: ids typed into a URL or a command are checked against
+# it, since a larger one makes the driver raise instead of finding nothing.
+MAX_ID = 2**63 - 1
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    """A portable enum column stored as its string values (no native PG enum to migrate)."""
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        length=20,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class SubscriberStatus(enum.StrEnum):
+    """Where a reader stands overall."""
+
+    PENDING = "pending"  # signed up, not confirmed yet
+    ACTIVE = "active"  # confirmed
+    UNSUBSCRIBED = "unsubscribed"  # left every list
+    BOUNCED = "bounced"  # hard bounce; never mailed again
+
+
+class SubscriptionStatus(enum.StrEnum):
+    """Where a reader stands on one newsletter."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class Frequency(enum.StrEnum):
+    """How often a reader wants a digest newsletter."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+class NewsletterKind(enum.StrEnum):
+    """Digests are built from posts; campaigns are written by an editor."""
+
+    DIGEST = "digest"
+    CAMPAIGN = "campaign"
+
+
+class Newsletter(Base):
+    """A list readers can choose, e.g. "Daily digest" or "Offers"."""
+
+    __tablename__ = "newsletters"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[NewsletterKind] = mapped_column(
+        _enum(NewsletterKind, "newsletter_kind"), default=NewsletterKind.DIGEST
+    )
+    default_frequency: Mapped[Frequency] = mapped_column(
+        _enum(Frequency, "frequency"), default=Frequency.DAILY
+    )
+    # Only posts in one of these categories go into this newsletter's digests; empty means all.
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    subject_template: Mapped[str] = mapped_column(Text, default="")
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Subscriber(Base):
+    """A reader's address. ``email_key`` is the case-folded address that must be unique."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[SubscriberStatus] = mapped_column(
+        _enum(SubscriberStatus, "subscriber_status"), default=SubscriberStatus.PENDING
+    )
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # Categories the reader wants in digests; empty means every category.
+    topics: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Bumped to revoke every preferences/unsubscribe link already mailed (rarely needed).
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    subscriptions: Mapped[list[Subscription]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (Index("ix_subscribers_status_id", "status", "id"),)
+
+
+class Subscription(Base):
+    """A reader on one newsletter, with its own status and frequency."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    newsletter_id: Mapped[int] = mapped_column(ForeignKey("newsletters.id", ondelete="CASCADE"))
+    status: Mapped[SubscriptionStatus] = mapped_column(
+        _enum(SubscriptionStatus, "subscription_status"), default=SubscriptionStatus.PENDING
+    )
+    frequency: Mapped[Frequency] = mapped_column(
+        _enum(Frequency, "frequency"), default=Frequency.DAILY
+    )
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="subscriptions")
+    newsletter: Mapped[Newsletter] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "newsletter_id"),
+        Index("ix_subscriptions_newsletter_status", "newsletter_id", "status", "subscriber_id"),
+    )
+
+
+class ConsentRecord(Base):
+    """Proof of consent: what was shown, to whom, when and where, and when it was confirmed."""
+
+    __tablename__ = "consent_records"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    newsletter_slugs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    consent_text_version: Mapped[str] = mapped_column(String(64))
+    consent_text: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(500), default="")
+    signup_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    signup_ip: Mapped[str] = mapped_column(String(64), default="")
+    signup_user_agent: Mapped[str] = mapped_column(String(500), default="")
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    confirm_ip: Mapped[str] = mapped_column(String(64), default="")
+    confirm_user_agent: Mapped[str] = mapped_column(String(500), default="")
+    # The confirmation token's nonce: binds one mail's link to this record.
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+
+    __table_args__ = (Index("ix_consent_records_subscriber", "subscriber_id"),)
+
+
+class Suppression(Base):
+    """An address we must never mail again. Keyed on a hash so it survives deleting the reader."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SignupMailLog(Base):
+    """One row per signup-triggered mail, so one address cannot be mail-bombed through the form."""
+
+    __tablename__ = "signup_mail_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_signup_mail_log_hash_sent", "email_hash", "sent_at"),)
+
+
+# --- Posts and digests -------------------------------------------------------------------------
+
+
+class Feed(Base):
+    """A source of posts: an RSS/Atom/JSON feed URL or a local file."""
+
+    __tablename__ = "feeds"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000), unique=True)
+    title: Mapped[str] = mapped_column(String(500), default="")
+    etag: Mapped[str] = mapped_column(String(500), default="")
+    last_modified: Mapped[str] = mapped_column(String(100), default="")
+    last_fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_fetch_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Post(Base):
+    """One article of the site, from a feed or pushed by the CMS. Content is sanitised HTML."""
+
+    __tablename__ = "posts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    feed_id: Mapped[int | None] = mapped_column(
+        ForeignKey("feeds.id", ondelete="SET NULL"), nullable=True
+    )
+    guid: Mapped[str] = mapped_column(String(1000), unique=True)
+    link: Mapped[str] = mapped_column(String(2000))
+    title: Mapped[str] = mapped_column(String(1000))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    content_html: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(300), default="")
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    image_url: Mapped[str] = mapped_column(String(2000), default="")
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set when the CMS retracts an article: it never goes out again, and a feed that still
+    # lists it does not bring it back (only a new push of the same guid does).
+    retracted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index("ix_posts_published_at", "published_at"),
+        Index("ix_posts_link", "link"),
+    )
+
+
+class IssueStatus(enum.StrEnum):
+    """The life of one send: draft → scheduled → sending ⇄ paused → sent / cancelled / failed."""
+
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    PAUSED = "paused"
+    SENT = "sent"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # nothing new to send
+
+
+class Issue(Base):
+    """One send of one newsletter: a digest built from posts or an editor's campaign."""
+
+    __tablename__ = "issues"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    newsletter_id: Mapped[int] = mapped_column(ForeignKey("newsletters.id", ondelete="CASCADE"))
+    kind: Mapped[NewsletterKind] = mapped_column(_enum(NewsletterKind, "newsletter_kind"))
+    status: Mapped[IssueStatus] = mapped_column(
+        _enum(IssueStatus, "issue_status"), default=IssueStatus.DRAFT
+    )
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    # Which readers: those of this frequency (None: every active subscription).
+    frequency: Mapped[Frequency | None] = mapped_column(
+        _enum(Frequency, "frequency"), nullable=True
+    )
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    preheader: Mapped[str] = mapped_column(String(500), default="")
+    # Campaign bodies written by an editor (sanitised HTML and plain text).
+    body_html: Mapped[str] = mapped_column(Text, default="")
+    body_text: Mapped[str] = mapped_column(Text, default="")
+    # Digest window: posts published in (window_start, window_end].
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    post_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    schedule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("schedules.id", ondelete="SET NULL"), nullable=True
+    )
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Local-time delivery: send each reader when their zone reaches this local time ("08:00").
+    local_send_time: Mapped[str] = mapped_column(String(5), default="")
+    held: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Fan-out checkpoint (listmonk style): snapshot of the highest id and how far we got.
+    max_subscriber_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_subscriber_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    # Fan-out lease (heartbeat while it runs) and completion; a lost fan-out is restarted.
+    fanout_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    fanout_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Auto-pause window: final outcomes since the send (re)started, and how many failed.
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    newsletter: Mapped[Newsletter] = relationship()
+
+    __table_args__ = (Index("ix_issues_newsletter_status", "newsletter_id", "status"),)
+
+
+class DeliveryStatus(enum.StrEnum):
+    """The fate of one mail to one reader."""
+
+    QUEUED = "queued"
+    SENDING = "sending"  # handed to SMTP; if a worker dies here the outcome is unknown
+    SENT = "sent"
+    FAILED = "failed"  # permanent failure (5xx) or gave up retrying
+    BOUNCED = "bounced"  # asynchronous bounce reported later
+    SKIPPED = "skipped"  # nothing for this reader (no new posts for their topics)
+
+
+class Delivery(Base):
+    """The per-recipient outbox: one row per (issue, reader), the unit of "exactly once"."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus, "delivery_status"), default=DeliveryStatus.QUEUED
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    smtp_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    smtp_response: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str] = mapped_column(String(300), default="")
+    # Local-time cohort: when this reader's mail becomes due (UTC).
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When a send_batch task was last queued for this row (NULL: nobody is on it yet).
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Lease of a batch that is sending this row: rows stuck in `sending` past the lease are
+    # re-queued by the tick (the worker died). claimed_by is "host:pid:batch" for diagnosis.
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    claimed_by: Mapped[str] = mapped_column(String(120), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("issue_id", "subscriber_id"),
+        # Serves progress counts (issue, status), the pump (queued, not enqueued, due) and the
+        # stale-task sweep (queued, enqueued long ago) as range scans.
+        Index("ix_deliveries_issue_status", "issue_id", "status", "enqueued_at", "due_at"),
+    )
+
+
+class FeedbackKind(enum.StrEnum):
+    """What inbound mail reported about a mail we sent (newsletter/inbound/processing.py)."""
+
+    HARD_BOUNCE = "hard-bounce"  # 5.x.x: the address is dead
+    SOFT_BOUNCE = "soft-bounce"  # 4.x.x: mailbox full, greylisted, delayed
+    COMPLAINT = "complaint"  # the reader marked it as spam (ARF feedback report)
+
+
+class FeedbackEvent(Base):
+    """A bounce or complaint about one reader's mail. One row per (reader, issue, kind), so the
+    same report processed twice adds nothing and soft bounces count distinct issues."""
+
+    __tablename__ = "feedback_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    issue_id: Mapped[int | None] = mapped_column(
+        ForeignKey("issues.id", ondelete="CASCADE"), nullable=True
+    )
+    kind: Mapped[FeedbackKind] = mapped_column(_enum(FeedbackKind, "feedback_kind"))
+    status: Mapped[str] = mapped_column(String(20), default="")  # enhanced code, e.g. "5.1.1"
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "issue_id", "kind"),
+        Index("ix_feedback_events_issue_kind", "issue_id", "kind"),
+    )
+
+
+class SentPost(Base):
+    """Per-reader ledger: a post mailed to a reader in one digest is never sent in another."""
+
+    __tablename__ = "sent_posts"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    post_id: Mapped[int] = mapped_column(
+        ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True
+    )
+    issue_id: Mapped[int] = mapped_column(ForeignKey("issues.id", ondelete="CASCADE"))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Schedule(Base):
+    """A periodic mailing: a cron expression in a time zone, fired by beat's tick."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    newsletter_id: Mapped[int] = mapped_column(ForeignKey("newsletters.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    cron: Mapped[str] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    frequency: Mapped[Frequency | None] = mapped_column(
+        _enum(Frequency, "frequency"), nullable=True
+    )
+    # Deliver at the cron's local time in each reader's own zone instead of the schedule's.
+    reader_local_time: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Editor's veto: prepare the issue as a draft this many minutes before it goes out.
+    prepare_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Where the tick starts looking for due times; advanced as firings are recorded.
+    checked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    newsletter: Mapped[Newsletter] = relationship()
+
+
+class ScheduleFiring(Base):
+    """One due time of one schedule. The unique key is what stops a second beat sending twice."""
+
+    __tablename__ = "schedule_firings"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    issue_id: Mapped[int | None] = mapped_column(
+        ForeignKey("issues.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("schedule_id", "due_at"),)
+
+
+class ApiToken(Base):
+    """A bearer token for the JSON API. Only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+def as_dict(row: Any, *names: str) -> dict[str, Any]:
+    """Pick attributes of a row into a plain dict (for JSON and exports)."""
+    out: dict[str, Any] = {}
+    for name in names:
+        value = getattr(row, name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, enum.Enum):
+            value = value.value
+        out[name] = value
+    return out
