@@ -1,12 +1,18 @@
-"""The Flask application factory."""
+"""The composition root: the Flask app factory, which also builds the Celery app and the ports.
+
+Everything is wired here and only here: settings, the database session per request, the web
+extensions, every blueprint, and the queues through which the core asks for background work.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
+from celery import Celery
 from flask import Flask, Response, g, render_template, request
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
@@ -15,9 +21,18 @@ from newsletter.mail.templates import template_loader, templates_root
 from newsletter.settings import Settings
 from newsletter.store.db import get_sessionmaker
 from newsletter.store.models import MAX_ID
-from newsletter.web.limits import limiter
+from newsletter.web import (
+    api,
+    archive,
+    devmail,
+    health,
+    metrics,
+    public,
+)
+from newsletter.web.extensions import csrf, limiter
+from worker.app import celery_init_app
+from worker.tasks import CeleryMailQueue, CeleryQueue
 
-csrf = CSRFProtect()
 log = logging.getLogger(__name__)
 
 
@@ -58,29 +73,28 @@ def build_app(settings: Settings | None = None) -> Flask:
     _init_errors(app)
     _init_security_headers(app)
 
-    from newsletter.web import api, archive, health, metrics, public
-
     app.register_blueprint(health.bp)  # /healthz for load balancers and compose
     app.register_blueprint(metrics.bp)  # /metrics for Prometheus (bearer token)
     app.register_blueprint(public.bp)
     app.register_blueprint(archive.bp)  # /archive/<token>, /preview/<token>
-    from newsletter.web import (
-        api_dispatch,  # noqa: F401  (routes on api.bp)
-        api_inbound,  # noqa: F401  (routes on api.bp)
-        api_posts,  # noqa: F401  (routes on api.bp)
-    )
-
+    # api_dispatch, api_inbound and api_posts add their routes to api.bp when imported.
     csrf.exempt(api.bp)  # bearer-token auth, no cookies: CSRF does not apply
     app.register_blueprint(api.bp)
     if not settings.is_production:
-        from newsletter.web import devmail
-
         app.register_blueprint(devmail.bp)
 
-    from worker.app import celery_init_app
-
     celery_init_app(app, settings)
+    # The ports the core enqueues background work through (newsletter.issues.queue,
+    # newsletter.readers.mail_queue); web views and CLI commands read them from here.
+    app.extensions["newsletter.task_queue"] = CeleryQueue()
+    app.extensions["newsletter.mail_queue"] = CeleryMailQueue()
     return app
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    """The Celery app for `newsletter worker` and `newsletter beat`, built with the Flask app."""
+    celery_app: Celery = build_app(settings).extensions["celery"]
+    return celery_app
 
 
 class IdConverter(IntegerConverter):
@@ -155,8 +169,6 @@ def _init_errors(app: Flask) -> None:
 
 def _json(data: object) -> str:
     """Serialise for an error body."""
-    import json
-
     return json.dumps(data)
 
 

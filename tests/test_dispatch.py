@@ -19,7 +19,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.delivery import batches, fan_out
+from newsletter.delivery.recovery import maintain
 from newsletter.issues import lifecycle
+from newsletter.issues.local_time import EARLIEST_ZONE, _zone, local_due_at
+from newsletter.issues.status import status_counts
 from newsletter.mail.transport import close_transports
 from newsletter.readers.addresses import email_hash
 from newsletter.settings import Settings
@@ -98,7 +101,7 @@ def queue(dsettings: Settings, dapp: Flask) -> seed.InlineQueue:
 def statuses(db: Session, issue_id: int) -> dict[str, int]:
     """Deliveries of an issue by status."""
     db.expire_all()
-    return fan_out.status_counts(db, issue_id)
+    return status_counts(db, issue_id)
 
 
 def recipients(sink: SMTPSink) -> list[str]:
@@ -614,9 +617,9 @@ def test_rows_of_a_dead_worker_are_requeued_after_the_lease(
         .values(status="sending", claimed_at=long_ago, claimed_by="dead:1:x", enqueued_at=long_ago)
     )
     db.commit()
-    fresh = fan_out.maintain(dsettings, queue, now=utcnow() - timedelta(seconds=10))
+    fresh = maintain(dsettings, queue, now=utcnow() - timedelta(seconds=10))
     assert fresh["recovered"] == 0  # not yet past the lease at that time
-    report = fan_out.maintain(dsettings, queue)
+    report = maintain(dsettings, queue)
     assert report["recovered"] == 3 and report["batches"] >= 1
     queue.drain()
     assert sorted(recipients(smtp_sink)) == [f"r{i}@example.com" for i in range(3)]
@@ -641,7 +644,7 @@ def test_rows_of_a_dead_worker_on_a_cancelled_issue_are_settled(
     )
     db.commit()
     lifecycle.cancel(db, issue.id)
-    report = fan_out.maintain(dsettings, queue)
+    report = maintain(dsettings, queue)
     assert report["abandoned"] == 3 and report["recovered"] == 0
     assert statuses(db, issue.id) == {"skipped": 3}
     assert queue.tasks == type(queue.tasks)() and smtp_sink.messages == []
@@ -657,15 +660,15 @@ def test_a_lost_task_and_a_lost_fan_out_are_restarted_by_the_tick(
     issue = start_digest(db, dsettings, queue)
     queue.tasks.clear()  # the fan-out task was lost (broker flushed)
     later = utcnow() + timedelta(seconds=dsettings.delivery_lease_seconds + 1)
-    report = fan_out.maintain(dsettings, queue, now=later)
+    report = maintain(dsettings, queue, now=later)
     assert report["fanouts"] == 1
     queue.drain(max_rounds=1)  # fan-out runs and enqueues batches ...
     queue.tasks.clear()  # ... which are lost too
     assert len(smtp_sink.messages) == 0
-    report = fan_out.maintain(dsettings, queue, now=utcnow() + timedelta(hours=1))
+    report = maintain(dsettings, queue, now=utcnow() + timedelta(hours=1))
     assert report["reenqueued"] >= 1 and report["batches"] >= 1
     queue.drain()
-    report = fan_out.maintain(dsettings, queue, now=utcnow() + timedelta(hours=2))
+    report = maintain(dsettings, queue, now=utcnow() + timedelta(hours=2))
     queue.drain()
     assert sorted(recipients(smtp_sink)) == [f"r{i}@example.com" for i in range(5)]
     assert lifecycle.get_issue(db, issue.id).status == IssueStatus.SENT
@@ -698,16 +701,16 @@ def test_local_time_cohorts_go_out_as_each_zone_reaches_the_hour(
             )
         ).all()
     )
-    day = send_at.astimezone(fan_out.EARLIEST_ZONE).date()
+    day = send_at.astimezone(EARLIEST_ZONE).date()
     for address, zone in [
         ("tokyo@example.com", "Asia/Tokyo"),
         ("paris@example.com", "Europe/Paris"),
         ("ny@example.com", "America/New_York"),
         ("nowhere@example.com", "UTC"),
     ]:
-        expected = fan_out.local_due_at(send_at, "08:00", zone, "UTC")
+        expected = local_due_at(send_at, "08:00", zone, "UTC")
         assert rows[address] == expected
-        local = expected.astimezone(fan_out._zone(zone) or fan_out.EARLIEST_ZONE)
+        local = expected.astimezone(_zone(zone) or EARLIEST_ZONE)
         assert (local.date(), local.hour, local.minute) == (day, 8, 0)
     due_now = sorted(a for a, due in rows.items() if due <= utcnow())
     assert sorted(recipients(smtp_sink)) == due_now
@@ -716,7 +719,7 @@ def test_local_time_cohorts_go_out_as_each_zone_reaches_the_hour(
     for address in sorted(rows, key=rows.__getitem__):
         if address in due_now:
             continue
-        fan_out.maintain(dsettings, queue)
+        maintain(dsettings, queue)
         queue.drain()
         assert address not in recipients(smtp_sink)
         assert lifecycle.get_issue(db, issue.id).status == IssueStatus.SENDING
@@ -726,7 +729,7 @@ def test_local_time_cohorts_go_out_as_each_zone_reaches_the_hour(
             .values(due_at=utcnow() - timedelta(seconds=1))
         )
         db.commit()
-        fan_out.maintain(dsettings, queue)
+        maintain(dsettings, queue)
         queue.drain()
         assert address in recipients(smtp_sink)
     assert sorted(recipients(smtp_sink)) == sorted(rows)

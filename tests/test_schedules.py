@@ -13,6 +13,7 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from newsletter.delivery.tick import tick
 from newsletter.issues import lifecycle, schedules
 from newsletter.mail.transport import close_transports
 from newsletter.settings import Settings
@@ -181,9 +182,9 @@ def test_unheld_prepared_issue_goes_out_on_time_through_the_tick(
     )
     db.commit()
     queue = seed.InlineQueue(ssettings)
-    early = schedules.tick(ssettings, queue, base + timedelta(hours=7, minutes=40))
+    early = tick(ssettings, queue, base + timedelta(hours=7, minutes=40))
     assert len(early.fired) == 1 and early.started == []
-    on_time = schedules.tick(ssettings, queue, base + timedelta(hours=8, seconds=20))
+    on_time = tick(ssettings, queue, base + timedelta(hours=8, seconds=20))
     assert on_time.fired == [] and on_time.started == early.fired
     queue.drain()
     assert sorted(r for m in smtp_sink.messages for r in m.rcpt_tos) == sorted(

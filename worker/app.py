@@ -1,4 +1,8 @@
-"""The Celery app, built from the same settings as the Flask app (Flask's celery example)."""
+"""The Celery app, built from the same settings as the Flask app (Flask's celery example).
+
+The app factory (:mod:`newsletter.app`) calls :func:`celery_init_app`; the worker and beat get
+their Celery app through :func:`newsletter.app.create_celery`, so both share one composition.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from typing import Any
 from celery import Celery, Task
 from flask import Flask
 
+# Imported for its side effect: the shared_task declarations bind to every Celery app created here.
+import worker.tasks  # noqa: F401
 from newsletter.settings import Settings
 
 
@@ -69,16 +75,4 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
     celery_app.config_from_object(celery_config(settings))
     celery_app.set_default()
     app.extensions["celery"] = celery_app
-    # Register the tasks with this app.
-    import worker.tasks  # noqa: F401
-
-    return celery_app
-
-
-def create_celery(settings: Settings | None = None) -> Celery:
-    """The Celery app for `newsletter worker` and `newsletter beat`, via the Flask app."""
-    from newsletter import create_app
-
-    app = create_app(settings)
-    celery_app: Celery = app.extensions["celery"]
     return celery_app

@@ -6,13 +6,20 @@ Tasks are declared with ``shared_task`` so this module never imports an app obje
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Task, shared_task
 from flask import current_app
 from sqlalchemy.exc import OperationalError
 
+from newsletter.content.feeds import ingest_due_feeds
+from newsletter.delivery.batches import send_batch
+from newsletter.delivery.fan_out import advance
+from newsletter.delivery.tick import tick as run_tick
 from newsletter.mail.transport import TemporaryFailure
+from newsletter.readers import signup_mails
+from newsletter.readers.subscriptions import purge_pending as purge
 from newsletter.settings import Settings
 from newsletter.store.db import session_scope
 
@@ -28,7 +35,6 @@ def settings() -> Settings:
 @shared_task(name="newsletter.ingest_feeds")
 def ingest_feeds() -> dict[str, int]:
     """Ingest every due feed; one failing feed is recorded on its row and never stops the rest."""
-    from newsletter.content.feeds import ingest_due_feeds
 
     with session_scope(settings().database_url) as session:
         results = ingest_due_feeds(session, settings())
@@ -63,7 +69,6 @@ SIGNUP_MAIL_TASK: dict[str, Any] = {
 )
 def send_confirmation(self: Task, consent_id: int) -> str:
     """Mail the double opt-in link of one consent record."""
-    from newsletter.readers import signup_mails
 
     with session_scope(settings().database_url) as session:
         result = signup_mails.send_confirmation(
@@ -78,7 +83,6 @@ def send_confirmation(self: Task, consent_id: int) -> str:
 )
 def send_welcome(self: Task, subscriber_id: int, newsletter_ids: list[int]) -> str:
     """Welcome a reader to the lists they just confirmed."""
-    from newsletter.readers import signup_mails
 
     with session_scope(settings().database_url) as session:
         result = signup_mails.send_welcome(
@@ -93,7 +97,6 @@ def send_welcome(self: Task, subscriber_id: int, newsletter_ids: list[int]) -> s
 )
 def send_already_subscribed(self: Task, subscriber_id: int) -> str:
     """Tell a confirmed reader who signed up again that nothing needs doing."""
-    from newsletter.readers import signup_mails
 
     with session_scope(settings().database_url) as session:
         result = signup_mails.send_already_subscribed(
@@ -102,10 +105,25 @@ def send_already_subscribed(self: Task, subscriber_id: int) -> str:
     return result.outcome.value
 
 
+class CeleryMailQueue:
+    """The reader path's MailQueue: enqueue the signup mail tasks (callers commit first)."""
+
+    def send_confirmation(self, consent_id: int) -> None:
+        """Enqueue the double opt-in mail of one consent record."""
+        send_confirmation.delay(consent_id)
+
+    def send_already_subscribed(self, subscriber_id: int) -> None:
+        """Enqueue the "you are already subscribed" mail."""
+        send_already_subscribed.delay(subscriber_id)
+
+    def send_welcome(self, subscriber_id: int, newsletter_ids: Sequence[int]) -> None:
+        """Enqueue the welcome mail for the lists just confirmed."""
+        send_welcome.delay(subscriber_id, list(newsletter_ids))
+
+
 @shared_task(name="newsletter.purge_pending", bind=True, acks_late=True, max_retries=0)
 def purge_pending(self: Task) -> dict[str, int]:
     """Hourly: forget signups nobody confirmed within NEWSLETTER_CONFIRM_EXPIRY_DAYS."""
-    from newsletter.readers.subscriptions import purge_pending as purge
 
     with session_scope(settings().database_url) as session:
         result = purge(session, settings())
@@ -138,7 +156,6 @@ class CeleryQueue:
 @shared_task(name="newsletter.tick", acks_late=True)
 def tick() -> dict[str, object]:
     """Beat's periodic job: fire due schedules, start due issues, recover and pump sends."""
-    from newsletter.issues.schedules import tick as run_tick
 
     report = run_tick(settings(), CeleryQueue())
     if report.fired or report.started or any(report.maintenance.values()):
@@ -156,7 +173,6 @@ def tick() -> dict[str, object]:
 )
 def fan_out_task(issue_id: int) -> None:
     """Create an issue's deliveries (resumable) and start its batches; a rerun adds nothing."""
-    from newsletter.delivery.fan_out import advance
 
     advance(settings(), issue_id, CeleryQueue())
 
@@ -172,7 +188,6 @@ def fan_out_task(issue_id: int) -> None:
 )
 def send_batch_task(self: Task, issue_id: int, delivery_ids: list[int]) -> dict[str, int]:
     """Send one batch; SMTP 4xx, connection trouble or the rate limit retry it with backoff."""
-    from newsletter.delivery.batches import send_batch
 
     result = send_batch(
         settings(), issue_id, delivery_ids, queue=CeleryQueue(), retries=self.request.retries

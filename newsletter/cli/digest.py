@@ -9,8 +9,9 @@ from flask.cli import AppGroup
 
 from newsletter.cli import issues
 from newsletter.cli.common import fail, session, settings
-from newsletter.issues import lifecycle
+from newsletter.issues import lifecycle, rendering
 from newsletter.store.models import Frequency, NewsletterKind
+from newsletter.web import task_queue
 
 FREQUENCY = click.Choice([f.value for f in Frequency])
 
@@ -36,7 +37,6 @@ def digest_group() -> None:
 @click.option("--link", is_flag=True, help="Print a signed preview URL (valid one hour) instead.")
 def preview_command(slug: str, frequency: str | None, link: bool) -> None:
     """Show the subject and text of what would be sent now; nothing is stored or sent."""
-    from newsletter.issues import rendering
 
     try:
         with session() as db:
@@ -77,7 +77,7 @@ def send_command(slug: str, frequency: str | None, wait: bool) -> None:
     if status == "skipped":
         click.echo(f"Nothing to send: {reason}.", err=True)
         return
-    issues.run(lifecycle.send, settings(), issue_id, issues.queue())
+    issues.run(lifecycle.send, settings(), issue_id, task_queue())
     if wait:
         issues.wait_until_done(issue_id)
         return
@@ -93,7 +93,6 @@ def send_command(slug: str, frequency: str | None, wait: bool) -> None:
 @click.option("--to", "to", multiple=True, required=True, help="Address (repeatable).")
 def test_command(slug: str, frequency: str | None, to: tuple[str, ...]) -> None:
     """Send the next digest to these addresses now, subject prefixed [TEST]; nothing is stored."""
-    from newsletter.issues import rendering
 
     try:
         with session() as db:

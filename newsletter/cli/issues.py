@@ -12,19 +12,12 @@ import click
 from flask.cli import AppGroup
 
 from newsletter.cli.common import ID, fail, session, settings, table
-from newsletter.delivery.fan_out import TaskQueue
 from newsletter.issues import lifecycle
+from newsletter.web import task_queue
 
 FINAL_OK = {"sent", "skipped"}
 FINAL_BAD = {"failed", "cancelled"}
 STALL_HINT_SECONDS = 20.0
-
-
-def queue() -> TaskQueue:
-    """The Celery queue (the workers do the sending)."""
-    from worker.tasks import CeleryQueue
-
-    return CeleryQueue()
 
 
 def run(action: Any, *args: Any, **kwargs: Any) -> Any:
@@ -191,7 +184,7 @@ def send_command(issue_id: int, send_at: str | None, wait: bool) -> None:
         run(lifecycle.schedule, issue_id, when)
         click.echo(f"Issue {issue_id} scheduled for {when.isoformat()}.")
         return
-    run(lifecycle.send, settings(), issue_id, queue())
+    run(lifecycle.send, settings(), issue_id, task_queue())
     click.echo(f"Issue {issue_id} is sending.")
     if wait:
         wait_until_done(issue_id)
@@ -223,7 +216,7 @@ def pause_command(issue_id: int) -> None:
 @click.option("--wait", is_flag=True, help="Print progress until it is done.")
 def resume_command(issue_id: int, wait: bool) -> None:
     """Continue a paused (or failed) send where it stopped."""
-    run(lifecycle.resume, settings(), issue_id, queue())
+    run(lifecycle.resume, settings(), issue_id, task_queue())
     click.echo(f"Issue {issue_id} is sending again.")
     if wait:
         wait_until_done(issue_id)
@@ -242,7 +235,7 @@ def cancel_command(issue_id: int) -> None:
 @click.option("--wait", is_flag=True, help="Print progress until it is done.")
 def resend_failed_command(issue_id: int, wait: bool) -> None:
     """Send again to the readers whose delivery failed (never to bounced or departed ones)."""
-    result = run(lifecycle.resend_failed, settings(), issue_id, queue())
+    result = run(lifecycle.resend_failed, settings(), issue_id, task_queue())
     note = f" ({result.not_mailable} can no longer be mailed)" if result.not_mailable else ""
     if not result.requeued:
         click.echo(f"Nothing to resend for issue {issue_id}{note}.")

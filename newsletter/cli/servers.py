@@ -11,9 +11,12 @@ import sys
 from typing import Any
 
 import click
+from celery.signals import worker_process_init
 from flask.cli import AppGroup
 
+from newsletter.app import create_celery
 from newsletter.settings import Settings
+from newsletter.store.db import forget_pools_after_fork
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -62,21 +65,13 @@ def web_command(host: str, port: int, workers: int, threads: int) -> None:
 
 def celery_app(settings: Settings) -> Any:
     """The Celery app for these settings, with fork-safe database pools in pool processes."""
-    from celery.signals import worker_process_init
-
-    from worker.app import create_celery
-
     worker_process_init.connect(_fresh_pools_after_fork, weak=False)
     return create_celery(settings)
 
 
 def _fresh_pools_after_fork(**_: Any) -> None:
     """A forked pool process must not share its parent's database connections."""
-    from newsletter.store import db
-
-    for engine in list(db._engines.values()):
-        # close=False: the sockets belong to the parent; only forget them here.
-        engine.dispose(close=False)
+    forget_pools_after_fork()
 
 
 @_group.command(

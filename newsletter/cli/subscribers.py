@@ -9,6 +9,7 @@ from flask.cli import AppGroup
 
 from newsletter.cli.common import fail, session
 from newsletter.readers.addresses import InvalidAddress, normalise
+from newsletter.readers.consent import export_subscriber
 
 
 @click.group("subscribers", cls=AppGroup)
@@ -20,7 +21,6 @@ def subscribers_group() -> None:
 @click.argument("email")
 def export_command(email: str) -> None:
     """Print everything stored about EMAIL as JSON (subscriptions, consent records)."""
-    from newsletter.readers.consent import export_subscriber
 
     try:
         address = normalise(email)

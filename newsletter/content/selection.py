@@ -34,6 +34,7 @@ from newsletter.store.models import (
     Subscriber,
     Subscription,
 )
+from newsletter.store.queries import one_of
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,6 @@ def load_readers(
     ``only`` is a further condition on the subscriber and their subscription to the issue's
     newsletter (the sender passes "still eligible", saving a query a batch).
     """
-    from newsletter.delivery.fan_out import one_of
 
     ids = list(dict.fromkeys(subscriber_ids))
     rows: dict[int, tuple[Any, ...]] = {}
@@ -275,7 +275,6 @@ def _ledger(
     session: Session, subscriber_ids: list[int], post_ids: Iterable[int]
 ) -> dict[int, set[int]]:
     """Which of these posts each subscriber already got (only the issue's posts are asked for)."""
-    from newsletter.delivery.fan_out import one_of
 
     posts = list(post_ids)
     found: dict[int, set[int]] = {}

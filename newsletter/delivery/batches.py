@@ -13,10 +13,13 @@ The rules that make it exactly once at the SMTP boundary:
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -24,7 +27,20 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from newsletter.content.selection import Reader, load_readers
-from newsletter.delivery.fan_out import (
+from newsletter.delivery.fan_out import pump
+from newsletter.delivery.rate_limit import get_rate_limiter
+from newsletter.delivery.sent_marks import SentRecorder, batch_connection
+from newsletter.issues.queue import TaskQueue
+from newsletter.issues.rendering import envelope_sender, prepare_issue
+from newsletter.issues.status import finish_if_done, issue_status, set_issue_status, update_issue
+from newsletter.mail.transport import PermanentFailure, TemporaryFailure, Transport, get_transport
+from newsletter.readers.addresses import email_hash
+from newsletter.readers.eligibility import eligible_clause, suppressed_hashes
+from newsletter.readers.subscriptions import suppress
+from newsletter.settings import Settings
+from newsletter.store.db import utcnow
+from newsletter.store.models import DeliveryStatus, Issue, IssueStatus, SubscriberStatus
+from newsletter.store.queries import (
     DELIVERIES,
     FAILED,
     IN_CHUNK,
@@ -34,27 +50,27 @@ from newsletter.delivery.fan_out import (
     SKIPPED,
     SUBSCRIBERS,
     UNFINISHED,
-    WORKER,
-    BatchResult,
-    TaskQueue,
     chunks,
-    eligible_clause,
-    finish_if_done,
-    issue_status,
     one_of,
-    pump,
-    set_issue_status,
-    suppressed_hashes,
-    update_issue,
 )
-from newsletter.delivery.sent_marks import SentRecorder, batch_connection
-from newsletter.mail.transport import PermanentFailure, TemporaryFailure, Transport, get_transport
-from newsletter.readers.addresses import email_hash
-from newsletter.settings import Settings
-from newsletter.store.db import utcnow
-from newsletter.store.models import DeliveryStatus, Issue, IssueStatus, SubscriberStatus
 
 log = logging.getLogger(__name__)
+
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class BatchResult:
+    """What one run of :func:`send_batch` did; ``retry_ids`` go back to the broker later."""
+
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retry_ids: list[int] = field(default_factory=list)
+    retry_in: float = 0.0
+    stopped: str = ""
+
 
 STATUS_CHECK_SECONDS = 1.0  # how often a running batch looks for pause/cancel
 MAX_RATE_SLEEP = 2.0  # longer waits for the rate limit give the worker back (task retries)
@@ -128,7 +144,6 @@ class _Batch:
 
     def run(self, delivery_ids: list[int]) -> BatchResult:
         """Claim, filter, send; every early exit leaves no row claimed by this run."""
-        from newsletter.issues.rendering import prepare_issue
 
         session = self.session
         issue = session.get(Issue, self.issue_id)
@@ -216,7 +231,6 @@ class _Batch:
         self, readers: list[Reader], by_subscriber: dict[int, int], prepared: Any
     ) -> None:
         """Send to each reader in turn; stop early on pause/cancel, server trouble or rate."""
-        from newsletter.issues.rendering import envelope_sender
 
         transport = self.transport or get_transport(self.settings)
         limiter = _rate_limiter(self.settings)
@@ -537,7 +551,6 @@ def over_error_threshold(settings: Settings, attempts: int, errors: int) -> bool
 
 def bounce_address(session: Session, subscriber_id: int, email: str, detail: str) -> None:
     """A hard bounce: the reader is ``bounced`` and the address suppressed for good."""
-    from newsletter.readers.subscriptions import suppress
 
     session.execute(
         update(SUBSCRIBERS)
@@ -572,7 +585,6 @@ def _rate_limiter(settings: Settings) -> _RateLimiter | None:
     """The global send-rate limiter (None when no limit is configured)."""
     if not settings.send_rate_per_second and not settings.send_rate_per_hour:
         return None
-    from newsletter.delivery.rate_limit import get_rate_limiter
 
     limiter: _RateLimiter = get_rate_limiter(settings)
     return limiter

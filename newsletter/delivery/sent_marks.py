@@ -26,10 +26,10 @@ from sqlalchemy import Connection, bindparam, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from newsletter.delivery.fan_out import DELIVERIES, SENT_POSTS, insert_ignore
 from newsletter.settings import Settings
 from newsletter.store.db import get_engine
 from newsletter.store.models import DeliveryStatus
+from newsletter.store.queries import DELIVERIES, SENT_POSTS, insert_ignore
 
 IDLE = pq.TransactionStatus.IDLE  # no transaction open on the connection
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)

@@ -27,21 +27,16 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from newsletter.content.selection import plan_digest
+from newsletter.content.sanitize import clean_html, html_to_text
+from newsletter.content.selection import Reader, plan_digest
 from newsletter.delivery.batches import BatchResult, send_batch
-from newsletter.delivery.fan_out import (
-    DELIVERIES,
-    ISSUES,
-    SUBSCRIBERS,
-    SUBSCRIPTIONS,
-    TaskQueue,
-    chunks,
-    eligible_clause,
-    status_counts,
-    suppressed_hashes,
-    update_issue,
-)
+from newsletter.issues.queue import TaskQueue
+from newsletter.issues.rendering import envelope_sender, prepare_issue
+from newsletter.issues.status import status_counts, update_issue
+from newsletter.issues.test_sends import mark_as_test
+from newsletter.mail.transport import DeliveryError, get_transport
 from newsletter.readers.addresses import InvalidAddress, email_hash, normalise
+from newsletter.readers.eligibility import eligible_clause, suppressed_hashes
 from newsletter.settings import Settings
 from newsletter.store.db import utcnow
 from newsletter.store.models import (
@@ -52,6 +47,7 @@ from newsletter.store.models import (
     Newsletter,
     NewsletterKind,
 )
+from newsletter.store.queries import DELIVERIES, ISSUES, SUBSCRIBERS, SUBSCRIPTIONS, chunks
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +237,6 @@ def create_campaign(
     frequency: Frequency | None = None,
 ) -> Issue:
     """An editor-written issue as a draft: sanitised HTML, plain text derived when not given."""
-    from newsletter.content.sanitize import clean_html, html_to_text
 
     subject = _one_line(subject, "subject")
     if not subject:
@@ -278,7 +273,6 @@ def edit(
     body_text: str | None = None,
 ) -> Issue:
     """Change the words of a draft or scheduled issue (the editor's chance before it goes out)."""
-    from newsletter.content.sanitize import clean_html
 
     issue = _require(session, issue_id, "edit")
     if subject is not None:
@@ -701,10 +695,6 @@ def test_send(
     Each address gets the issue as a reader who follows every topic and got nothing yet; the
     links in it are inert (they belong to no reader).
     """
-    from newsletter.content.selection import Reader
-    from newsletter.issues.rendering import envelope_sender, prepare_issue
-    from newsletter.issues.test_sends import mark_as_test
-    from newsletter.mail.transport import DeliveryError, get_transport
 
     addresses = _test_addresses(recipients)
     issue = get_issue(session, issue_id)

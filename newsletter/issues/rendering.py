@@ -50,6 +50,7 @@ from newsletter.issues.content import (
 )
 from newsletter.issues.links import archive_url, preview_url
 from newsletter.mail.compose import inline_css, list_id
+from newsletter.mail.dkim import DKIMSigner
 from newsletter.mail.mime_plan import (
     CRLF,
     Hole,
@@ -543,12 +544,8 @@ def _html_values(plain: Mapping[str, str]) -> dict[str, str]:
     return html
 
 
-def _dkim_signer(settings: Settings) -> Any:
-    """The DKIM signer when configured (None until the mail layer provides one)."""
-    try:
-        from newsletter.mail.dkim import DKIMSigner
-    except ImportError:
-        return None
+def _dkim_signer(settings: Settings) -> DKIMSigner | None:
+    """The DKIM signer when configured, else None."""
     return DKIMSigner.from_settings(settings)
 
 

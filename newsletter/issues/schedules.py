@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -28,11 +27,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter.delivery import fan_out
-from newsletter.delivery.fan_out import EARLIEST_ZONE, TaskQueue
 from newsletter.issues import lifecycle
+from newsletter.issues.local_time import EARLIEST_ZONE
 from newsletter.settings import Settings
-from newsletter.store.db import get_sessionmaker, utcnow
+from newsletter.store.db import utcnow
 from newsletter.store.models import (
     Frequency,
     Newsletter,
@@ -261,15 +259,6 @@ def due_slot(schedule: Schedule, now: datetime) -> datetime | None:
 # --- Firing ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class TickReport:
-    """What one tick did (logged, and returned for tests)."""
-
-    fired: list[int] = field(default_factory=list)  # issue ids created by firings
-    started: list[int] = field(default_factory=list)  # issues that began sending
-    maintenance: dict[str, int] = field(default_factory=dict)
-
-
 def fire(
     session: Session, settings: Settings, schedule: Schedule, slot: datetime, now: datetime
 ) -> int | None:
@@ -338,17 +327,6 @@ def fire_due(session: Session, settings: Settings, now: datetime) -> list[int]:
         if issue_id is not None:
             created.append(issue_id)
     return created
-
-
-def tick(settings: Settings, queue: TaskQueue, now: datetime | None = None) -> TickReport:
-    """Beat's periodic job: fire due schedules, start due issues, keep sends moving."""
-    now = now or utcnow()
-    report = TickReport()
-    with get_sessionmaker(settings.database_url)() as session:
-        report.fired = fire_due(session, settings, now)
-        report.started = lifecycle.start_due(session, settings, queue, now)
-    report.maintenance = fan_out.maintain(settings, queue, now)
-    return report
 
 
 # --- Display -------------------------------------------------------------------------------------

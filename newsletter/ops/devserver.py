@@ -23,6 +23,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 from types import FrameType
 from typing import IO
 
+from newsletter.content.feeds import ingest_source
 from newsletter.ops.demo import DEMO_FEED, seed_newsletters
 from newsletter.settings import Settings, redact_url
 from newsletter.store.db import session_scope, utcnow
@@ -49,7 +50,6 @@ def prepare(settings: Settings, echo: Echo) -> None:
 
 def ingest_demo_feed(settings: Settings) -> str:
     """Register a fresh copy of the sample feed and ingest it (beat keeps polling it)."""
-    from newsletter.content.feeds import ingest_source
 
     feed = settings.data_dir / "demo-feed.xml"
     feed.write_text(recent_dates(DEMO_FEED.read_text(encoding="utf-8"), utcnow()), "utf-8")

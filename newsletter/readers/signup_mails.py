@@ -2,9 +2,9 @@
 
 Each function loads what it needs by id, re-checks the rules (suppression, the per-address daily
 cap on signup-triggered mails), renders ``templates/email/NAME.{html,txt}``, and hands the MIME
-bytes to the configured transport. Web requests never send: they enqueue the Celery tasks in
-``worker.tasks`` after their commit (:func:`enqueue_signup_mail`), so the response takes the
-same time whatever the address's state.
+bytes to the configured transport. Web requests never send: after their commit they enqueue the
+mail through the :class:`~newsletter.readers.mail_queue.MailQueue` port
+(:func:`enqueue_signup_mail`), so the response takes the same time whatever the address's state.
 
 Nothing the signup form let a stranger type (the name) ever goes into a confirmation mail:
 otherwise the form would relay arbitrary text to any inbox.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,7 @@ from newsletter.mail.compose import Envelope, bare_address, build_message, rende
 from newsletter.mail.transport import PermanentFailure, get_transport
 from newsletter.readers import links
 from newsletter.readers.list_headers import list_headers
+from newsletter.readers.mail_queue import MailQueue
 from newsletter.readers.subscriptions import (
     SignupAction,
     SignupResult,
@@ -177,22 +179,18 @@ def send_already_subscribed(
     return MailResult(outcome, subscriber.email)
 
 
-def enqueue_signup_mail(result: SignupResult) -> None:
+def enqueue_signup_mail(queue: MailQueue, result: SignupResult) -> None:
     """Queue the mail a signup leads to. Call only after the signup was committed."""
-    from worker import tasks  # the worker imports us; import late to keep layers apart
-
     if result.action == SignupAction.CONFIRM and result.consent_id is not None:
-        tasks.send_confirmation.delay(result.consent_id)
+        queue.send_confirmation(result.consent_id)
     elif result.action == SignupAction.ALREADY_SUBSCRIBED and result.subscriber_id is not None:
-        tasks.send_already_subscribed.delay(result.subscriber_id)
+        queue.send_already_subscribed(result.subscriber_id)
 
 
-def enqueue_welcome(subscriber_id: int, newsletter_ids: tuple[int, ...] | list[int]) -> None:
+def enqueue_welcome(queue: MailQueue, subscriber_id: int, newsletter_ids: Sequence[int]) -> None:
     """Queue the welcome mail after a confirmation was committed."""
-    from worker import tasks
-
     if newsletter_ids:
-        tasks.send_welcome.delay(subscriber_id, list(newsletter_ids))
+        queue.send_welcome(subscriber_id, list(newsletter_ids))
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -116,3 +116,10 @@ def dispose_engines() -> None:
         engine.dispose()
     _engines.clear()
     _sessionmakers.clear()
+
+
+def forget_pools_after_fork() -> None:
+    """In a forked process, drop the parent's pooled connections without closing them."""
+    for engine in list(_engines.values()):
+        # close=False: the sockets belong to the parent; only forget them here.
+        engine.dispose(close=False)

@@ -14,21 +14,13 @@ from typing import Any, TypeVar
 
 from flask import Response, jsonify, request
 
-from newsletter.delivery.fan_out import TaskQueue
-from newsletter.issues import lifecycle, schedules
+from newsletter.issues import lifecycle, rendering, schedules
 from newsletter.store.db import utcnow
 from newsletter.store.models import NewsletterKind
-from newsletter.web import db, settings
+from newsletter.web import db, settings, task_queue
 from newsletter.web.api import ApiError, bp, json_body, require_token
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def queue() -> TaskQueue:
-    """The Celery queue the engine enqueues on (imported late: the worker package is optional)."""
-    from worker.tasks import CeleryQueue
-
-    return CeleryQueue()
 
 
 def domain_errors(view: F) -> F:
@@ -199,7 +191,7 @@ def send_issue(issue_id: int) -> tuple[Response, int]:
     if send_at is not None and send_at > utcnow():
         lifecycle.schedule(db(), issue_id, send_at)
         return jsonify(_issue_body(issue_id)), 200
-    lifecycle.send(db(), settings(), issue_id, queue())
+    lifecycle.send(db(), settings(), issue_id, task_queue())
     return jsonify(_issue_body(issue_id)), 202
 
 
@@ -217,7 +209,7 @@ def pause_issue(issue_id: int) -> Response:
 @domain_errors
 def resume_issue(issue_id: int) -> tuple[Response, int]:
     """Continue a paused (or failed) send."""
-    lifecycle.resume(db(), settings(), issue_id, queue())
+    lifecycle.resume(db(), settings(), issue_id, task_queue())
     return jsonify(_issue_body(issue_id)), 202
 
 
@@ -235,7 +227,7 @@ def cancel_issue(issue_id: int) -> Response:
 @domain_errors
 def resend_failed(issue_id: int) -> tuple[Response, int]:
     """Queue the failed deliveries again (not to bounced, unsubscribed or suppressed readers)."""
-    result = lifecycle.resend_failed(db(), settings(), issue_id, queue())
+    result = lifecycle.resend_failed(db(), settings(), issue_id, task_queue())
     body = _issue_body(issue_id)
     body["requeued"] = result.requeued
     body["not_mailable"] = result.not_mailable
@@ -352,7 +344,6 @@ def delete_schedule(schedule_id: int) -> tuple[str, int]:
 @domain_errors
 def preview(slug: str) -> Response:
     """What the newsletter would send now: subject, html, text and a signed preview link."""
-    from newsletter.issues import rendering
 
     newsletter = lifecycle.find_newsletter(db(), slug)
     frequency = lifecycle.parse_frequency(request.args.get("frequency"))

@@ -28,7 +28,6 @@ from limits import parse_many
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response as BaseResponse
 
-from newsletter.app import csrf
 from newsletter.readers import links
 from newsletter.readers.addresses import email_hash
 from newsletter.readers.consent import export_subscriber_by_id
@@ -62,7 +61,8 @@ from newsletter.store.models import (
     Subscriber,
     SubscriptionStatus,
 )
-from newsletter.web import db, settings
+from newsletter.web import db, mail_queue, settings
+from newsletter.web.extensions import csrf, limiter
 from newsletter.web.forms import (
     CONTROL_MESSAGE,
     ExternalSignupForm,
@@ -71,7 +71,6 @@ from newsletter.web.forms import (
     has_control_chars,
     preferences_form,
 )
-from newsletter.web.limits import limiter
 
 bp = Blueprint("public", __name__)
 
@@ -204,7 +203,7 @@ def _handle_signup(
         form.newsletter.errors = [str(exc)]
         return _render_signup(form, preselect=refs, status=400, template=template)
     db().commit()
-    enqueue_signup_mail(result)
+    enqueue_signup_mail(mail_queue(), result)
     return _signup_done(next_url, template)
 
 
@@ -326,7 +325,7 @@ def confirm_submit(token: str) -> BaseResponse:
     )
     db().commit()
     if result.first_time and result.activated:
-        enqueue_welcome(result.subscriber_id, result.activated)
+        enqueue_welcome(mail_queue(), result.subscriber_id, result.activated)
     return _private(_confirmed_page(confirmation.subscriber))
 
 

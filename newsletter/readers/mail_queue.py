@@ -1,0 +1,27 @@
+"""The port through which the reader's path asks for its mails to be sent in the background.
+
+Signup, confirmation and welcome mails go out from a worker after the request committed, so a
+slow mail server never slows the page. The app factory provides the implementation
+(``worker.tasks.CeleryMailQueue``); the core never imports ``worker``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class MailQueue(Protocol):
+    """Where the reader's path enqueues its transactional mails (callers commit first)."""
+
+    def send_confirmation(self, consent_id: int) -> None:
+        """Enqueue the double opt-in mail of one consent record."""
+        ...
+
+    def send_already_subscribed(self, subscriber_id: int) -> None:
+        """Enqueue the "you are already subscribed" mail of a reader who signed up again."""
+        ...
+
+    def send_welcome(self, subscriber_id: int, newsletter_ids: Sequence[int]) -> None:
+        """Enqueue the welcome mail for the lists a reader just confirmed."""
+        ...

@@ -1,8 +1,0 @@
-"""The shared Flask-Limiter instance (Redis storage when NEWSLETTER_REDIS_URL is set)."""
-
-from __future__ import annotations
-
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
-
-limiter = Limiter(key_func=get_remote_address, default_limits=[])
