@@ -23,6 +23,9 @@ from newsletter.store.db import get_sessionmaker
 from newsletter.store.models import MAX_ID
 from newsletter.web import (
     api,
+    api_dispatch,  # noqa: F401  (adds its routes to api.bp)
+    api_inbound,  # noqa: F401  (adds its routes to api.bp)
+    api_posts,  # noqa: F401  (adds its routes to api.bp)
     archive,
     devmail,
     health,
@@ -77,7 +80,6 @@ def build_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(metrics.bp)  # /metrics for Prometheus (bearer token)
     app.register_blueprint(public.bp)
     app.register_blueprint(archive.bp)  # /archive/<token>, /preview/<token>
-    # api_dispatch, api_inbound and api_posts add their routes to api.bp when imported.
     csrf.exempt(api.bp)  # bearer-token auth, no cookies: CSRF does not apply
     app.register_blueprint(api.bp)
     if not settings.is_production:

@@ -36,11 +36,10 @@ def api_settings(settings: Settings, smtp_sink: SMTPSink) -> Settings:
 def api_app(api_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
     """The app, its API enqueuing on an inline queue (exposed as app.config['QUEUE'])."""
     from newsletter import create_app
-    from newsletter.web import api_dispatch
 
     application = create_app(api_settings)
     inline = seed.InlineQueue(api_settings)
-    monkeypatch.setattr(api_dispatch, "queue", lambda: inline)
+    application.extensions["newsletter.task_queue"] = inline
     application.config["QUEUE"] = inline
     yield application
     close_transports()

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
+import newsletter.app
 from newsletter.cli import cli
 from newsletter.mail.transport import close_transports
 from newsletter.settings import Settings
@@ -44,9 +45,10 @@ def cli_env(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("FLASK_RUN_FROM_CLI", "")
-    from newsletter.cli import issues
-
-    monkeypatch.setattr(issues, "queue", lambda: seed.InlineQueue(Settings.from_env(), eager=True))
+    # Every command builds its own app: give each the inline queue instead of Celery's.
+    monkeypatch.setattr(
+        newsletter.app, "CeleryQueue", lambda: seed.InlineQueue(Settings.from_env(), eager=True)
+    )
     assert invoke("db", "upgrade").exit_code == 0
     yield env
     close_transports()

@@ -29,7 +29,6 @@ from sqlalchemy.orm import Session
 
 from newsletter.content.sanitize import clean_html, html_to_text
 from newsletter.content.selection import Reader, plan_digest
-from newsletter.delivery.batches import BatchResult, send_batch
 from newsletter.issues.queue import TaskQueue
 from newsletter.issues.rendering import envelope_sender, prepare_issue
 from newsletter.issues.status import status_counts, update_issue
@@ -52,7 +51,6 @@ from newsletter.store.queries import DELIVERIES, ISSUES, SUBSCRIBERS, SUBSCRIPTI
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "BatchResult",
     "DispatchError",
     "IllegalTransition",
     "InvalidRequest",
@@ -64,7 +62,6 @@ __all__ = [
     "resend_failed",
     "resume",
     "send",
-    "send_batch",
 ]
 
 S = IssueStatus

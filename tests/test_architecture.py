@@ -1,0 +1,84 @@
+"""The house rules a reviewer would otherwise check by hand: the layout of ``newsletter/``,
+a concern docstring per package, and imports at the top of their modules."""
+
+from __future__ import annotations
+
+import ast
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "newsletter"
+
+# The composition root: the only modules beside the packages.
+ROOT_MODULES = {"__init__.py", "app.py", "settings.py", "wsgi.py"}
+
+# Functions allowed to import project code late, and why: the app factory behind
+# ``newsletter.create_app`` (importing the app at package import would load everything for
+# ``import newsletter.settings``) and the CLI's app loader (``newsletter --help`` builds no app).
+LATE_IMPORTS_ALLOWED = {
+    ("newsletter/__init__.py", "create_app"),
+    ("newsletter/cli/__init__.py", "create_cli_app"),
+}
+
+
+def _sources() -> list[Path]:
+    """Every Python module of the product, migrations' generated revisions aside."""
+    files = [*PACKAGE.rglob("*.py"), *(ROOT / "worker").rglob("*.py")]
+    return sorted(p for p in files if "versions" not in p.parts)
+
+
+def _late_project_imports(path: Path) -> list[tuple[str, int, str]]:
+    """(function, line, module) for each project import inside a function of ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.ImportFrom) and inner.level == 0:
+                modules = [inner.module or ""]
+            elif isinstance(inner, ast.Import):
+                modules = [alias.name for alias in inner.names]
+            else:
+                continue
+            for module in modules:
+                if module.split(".")[0] in {"newsletter", "worker"}:
+                    found.append((node.name, inner.lineno, module))
+    return found
+
+
+def test_newsletter_holds_only_packages_and_the_composition_root() -> None:
+    modules = {p.name for p in PACKAGE.glob("*.py")}
+    assert modules == ROOT_MODULES
+
+
+def test_every_package_says_its_concern_in_its_docstring() -> None:
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc, f"{init.relative_to(ROOT)} has no docstring"
+        assert len(doc.strip().splitlines()) >= 2, f"{init.relative_to(ROOT)}: say it in two lines"
+
+
+def test_no_project_import_inside_a_function_outside_the_factories() -> None:
+    late = []
+    for path in _sources():
+        name = path.relative_to(ROOT).as_posix()
+        for function, line, module in _late_project_imports(path):
+            if (name, function) not in LATE_IMPORTS_ALLOWED:
+                late.append(f"{name}:{line} {function}() imports {module}")
+    assert late == [], "move these imports to the top of their modules:\n" + "\n".join(late)
+
+
+def test_the_late_import_check_sees_an_import_in_a_function(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from newsletter.store import db\n    import worker.tasks\n")
+    assert [m for _, _, m in _late_project_imports(module)] == ["newsletter.store", "worker.tasks"]
+
+
+def test_every_package_is_a_layer_of_the_import_contract() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (contract,) = config["contracts"]
+    layered = {name.strip() for layer in contract["layers"] for name in layer.split("|")}
+    packages = {f"newsletter.{p.parent.name}" for p in PACKAGE.glob("*/__init__.py")}
+    modules = {f"newsletter.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    assert packages | modules | {"worker"} == layered
