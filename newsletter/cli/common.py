@@ -1,4 +1,4 @@
-"""Small helpers for writing ``newsletter`` commands: settings, sessions, errors and tables.
+"""Helpers for writing ``newsletter`` commands: settings, sessions, domain errors, tables.
 
 Commands registered on the group run inside the Flask app context (FlaskGroup pushes it), so
 :func:`settings` and :func:`session` read the app built from ``NEWSLETTER_*`` variables.
@@ -6,18 +6,36 @@ Commands registered on the group run inside the Flask app context (FlaskGroup pu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import click
 from flask import current_app, has_app_context
 from flask.cli import ScriptInfo
 from sqlalchemy.orm import Session
 
+from newsletter.content.feeds import FeedError
+from newsletter.issues.content import NothingToPreview
+from newsletter.issues.lifecycle import DispatchError
+from newsletter.issues.schedules import ScheduleError, ScheduleNotFound
+from newsletter.readers.newsletters import NewsletterError
 from newsletter.settings import Settings
 from newsletter.store.db import session_scope
 from newsletter.store.models import MAX_ID
+
+T = TypeVar("T")
+
+# The domain core's refusals: each message says what was wrong and what to do instead, so a
+# command shows it as `Error: …` (exit 1) rather than a traceback.
+DOMAIN_ERRORS: tuple[type[Exception], ...] = (
+    DispatchError,
+    FeedError,
+    NewsletterError,
+    NothingToPreview,
+    ScheduleError,
+    ScheduleNotFound,
+)
 
 # A row id argument: a clear usage error for 0, negatives and numbers no id column can hold.
 ID = click.IntRange(1, MAX_ID)
@@ -38,6 +56,22 @@ def session() -> Iterator[Session]:
     """A session that commits when the block succeeds and rolls back when it raises."""
     with session_scope(settings().database_url) as db:
         yield db
+
+
+@contextmanager
+def domain_session(*also: type[Exception]) -> Iterator[Session]:
+    """A :func:`session` whose domain refusals (and ``also``) become `Error: …` and exit 1."""
+    try:
+        with session() as db:
+            yield db
+    except (*DOMAIN_ERRORS, *also) as exc:
+        fail(str(exc))
+
+
+def run(action: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """Call a domain function with a fresh session first; its refusals become `Error: …`."""
+    with domain_session() as db:
+        return action(db, *args, **kwargs)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

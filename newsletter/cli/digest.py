@@ -8,7 +8,7 @@ import click
 from flask.cli import AppGroup
 
 from newsletter.cli import issues
-from newsletter.cli.common import fail, session, settings
+from newsletter.cli.common import domain_session, fail, settings
 from newsletter.issues import lifecycle, rendering
 from newsletter.store.models import Frequency, NewsletterKind
 from newsletter.web import task_queue
@@ -38,18 +38,11 @@ def digest_group() -> None:
 def preview_command(slug: str, frequency: str | None, link: bool) -> None:
     """Show the subject and text of what would be sent now; nothing is stored or sent."""
 
-    try:
-        with session() as db:
-            cohort = _cohort(db, slug, frequency)
-            value = cohort.value if cohort is not None else None
-            subject, _html, text = rendering.preview(db, settings(), slug, value)
-            db.rollback()
-    except lifecycle.DispatchError as exc:
-        fail(str(exc))
-    except rendering.NothingToPreview as exc:
-        fail(str(exc))
-    except (LookupError, ValueError) as exc:
-        fail(str(exc))
+    with domain_session(LookupError, ValueError) as db:
+        cohort = _cohort(db, slug, frequency)
+        value = cohort.value if cohort is not None else None
+        subject, _html, text = rendering.preview(db, settings(), slug, value)
+        db.rollback()
     if link:
         click.echo(rendering.preview_url(settings(), slug, value))
         return
@@ -94,22 +87,19 @@ def send_command(slug: str, frequency: str | None, wait: bool) -> None:
 def test_command(slug: str, frequency: str | None, to: tuple[str, ...]) -> None:
     """Send the next digest to these addresses now, subject prefixed [TEST]; nothing is stored."""
 
-    try:
-        with session() as db:
-            newsletter = lifecycle.find_newsletter(db, slug)
-            issue = lifecycle.create_digest(
-                db, settings(), newsletter, frequency=_cohort(db, slug, frequency)
-            )
-            if issue.status == lifecycle.S.SKIPPED:
-                fail(f"Nothing to test: {issue.status_reason}.")
-            try:
-                results = lifecycle.test_send(db, settings(), issue.id, list(to))
-            finally:
-                # The issue was only flushed to render it: roll it back, forget its rendering.
-                db.rollback()
-                rendering.clear_cache()
-    except lifecycle.DispatchError as exc:
-        fail(str(exc))
+    with domain_session() as db:
+        newsletter = lifecycle.find_newsletter(db, slug)
+        issue = lifecycle.create_digest(
+            db, settings(), newsletter, frequency=_cohort(db, slug, frequency)
+        )
+        if issue.status == lifecycle.S.SKIPPED:
+            fail(f"Nothing to test: {issue.status_reason}.")
+        try:
+            results = lifecycle.test_send(db, settings(), issue.id, list(to))
+        finally:
+            # The issue was only flushed to render it: roll it back, forget its rendering.
+            db.rollback()
+            rendering.clear_cache()
     issues.report_test(results)
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 import click
 from flask.cli import AppGroup
 
-from newsletter.cli.common import fail, session, settings, table
+from newsletter.cli.common import domain_session, fail, session, settings, table
 from newsletter.content.feeds import (
     FeedError,
     add_feed,
@@ -48,12 +48,9 @@ def feeds_group() -> None:
 @click.argument("source", metavar="URL_OR_PATH")
 def add_command(source: str) -> None:
     """Register a feed (an http(s) URL or a local file) to ingest periodically."""
-    try:
-        with session() as db:
-            feed = add_feed(db, source)
-            feed_id, url = feed.id, feed.url
-    except FeedError as exc:
-        fail(str(exc))
+    with domain_session() as db:
+        feed = add_feed(db, source)
+        feed_id, url = feed.id, feed.url
     minutes = settings().feed_interval_minutes
     click.echo(
         f"Feed {feed_id} added: {redact_url(url)}\n"

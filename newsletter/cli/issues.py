@@ -11,22 +11,14 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from newsletter.cli.common import ID, fail, session, settings, table
+from newsletter.cli.common import ID, fail, run, settings, table
+from newsletter.content.sanitize import truncate_words
 from newsletter.issues import lifecycle
 from newsletter.web import task_queue
 
 FINAL_OK = {"sent", "skipped"}
 FINAL_BAD = {"failed", "cancelled"}
 STALL_HINT_SECONDS = 20.0
-
-
-def run(action: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call a dispatch action in a session; its refusals become `Error: …` and exit 1."""
-    try:
-        with session() as db:
-            return action(db, *args, **kwargs)
-    except lifecycle.DispatchError as exc:
-        fail(str(exc))
 
 
 def progress_line(p: dict[str, Any]) -> str:
@@ -92,7 +84,8 @@ def wait_until_done(issue_id: int, interval: float = 1.0) -> None:
 
 
 def _short(text: str, width: int = 50) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    """A subject cut to fit a table column."""
+    return truncate_words(text, width)
 
 
 def _when(value: str | None) -> str:

@@ -7,18 +7,9 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from newsletter.cli.common import ID, fail, session, table
+from newsletter.cli.common import ID, run, table
 from newsletter.issues import schedules
 from newsletter.store.models import Frequency
-
-
-def run(action: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call a schedules function in a session; bad input becomes `Error: …` and exit 1."""
-    try:
-        with session() as db:
-            return action(db, *args, **kwargs)
-    except (schedules.ScheduleError, schedules.ScheduleNotFound) as exc:
-        fail(str(exc))
 
 
 def _next(info: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ import click
 from flask.cli import AppGroup
 
 from newsletter.access.api_tokens import create_token, list_tokens, revoke_token
-from newsletter.cli.common import ID, fail, session, table
+from newsletter.cli.common import ID, domain_session, fail, session, table
 
 
 @click.group("tokens", cls=AppGroup)
@@ -18,12 +18,9 @@ def tokens_group() -> None:
 @click.argument("name")
 def create_command(name: str) -> None:
     """Create a token called NAME and print it (it is shown only this once)."""
-    try:
-        with session() as db:
-            row, plaintext = create_token(db, name)
-            token_id = row.id
-    except ValueError as exc:
-        fail(str(exc))
+    with domain_session(ValueError) as db:
+        row, plaintext = create_token(db, name)
+        token_id = row.id
     click.echo(plaintext)
     click.echo(
         f"Token {token_id} ({name.strip()}) created. Store it now: only its hash is kept. "

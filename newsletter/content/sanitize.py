@@ -164,7 +164,7 @@ def truncate_words(text: str, limit: int) -> str:
     space = cut.rfind(" ")
     if space > limit // 2:
         cut = cut[:space]
-    return cut.rstrip(" ,;:.-\u2013\u2014") + "…"
+    return cut.rstrip(" ,;:.·-\u2013\u2014") + "…"
 
 
 def summary_text(fragment: str, limit: int = SUMMARY_MAX_CHARS) -> str:

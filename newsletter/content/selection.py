@@ -22,6 +22,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from newsletter.content.sanitize import truncate_words
 from newsletter.settings import Settings
 from newsletter.store.models import (
     Frequency,
@@ -346,7 +347,7 @@ def digest_subject(
         except TemplateError as exc:
             log.warning("subject template of %s failed: %s", newsletter.slug, exc)
     subject = clean_line(subject) or clean_line(default_subject(top, count)) or newsletter.name
-    return truncate(subject, SUBJECT_MAX_CHARS)
+    return truncate_words(subject, SUBJECT_MAX_CHARS)
 
 
 def check_subject_template(text: str) -> str | None:
@@ -367,8 +368,8 @@ def digest_preheader(posts: Sequence[PostView]) -> str:
     if not posts:
         return ""
     if len(posts) == 1:
-        return truncate(clean_line(posts[0].summary), PREHEADER_MAX_CHARS)
-    return truncate(
+        return truncate_words(clean_line(posts[0].summary), PREHEADER_MAX_CHARS)
+    return truncate_words(
         "Also: " + " · ".join(clean_line(p.title) for p in posts[1:]), PREHEADER_MAX_CHARS
     )
 
@@ -378,14 +379,3 @@ def clean_line(value: str) -> str:
     if value.isprintable():
         return " ".join(value.split())
     return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
-
-
-def truncate(value: str, limit: int) -> str:
-    """Cut at a word boundary to at most ``limit`` characters, marking the cut with an ellipsis."""
-    if len(value) <= limit:
-        return value
-    cut = value[: limit - 1]
-    space = cut.rfind(" ")
-    if space > limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:·-") + "…"

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.readers.addresses import email_hash, email_key
 from newsletter.readers.consent import mark_confirmed, record_consent
+from newsletter.readers.newsletters import choosable_newsletters
 from newsletter.readers.tokens import (
     ConfirmClaim,
     TokenError,
@@ -177,17 +178,6 @@ class PurgeResult:
 
 
 # --- lists -------------------------------------------------------------------------------------
-
-
-def public_newsletters(session: Session) -> list[Newsletter]:
-    """Lists open to signups, in the order the signup form shows them."""
-    return list(
-        session.scalars(
-            select(Newsletter)
-            .where(Newsletter.is_public.is_(True))
-            .order_by(Newsletter.position, Newsletter.id)
-        )
-    )
 
 
 def resolve_newsletters(
@@ -625,7 +615,7 @@ def update_preferences(
     if unknown:
         raise SubscriptionError(f"We have no topic called {unknown[0][:40]!r}.")
     current = {s.newsletter_id: s for s in subscriber.subscriptions}
-    allowed_ids = {n.id for n in public_newsletters(session)} | set(current)
+    allowed_ids = {n.id for n in choosable_newsletters(session, subscriber.id)}
     if not prefs.newsletter_ids <= allowed_ids:
         raise UnknownNewsletter("One of the chosen newsletters does not exist.")
     newsletters = {

@@ -31,6 +31,12 @@ from werkzeug.wrappers import Response as BaseResponse
 from newsletter.readers import links
 from newsletter.readers.addresses import email_hash
 from newsletter.readers.consent import export_subscriber_by_id
+from newsletter.readers.newsletters import (
+    choosable_newsletters,
+    default_signup_newsletter,
+    newsletter_names,
+    public_newsletters,
+)
 from newsletter.readers.signup_mails import enqueue_signup_mail, enqueue_welcome
 from newsletter.readers.subscriptions import (
     InvalidLink,
@@ -43,7 +49,6 @@ from newsletter.readers.subscriptions import (
     available_topics,
     confirm,
     pause,
-    public_newsletters,
     read_confirmation,
     read_manage_link,
     resolve_newsletters,
@@ -56,7 +61,6 @@ from newsletter.readers.subscriptions import (
 )
 from newsletter.store.models import (
     Frequency,
-    Newsletter,
     NewsletterKind,
     Subscriber,
     SubscriptionStatus,
@@ -180,8 +184,8 @@ def _handle_signup(
     try:
         if not refs and default_list:
             # A plain "email only" box on the news site signs up for the site's main list.
-            first = public_newsletters(db())[:1]
-            refs = [first[0].slug] if first else []
+            first = default_signup_newsletter(db())
+            refs = [first.slug] if first else []
         if not refs:
             raise SubscriptionError("Please choose at least one newsletter.")
         newsletters = resolve_newsletters(db(), refs)
@@ -400,7 +404,7 @@ def unsubscribe_submit(token: str) -> BaseResponse:
         form.weeks.errors = [str(exc)]
         return _private(Response(_render_manage(link, token, form=form), 400))
     db().commit()
-    names = _names(outcome["ids"])
+    names = newsletter_names(db(), outcome["ids"])
     body = render_template(
         "web/manage_done.html",
         outcome=outcome,
@@ -413,17 +417,6 @@ def unsubscribe_submit(token: str) -> BaseResponse:
 
 def _outcome(kind: str, ids: list[int], all_lists: bool, **extra: Any) -> dict[str, Any]:
     return {"kind": kind, "ids": ids, "all": all_lists, **extra}
-
-
-def _names(ids: list[int]) -> list[str]:
-    if not ids:
-        return []
-    from sqlalchemy import select
-
-    rows = db().scalars(
-        select(Newsletter).where(Newsletter.id.in_(ids)).order_by(Newsletter.position)
-    )
-    return [n.name for n in rows]
 
 
 def _render_manage(link: ManageLink, token: str, form: ManageActionForm | None = None) -> str:
@@ -526,10 +519,7 @@ def _preferences_form(link: ManageLink) -> tuple[Any, dict[str, Any]]:
     subscriber = link.subscriber
     rows = list(subscriptions_of(db(), subscriber.id))
     current = {newsletter.id: sub for sub, newsletter in rows}
-    lists: list[Newsletter] = list(public_newsletters(db()))
-    known = {n.id for n in lists}
-    lists += [n for _, n in rows if n.id not in known]  # private lists the reader is on
-    lists.sort(key=lambda n: (n.position, n.id))
+    lists = choosable_newsletters(db(), subscriber.id)
     digest_ids = [n.id for n in lists if n.kind == NewsletterKind.DIGEST]
     active_ids = [
         str(nid) for nid, sub in current.items() if sub.status == SubscriptionStatus.ACTIVE

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter.readers.newsletters import create_newsletter
 from newsletter.store.models import Frequency, Newsletter, NewsletterKind
 
 # A copy of the site's RSS feed, shipped in the package so `newsletter dev` has posts offline.
@@ -58,23 +59,17 @@ DEMO_NEWSLETTERS: tuple[DemoNewsletter, ...] = (
 def seed_newsletters(db: Session) -> list[str]:
     """Create the demo newsletters that are missing (by slug); return the slugs created."""
     existing = set(db.scalars(select(Newsletter.slug)))
-    position = db.scalar(select(func.coalesce(func.max(Newsletter.position), 0))) or 0
     created: list[str] = []
     for demo in DEMO_NEWSLETTERS:
         if demo.slug in existing:
             continue
-        position += 1
-        db.add(
-            Newsletter(
-                slug=demo.slug,
-                name=demo.name,
-                description=demo.description,
-                kind=demo.kind,
-                default_frequency=demo.frequency,
-                categories=[],
-                position=position,
-            )
+        create_newsletter(
+            db,
+            demo.slug,
+            demo.name,
+            description=demo.description,
+            kind=demo.kind,
+            frequency=demo.frequency,
         )
         created.append(demo.slug)
-    db.flush()
     return created

@@ -1,0 +1,161 @@
+"""The newsletters: the lists readers choose, which of them a form offers, and creating them.
+
+One home for the rules every adapter shares: a slug's shape, which list a bare signup joins,
+and which lists a reader may choose on the preferences page.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from newsletter.store.models import (
+    Frequency,
+    Newsletter,
+    NewsletterKind,
+    Subscriber,
+    SubscriberStatus,
+    Subscription,
+    SubscriptionStatus,
+)
+
+SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+class NewsletterError(ValueError):
+    """The newsletter cannot be created as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class NewsletterRow:
+    """One line of the overview."""
+
+    slug: str
+    name: str
+    kind: str
+    frequency: str
+    active_subscribers: int
+
+
+def validate_slug(slug: str) -> str:
+    """Return the slug if it is lowercase letters, digits and single hyphens (max 64)."""
+    if not slug or len(slug) > 64 or not SLUG.match(slug):
+        raise NewsletterError(
+            f"invalid slug {slug!r}: use lowercase letters, digits and hyphens, e.g. 'daily' "
+            "or 'special-offers' (at most 64 characters)"
+        )
+    return slug
+
+
+def create_newsletter(
+    db: Session,
+    slug: str,
+    name: str,
+    *,
+    description: str = "",
+    kind: NewsletterKind = NewsletterKind.DIGEST,
+    frequency: Frequency = Frequency.DAILY,
+    categories: Sequence[str] = (),
+) -> Newsletter:
+    """Add a newsletter; NewsletterError for a bad or taken slug or an empty name."""
+    validate_slug(slug)
+    if not name.strip():
+        raise NewsletterError("a newsletter needs a name, e.g. --name 'Daily digest'")
+    if len(name.strip()) > 200:
+        raise NewsletterError("the name is longer than 200 characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        # The name goes into every mail's List-Id header: a line break there is an injection.
+        raise NewsletterError("the name must be one line without control characters")
+    if db.scalar(select(Newsletter.id).where(Newsletter.slug == slug)) is not None:
+        raise NewsletterError(f"a newsletter with slug {slug!r} already exists")
+    position = db.scalar(select(func.coalesce(func.max(Newsletter.position), 0))) or 0
+    row = Newsletter(
+        slug=slug,
+        name=name.strip(),
+        description=description.strip(),
+        kind=kind,
+        default_frequency=frequency,
+        categories=list(dict.fromkeys(c for c in categories if c)),
+        position=position + 1,
+    )
+    db.add(row)
+    try:
+        db.flush()
+    except IntegrityError:  # created by someone else in the meantime
+        db.rollback()
+        raise NewsletterError(f"a newsletter with slug {slug!r} already exists") from None
+    return row
+
+
+def newsletter_rows(db: Session) -> list[NewsletterRow]:
+    """Every newsletter in display order, with its count of confirmed, active readers."""
+    active = (
+        select(Subscription.newsletter_id, func.count().label("n"))
+        .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+        .where(
+            Subscription.status == SubscriptionStatus.ACTIVE,
+            Subscriber.status == SubscriberStatus.ACTIVE,
+        )
+        .group_by(Subscription.newsletter_id)
+        .subquery()
+    )
+    query = (
+        select(Newsletter, func.coalesce(active.c.n, 0))
+        .outerjoin(active, active.c.newsletter_id == Newsletter.id)
+        .order_by(Newsletter.position, Newsletter.id)
+    )
+    return [
+        NewsletterRow(n.slug, n.name, n.kind.value, n.default_frequency.value, int(count))
+        for n, count in db.execute(query)
+    ]
+
+
+def public_newsletters(session: Session) -> list[Newsletter]:
+    """Lists open to signups, in the order the signup form shows them."""
+    return list(
+        session.scalars(
+            select(Newsletter)
+            .where(Newsletter.is_public.is_(True))
+            .order_by(Newsletter.position, Newsletter.id)
+        )
+    )
+
+
+def default_signup_newsletter(session: Session) -> Newsletter | None:
+    """The list a signup that names none joins: the first public list in the form's order."""
+    lists = public_newsletters(session)
+    return lists[0] if lists else None
+
+
+def choosable_newsletters(session: Session, subscriber_id: int) -> list[Newsletter]:
+    """The lists a reader may choose: every public list, plus private ones they are already on."""
+    lists = public_newsletters(session)
+    known = {n.id for n in lists}
+    lists += [
+        n
+        for n in session.scalars(
+            select(Newsletter)
+            .join(Subscription, Subscription.newsletter_id == Newsletter.id)
+            .where(Subscription.subscriber_id == subscriber_id)
+        )
+        if n.id not in known
+    ]
+    return sorted(lists, key=lambda n: (n.position, n.id))
+
+
+def newsletter_names(session: Session, ids: Iterable[int]) -> list[str]:
+    """The names of these lists, in the form's order."""
+    wanted = list(ids)
+    if not wanted:
+        return []
+    rows = session.scalars(
+        select(Newsletter)
+        .where(Newsletter.id.in_(wanted))
+        .order_by(Newsletter.position, Newsletter.id)
+    )
+    return [n.name for n in rows]
