@@ -145,7 +145,7 @@ class Settings:
         data_dir = self.data_dir.resolve()
         changes: dict[str, object] = {"data_dir": data_dir}
         if not self.database_url:
-            changes["database_url"] = f"sqlite:///{data_dir / 'newsletter.store.db'}"
+            changes["database_url"] = f"sqlite:///{data_dir / 'newsletter.db'}"
         if not self.broker_url:
             changes["broker_url"] = "filesystem://"
         if not self.smtp_url:

@@ -165,5 +165,5 @@ def test_dev_mode_mail_viewer_link_confirms_in_a_new_tab(page: Page, tmp_path: P
             confirm_link.click()
         tab = new_tab.value
         expect(tab.get_by_role("heading", name="You're subscribed")).to_be_visible()
-        database_url = f"sqlite:///{data / 'newsletter.store.db'}"
+        database_url = f"sqlite:///{data / 'newsletter.db'}"
         assert reader_status(database_url, email) == SubscriberStatus.ACTIVE

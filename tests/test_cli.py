@@ -63,7 +63,7 @@ def invoke(*args: str) -> Result:
 
 def database_url(env: dict[str, str]) -> str:
     """The SQLite URL the CLI uses for this environment."""
-    return f"sqlite:///{Path(env['NEWSLETTER_DATA_DIR']).resolve() / 'newsletter.store.db'}"
+    return f"sqlite:///{Path(env['NEWSLETTER_DATA_DIR']).resolve() / 'newsletter.db'}"
 
 
 def test_db_upgrade_creates_the_schema_and_current_reports_head(cli_env: dict[str, str]) -> None:
@@ -386,7 +386,7 @@ def test_dev_prepares_demo_data_runs_all_parts_and_stops_cleanly_on_ctrl_c(
         assert health.status_code == 200 and health.json()["status"] == "ok"
         assert requests.get(f"{base}/dev/mail/", timeout=5).status_code == 200
 
-        db = f"sqlite:///{tmp_path / 'data' / 'newsletter.store.db'}"
+        db = f"sqlite:///{tmp_path / 'data' / 'newsletter.db'}"
         with session_scope(db) as session:
             slugs = {
                 n.slug: (n.kind.value, n.default_frequency.value)

@@ -62,7 +62,7 @@ def invoke(*args: str) -> Result:
 
 def database_url(env: dict[str, str]) -> str:
     """The SQLite URL the CLI uses."""
-    return f"sqlite:///{Path(env['NEWSLETTER_DATA_DIR']).resolve() / 'newsletter.store.db'}"
+    return f"sqlite:///{Path(env['NEWSLETTER_DATA_DIR']).resolve() / 'newsletter.db'}"
 
 
 @pytest.fixture

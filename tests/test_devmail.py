@@ -156,7 +156,7 @@ def test_one_click_unsubscribe_button_posts_to_the_list_unsubscribe_url(
     "path",
     [
         "/dev/mail/..%2F..%2Fnewsletter.db",
-        "/dev/mail/../newsletter.store.db",
+        "/dev/mail/../newsletter.db",
         "/dev/mail/%2e%2e/html",
         "/dev/mail/00000000000000000001-zzzzzzzz",
         "/dev/mail/00000000000000000001-0000000/html",

@@ -22,6 +22,7 @@ from newsletter.delivery import batches, fan_out
 from newsletter.delivery.recovery import maintain
 from newsletter.issues import lifecycle
 from newsletter.issues.local_time import EARLIEST_ZONE, _zone, local_due_at
+from newsletter.issues.progress import progress as progress_of
 from newsletter.issues.status import status_counts
 from newsletter.mail.transport import close_transports
 from newsletter.readers.addresses import email_hash
@@ -539,17 +540,17 @@ def test_pause_holds_the_rest_and_resume_sends_it(
     lifecycle.pause(db, issue.id)
     queue.drain()  # batches already in the broker find the issue paused
     assert len(smtp_sink.messages) == 3
-    progress = lifecycle.progress(db, issue.id)
-    assert progress["status"] == "paused" and progress["sent"] == 3 and progress["queued"] == 6
-    assert not progress["done"]
+    progress = progress_of(db, issue.id)
+    assert progress.status == "paused" and progress.sent == 3 and progress.queued == 6
+    assert not progress.done
 
     with pytest.raises(lifecycle.IllegalTransition, match="only sending issues can be paused"):
         lifecycle.pause(db, issue.id)
     lifecycle.resume(db, dsettings, issue.id, queue)
     queue.drain()
     assert sorted(recipients(smtp_sink)) == sorted(f"r{i}@example.com" for i in range(9))
-    progress = lifecycle.progress(db, issue.id)
-    assert progress["status"] == "sent" and progress["sent"] == 9 and progress["done"]
+    progress = progress_of(db, issue.id)
+    assert progress.status == "sent" and progress.sent == 9 and progress.done
 
 
 def test_cancel_skips_what_is_left(
@@ -733,8 +734,8 @@ def test_local_time_cohorts_go_out_as_each_zone_reaches_the_hour(
         queue.drain()
         assert address in recipients(smtp_sink)
     assert sorted(recipients(smtp_sink)) == sorted(rows)
-    progress = lifecycle.progress(db, issue.id)
-    assert progress["sent"] == 4 and progress["status"] == "sent"
+    progress = progress_of(db, issue.id)
+    assert progress.sent == 4 and progress.status == "sent"
 
 
 # --- progress and test sends ----------------------------------------------------------------------
@@ -749,13 +750,13 @@ def test_progress_reads_counts_rate_and_eta_mid_send(
         seed.reader(db, f"r{i}@example.com", [daily])
     issue = start_digest(db, dsettings, queue)
     queue.drain(max_rounds=2)
-    progress = lifecycle.progress(db, issue.id)
-    assert progress["status"] == "sending" and progress["fanout_complete"]
-    assert progress["total"] == 9 and progress["sent"] == 3 and progress["queued"] == 6
-    assert progress["rate_per_second"] > 0 and progress["eta_seconds"] is not None
+    progress = progress_of(db, issue.id)
+    assert progress.status == "sending" and progress.fanout_complete
+    assert progress.total == 9 and progress.sent == 3 and progress.queued == 6
+    assert progress.rate_per_second > 0 and progress.eta_seconds is not None
     queue.drain()
-    done = lifecycle.progress(db, issue.id)
-    assert done["done"] and done["eta_seconds"] is None and done["sent"] == 9
+    done = progress_of(db, issue.id)
+    assert done.done and done.eta_seconds is None and done.sent == 9
 
 
 def test_test_send_prefixes_the_subject_and_records_nothing(

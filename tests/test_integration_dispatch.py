@@ -27,6 +27,8 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from newsletter.issues import lifecycle
+from newsletter.issues.progress import Progress
+from newsletter.issues.progress import progress as progress_of
 from newsletter.readers.addresses import email_hash
 from newsletter.settings import Settings
 from newsletter.store.db import dispose_engines, get_engine, utcnow
@@ -135,16 +137,16 @@ class Stack:
         create_app(self.settings)  # makes its Celery app (Redis broker) the default
         return CeleryQueue()
 
-    def wait_done(self, issue_id: int, timeout: float = 90) -> dict[str, Any]:
+    def wait_done(self, issue_id: int, timeout: float = 90) -> Progress:
         """Wait until the issue is finished; return its progress."""
         deadline = time.monotonic() + timeout
-        progress: dict[str, Any] = {}
+        progress: Progress | None = None
         while time.monotonic() < deadline:
             with self.session() as db:
-                progress = lifecycle.progress(db, issue_id)
-            if progress["done"]:
+                progress = progress_of(db, issue_id)
+            if progress.done:
                 return progress
-            if progress["status"] == "paused":
+            if progress.status == "paused":
                 pytest.fail(f"issue {issue_id} paused: {progress}\n{self.logs()}")
             time.sleep(0.3)
         pytest.fail(f"issue {issue_id} not done after {timeout}s: {progress}\n{self.logs()}")
@@ -431,8 +433,8 @@ def test_every_eligible_reader_gets_exactly_their_digest(
 
     for issue_id in issue_ids:
         progress = stack.wait_done(issue_id, timeout=110)
-        assert progress["status"] == "sent", progress
-        assert progress["failed"] == 0
+        assert progress.status == "sent", progress
+        assert progress.failed == 0
 
     with stack.session() as db:
         issues = {i.id: i for i in db.scalars(select(Issue).where(Issue.id.in_(issue_ids)))}
@@ -544,7 +546,7 @@ def test_a_worker_killed_mid_send_finishes_without_loss(
     worker.start()
 
     progress = stack.wait_done(issue_id, timeout=100)
-    assert progress["status"] == "sent" and progress["sent"] == len(expected)
+    assert progress.status == "sent" and progress.sent == len(expected)
     counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
     assert set(counts) == expected  # nobody missed, nobody else
     twice = [a for a, c in counts.items() if c > 1]
@@ -576,10 +578,10 @@ def test_smtp_answering_4xx_for_a_while(stack_factory: Any, smtp_sink: SMTPSink)
     issue_id, expected = seed_small(stack)
     time.sleep(3)
     with stack.session() as db:
-        assert lifecycle.progress(db, issue_id)["sent"] == 0
+        assert progress_of(db, issue_id).sent == 0
     smtp_sink.handler.fail_all_with = None
     progress = stack.wait_done(issue_id)
-    assert progress["status"] == "sent" and progress["failed"] == 0
+    assert progress.status == "sent" and progress.failed == 0
     counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
     assert set(counts) == expected and max(counts.values()) == 1
 
@@ -595,7 +597,7 @@ def test_smtp_refusing_connections_for_a_while(stack_factory: Any, smtp_sink: SM
         assert smtp_sink.messages == []
         proxy.forward()
         progress = stack.wait_done(issue_id)
-        assert progress["status"] == "sent" and progress["failed"] == 0
+        assert progress.status == "sent" and progress.failed == 0
         counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
         assert set(counts) == expected and max(counts.values()) == 1
     finally:
@@ -615,7 +617,7 @@ def test_smtp_stalling_mid_send(stack_factory: Any, smtp_sink: SMTPSink) -> None
         assert stalled_at < len(expected)
         proxy.forward()
         progress = stack.wait_done(issue_id)
-        assert progress["status"] == "sent" and progress["failed"] == 0
+        assert progress.status == "sent" and progress.failed == 0
         counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
         assert set(counts) == expected
         # A cut connection may have lost the answer to one accepted mail: that one goes twice.
@@ -640,7 +642,7 @@ def test_a_5xx_for_one_address(stack_factory: Any, smtp_sink: SMTPSink) -> None:
         lifecycle.send(db, stack.settings, issue.id, queue)
         issue_id = issue.id
     progress = stack.wait_done(issue_id)
-    assert progress["status"] == "sent" and progress["failed"] == 1
+    assert progress.status == "sent" and progress.failed == 1
     counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
     assert set(counts) == set(population.eligible["offers"]) - {victim}
     with stack.session() as db:

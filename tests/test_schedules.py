@@ -236,8 +236,8 @@ def test_editing_timing_or_reenabling_never_fires_past_slots(
     with pytest.raises(schedules.ScheduleError, match="Unknown schedule fields"):
         schedules.update_schedule(db, schedule.id, colour="red")
     described = schedules.describe(db, schedule, now)
-    assert described["cron"] == "0 6 * * *" and described["enabled"] is True
-    assert len(described["next_runs"]) == 3
+    assert described.cron == "0 6 * * *" and described.enabled is True
+    assert len(described.next_runs) == 3
 
 
 # --- racing ticks on PostgreSQL -------------------------------------------------------------------

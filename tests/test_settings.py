@@ -16,7 +16,7 @@ def test_unset_means_embedded_defaults_under_the_data_dir(tmp_path: Path) -> Non
     data = (tmp_path / "data").resolve()
     assert s.env == "development"
     assert s.data_dir == data
-    assert s.database_url == f"sqlite:///{data / 'newsletter.store.db'}"
+    assert s.database_url == f"sqlite:///{data / 'newsletter.db'}"
     assert s.broker_url == "filesystem://"
     assert s.broker_is_embedded
     assert s.broker_dir == data / "broker"

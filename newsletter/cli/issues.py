@@ -14,6 +14,8 @@ from flask.cli import AppGroup
 from newsletter.cli.common import ID, fail, run, settings, table
 from newsletter.content.sanitize import truncate_words
 from newsletter.issues import lifecycle
+from newsletter.issues.progress import Progress, progress
+from newsletter.issues.summary import IssueSummary, describe
 from newsletter.web import task_queue
 
 FINAL_OK = {"sent", "skipped"}
@@ -21,28 +23,22 @@ FINAL_BAD = {"failed", "cancelled"}
 STALL_HINT_SECONDS = 20.0
 
 
-def progress_line(p: dict[str, Any]) -> str:
+def progress_line(p: Progress) -> str:
     """One line of progress: counts, rate, ETA and why it stopped, if it did."""
-    sent = f"{p['sent']}/{p['total']} sent" if p["fanout_complete"] else f"{p['sent']} sent"
-    parts = [f"issue {p['issue_id']}: {p['status']}", sent]
-    if p["status"] == "sending" and not p["fanout_complete"]:
+    sent = f"{p.sent}/{p.total} sent" if p.fanout_complete else f"{p.sent} sent"
+    parts = [f"issue {p.issue_id}: {p.status}", sent]
+    if p.status == "sending" and not p.fanout_complete:
         parts.append("still listing readers")
-    parts += [f"{p['failed']} failed", f"{p['skipped']} skipped"]
-    if p["waiting"]:
-        parts.append(f"{p['waiting']} waiting for their local time")
-    if p["status"] == "sending" and p["rate_per_second"]:
-        parts.append(f"{p['rate_per_second']:.1f}/s")
-    if p["eta_seconds"] is not None:
-        parts.append(f"ETA {p['eta_seconds']}s")
+    parts += [f"{p.failed} failed", f"{p.skipped} skipped"]
+    if p.waiting:
+        parts.append(f"{p.waiting} waiting for their local time")
+    if p.status == "sending" and p.rate_per_second:
+        parts.append(f"{p.rate_per_second:.1f}/s")
+    if p.eta_seconds is not None:
+        parts.append(f"ETA {p.eta_seconds}s")
     line = ", ".join(parts)
     # A finished send's reason only repeats the counts.
-    return f"{line} ({p['reason']})" if p["reason"] and p["status"] != "sent" else line
-
-
-def read_progress(issue_id: int) -> dict[str, Any]:
-    """The live progress of an issue."""
-    result: dict[str, Any] = run(lifecycle.progress, issue_id)
-    return result
+    return f"{line} ({p.reason})" if p.reason and p.status != "sent" else line
 
 
 def wait_until_done(issue_id: int, interval: float = 1.0) -> None:
@@ -52,7 +48,7 @@ def wait_until_done(issue_id: int, interval: float = 1.0) -> None:
     hinted = False
     try:
         while True:
-            p = read_progress(issue_id)
+            p = run(progress, issue_id)
             line = progress_line(p)
             if line != last:
                 click.echo(line)
@@ -64,13 +60,13 @@ def wait_until_done(issue_id: int, interval: float = 1.0) -> None:
                     err=True,
                 )
                 hinted = True
-            if p["status"] in FINAL_OK:
+            if p.status in FINAL_OK:
                 return
-            if p["status"] in FINAL_BAD:
-                fail(f"issue {issue_id} {p['status']}: {p['reason'] or 'see the deliveries'}")
-            if p["status"] == "paused":
+            if p.status in FINAL_BAD:
+                fail(f"issue {issue_id} {p.status}: {p.reason or 'see the deliveries'}")
+            if p.status == "paused":
                 fail(
-                    f"issue {issue_id} is paused ({p['reason']}); continue it with "
+                    f"issue {issue_id} is paused ({p.reason}); continue it with "
                     f"`newsletter issues resume {issue_id}`"
                 )
             time.sleep(interval)
@@ -88,8 +84,9 @@ def _short(text: str, width: int = 50) -> str:
     return truncate_words(text, width)
 
 
-def _when(value: str | None) -> str:
-    return value[:16].replace("T", " ") if value else ""
+def _when(value: datetime | None) -> str:
+    """A time for a table cell, to the minute (UTC)."""
+    return value.strftime("%Y-%m-%d %H:%M") if value else ""
 
 
 # --- issues --------------------------------------------------------------------------------------
@@ -107,9 +104,9 @@ def issues_group() -> None:
 def list_command(slug: str | None, status: str | None, limit: int) -> None:
     """Newest issues first."""
 
-    def rows(db: Any) -> list[dict[str, Any]]:
+    def rows(db: Any) -> list[IssueSummary]:
         return [
-            lifecycle.describe(i)
+            describe(i)
             for i in lifecycle.list_issues(db, newsletter=slug, status=status, limit=limit)
         ]
 
@@ -122,13 +119,13 @@ def list_command(slug: str | None, status: str | None, limit: int) -> None:
             ["id", "newsletter", "kind", "status", "subject", "recipients", "created (UTC)"],
             [
                 (
-                    i["id"],
-                    i["newsletter"],
-                    i["kind"],
-                    i["status"] + (" (held)" if i["held"] else ""),
-                    _short(i["subject"]),
-                    i["total"] or "",
-                    _when(i["created_at"]),
+                    i.id,
+                    i.newsletter,
+                    i.kind,
+                    i.status + (" (held)" if i.held else ""),
+                    _short(i.subject),
+                    i.total or "",
+                    _when(i.created_at),
                 )
                 for i in found
             ],
@@ -141,24 +138,24 @@ def list_command(slug: str | None, status: str | None, limit: int) -> None:
 def show_command(issue_id: int) -> None:
     """Everything about one issue, with its live progress."""
 
-    def read(db: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def read(db: Any) -> tuple[IssueSummary, Progress]:
         issue = lifecycle.get_issue(db, issue_id)
-        return lifecycle.describe(issue), lifecycle.progress(db, issue_id)
+        return describe(issue), progress(db, issue_id)
 
     info, p = run(read)
     fields = [
-        ("issue", info["id"]),
-        ("newsletter", info["newsletter"]),
-        ("kind", info["kind"]),
-        ("status", info["status"] + (" (held by an editor)" if info["held"] else "")),
-        ("reason", info["reason"]),
-        ("subject", info["subject"]),
-        ("frequency", info["frequency"]),
-        ("posts", ", ".join(str(p_) for p_ in info["post_ids"])),
-        ("send at", _when(info["send_at"])),
-        ("local time", info["local_send_time"]),
-        ("started", _when(info["started_at"])),
-        ("finished", _when(info["finished_at"])),
+        ("issue", info.id),
+        ("newsletter", info.newsletter),
+        ("kind", info.kind),
+        ("status", info.status + (" (held by an editor)" if info.held else "")),
+        ("reason", info.reason),
+        ("subject", info.subject),
+        ("frequency", info.frequency),
+        ("posts", ", ".join(str(p_) for p_ in info.post_ids)),
+        ("send at", _when(info.send_at)),
+        ("local time", info.local_send_time),
+        ("started", _when(info.started_at)),
+        ("finished", _when(info.finished_at)),
     ]
     for name, value in fields:
         if value not in (None, ""):

@@ -9,15 +9,17 @@ from flask.cli import AppGroup
 
 from newsletter.cli.common import ID, run, table
 from newsletter.issues import schedules
+from newsletter.issues.schedules import ScheduleSummary
 from newsletter.store.models import Frequency
 
 
-def _next(info: dict[str, Any]) -> str:
-    runs = info["next_runs"]
+def _next(info: ScheduleSummary) -> str:
+    """When the schedule runs next, as a table cell."""
+    runs = info.next_runs
     if not runs:
-        return "(disabled)" if not info["enabled"] else ""
-    when = runs[0][:16].replace("T", " ") + " UTC"
-    return when + (" (first zone)" if info["reader_local_time"] else "")
+        return "(disabled)" if not info.enabled else ""
+    when = runs[0].strftime("%Y-%m-%d %H:%M") + " UTC"
+    return when + (" (first zone)" if info.reader_local_time else "")
 
 
 @click.group("schedules", cls=AppGroup)
@@ -56,7 +58,7 @@ def create_command(
 ) -> None:
     """Add a schedule; prints its id and next run."""
 
-    def create(db: Any) -> dict[str, Any]:
+    def create(db: Any) -> ScheduleSummary:
         schedule = schedules.create_schedule(
             db,
             newsletter=slug,
@@ -71,15 +73,15 @@ def create_command(
         return schedules.describe(db, schedule)
 
     info = run(create)
-    click.echo(info["id"])
-    click.echo(f"Schedule {info['id']} created; next run: {_next(info) or 'never'}.", err=True)
+    click.echo(info.id)
+    click.echo(f"Schedule {info.id} created; next run: {_next(info) or 'never'}.", err=True)
 
 
 @schedules_group.command("list")
 def list_command() -> None:
     """Every schedule with its next run."""
 
-    def read(db: Any) -> list[dict[str, Any]]:
+    def read(db: Any) -> list[ScheduleSummary]:
         return [schedules.describe(db, s) for s in schedules.list_schedules(db)]
 
     rows = run(read)
@@ -94,13 +96,13 @@ def list_command() -> None:
             ["id", "newsletter", "cron", "timezone", "frequency", "options", "enabled", "next run"],
             [
                 (
-                    r["id"],
-                    r["newsletter"],
-                    r["cron"],
-                    "each reader's" if r["reader_local_time"] else r["timezone"],
-                    r["frequency"],
-                    f"prepare {r['prepare_minutes']} min" if r["prepare_minutes"] else "",
-                    "yes" if r["enabled"] else "no",
+                    r.id,
+                    r.newsletter,
+                    r.cron,
+                    "each reader's" if r.reader_local_time else r.timezone,
+                    r.frequency,
+                    f"prepare {r.prepare_minutes} min" if r.prepare_minutes else "",
+                    "yes" if r.enabled else "no",
                     _next(r),
                 )
                 for r in rows

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -31,7 +31,7 @@ from newsletter.content.sanitize import clean_html, html_to_text
 from newsletter.content.selection import Reader, plan_digest
 from newsletter.issues.queue import TaskQueue
 from newsletter.issues.rendering import envelope_sender, prepare_issue
-from newsletter.issues.status import status_counts, update_issue
+from newsletter.issues.status import update_issue
 from newsletter.issues.test_sends import mark_as_test
 from newsletter.mail.transport import DeliveryError, get_transport
 from newsletter.readers.addresses import InvalidAddress, email_hash, normalise
@@ -58,7 +58,6 @@ __all__ = [
     "cancel",
     "create_campaign",
     "create_digest",
-    "progress",
     "resend_failed",
     "resume",
     "send",
@@ -563,109 +562,6 @@ def resend_failed(
 
 
 # --- Progress ------------------------------------------------------------------------------------
-
-
-def progress(session: Session, issue_id: int, now: datetime | None = None) -> dict[str, Any]:
-    """Counts by delivery status, rate over the last minute and an ETA, readable mid-send."""
-    now = now or utcnow()
-    issue = get_issue(session, issue_id)
-    counts = status_counts(session, issue_id)
-    queued = counts.get("queued", 0)
-    waiting = 0
-    next_due: datetime | None = None
-    if queued:
-        waiting = (
-            session.scalar(
-                select(func.count())
-                .select_from(DELIVERIES)
-                .where(
-                    DELIVERIES.c.issue_id == issue_id,
-                    DELIVERIES.c.status == DeliveryStatus.QUEUED.value,
-                    DELIVERIES.c.due_at > now,
-                )
-            )
-            or 0
-        )
-        if waiting:
-            next_due = session.scalar(
-                select(func.min(DELIVERIES.c.due_at)).where(
-                    DELIVERIES.c.issue_id == issue_id,
-                    DELIVERIES.c.status == DeliveryStatus.QUEUED.value,
-                    DELIVERIES.c.due_at > now,
-                )
-            )
-    window = timedelta(seconds=60)
-    since = now - window
-    if issue.started_at is not None and issue.started_at > since:
-        since = issue.started_at
-    recent = 0
-    if counts.get("sent") and issue.status in (S.SENDING, S.PAUSED):
-        recent = (
-            session.scalar(
-                select(func.count())
-                .select_from(DELIVERIES)
-                .where(
-                    DELIVERIES.c.issue_id == issue_id,
-                    DELIVERIES.c.status == DeliveryStatus.SENT.value,
-                    DELIVERIES.c.sent_at >= since,
-                )
-            )
-            or 0
-        )
-    elapsed = max((now - since).total_seconds(), 1.0)
-    rate = recent / elapsed
-    to_go = queued - waiting + counts.get("sending", 0)
-    eta = round(to_go / rate) if rate > 0 and to_go else None
-    session.commit()
-    fanned_out = issue.fanout_finished_at is not None
-    return {
-        "issue_id": issue.id,
-        "status": IssueStatus(issue.status).value,
-        "reason": issue.status_reason,
-        "total": issue.total if fanned_out else sum(counts.values()),
-        "fanout_complete": fanned_out,
-        "queued": queued,
-        "waiting": waiting,
-        "next_due_at": next_due.isoformat() if next_due else None,
-        "sending": counts.get("sending", 0),
-        "sent": counts.get("sent", 0),
-        "failed": counts.get("failed", 0),
-        "bounced": counts.get("bounced", 0),
-        "skipped": counts.get("skipped", 0),
-        "rate_per_second": round(rate, 2),
-        "eta_seconds": eta,
-        "done": IssueStatus(issue.status) in (S.SENT, S.CANCELLED, S.FAILED, S.SKIPPED),
-    }
-
-
-def describe(issue: Issue) -> dict[str, Any]:
-    """An issue as plain JSON-able values (for the API and the CLI)."""
-
-    def iso(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
-
-    return {
-        "id": issue.id,
-        "newsletter_id": issue.newsletter_id,
-        "newsletter": issue.newsletter.slug if issue.newsletter is not None else None,
-        "kind": NewsletterKind(issue.kind).value,
-        "status": IssueStatus(issue.status).value,
-        "reason": issue.status_reason,
-        "frequency": Frequency(issue.frequency).value if issue.frequency else None,
-        "subject": issue.subject,
-        "preheader": issue.preheader,
-        "post_ids": list(issue.post_ids or []),
-        "window_start": iso(issue.window_start),
-        "window_end": iso(issue.window_end),
-        "schedule_id": issue.schedule_id,
-        "send_at": iso(issue.send_at),
-        "local_send_time": issue.local_send_time or None,
-        "held": issue.held,
-        "total": issue.total,
-        "created_at": iso(issue.created_at),
-        "started_at": iso(issue.started_at),
-        "finished_at": iso(issue.finished_at),
-    }
 
 
 def _when(value: datetime | None) -> str:

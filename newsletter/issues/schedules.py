@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -332,8 +333,35 @@ def fire_due(session: Session, settings: Settings, now: datetime) -> list[int]:
 # --- Display -------------------------------------------------------------------------------------
 
 
-def describe(session: Session, schedule: Schedule, now: datetime | None = None) -> dict[str, Any]:
-    """A schedule as plain JSON-able values, with its next send times."""
+@dataclass(frozen=True)
+class ScheduleSummary:
+    """One schedule with its next send times; ``to_json()`` is the API's ``schedule`` object."""
+
+    id: int
+    name: str
+    newsletter: str | None
+    cron: str
+    timezone: str
+    frequency: str | None
+    reader_local_time: bool
+    prepare_minutes: int
+    enabled: bool
+    next_runs: list[datetime]
+    last_fired_for: datetime | None
+    last_issue_id: int | None
+    created_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary as plain JSON-able values (times as ISO 8601 strings)."""
+        data = asdict(self)
+        data["next_runs"] = [run.isoformat() for run in self.next_runs]
+        for key in ("last_fired_for", "created_at"):
+            data[key] = data[key].isoformat() if data[key] is not None else None
+        return data
+
+
+def describe(session: Session, schedule: Schedule, now: datetime | None = None) -> ScheduleSummary:
+    """A schedule with its next send times and its last firing."""
     now = now or utcnow()
     newsletter = session.get(Newsletter, schedule.newsletter_id)
     last = session.scalar(
@@ -343,21 +371,21 @@ def describe(session: Session, schedule: Schedule, now: datetime | None = None) 
         .limit(1)
     )
     try:
-        upcoming = [s.isoformat() for s in next_slots(schedule, now)] if schedule.enabled else []
+        upcoming = next_slots(schedule, now) if schedule.enabled else []
     except (ValueError, KeyError):
         upcoming = []
-    return {
-        "id": schedule.id,
-        "name": schedule.name,
-        "newsletter": newsletter.slug if newsletter is not None else None,
-        "cron": schedule.cron,
-        "timezone": schedule.timezone,
-        "frequency": Frequency(schedule.frequency).value if schedule.frequency else None,
-        "reader_local_time": schedule.reader_local_time,
-        "prepare_minutes": schedule.prepare_minutes,
-        "enabled": schedule.enabled,
-        "next_runs": upcoming,
-        "last_fired_for": last.due_at.isoformat() if last is not None else None,
-        "last_issue_id": last.issue_id if last is not None else None,
-        "created_at": schedule.created_at.isoformat() if schedule.created_at else None,
-    }
+    return ScheduleSummary(
+        id=schedule.id,
+        name=schedule.name,
+        newsletter=newsletter.slug if newsletter is not None else None,
+        cron=schedule.cron,
+        timezone=schedule.timezone,
+        frequency=Frequency(schedule.frequency).value if schedule.frequency else None,
+        reader_local_time=schedule.reader_local_time,
+        prepare_minutes=schedule.prepare_minutes,
+        enabled=schedule.enabled,
+        next_runs=upcoming,
+        last_fired_for=last.due_at if last is not None else None,
+        last_issue_id=last.issue_id if last is not None else None,
+        created_at=schedule.created_at,
+    )

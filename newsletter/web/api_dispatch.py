@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 from flask import Response, jsonify, request
 
 from newsletter.issues import lifecycle, rendering, schedules
+from newsletter.issues.progress import progress
+from newsletter.issues.summary import describe
 from newsletter.store.db import utcnow
 from newsletter.store.models import NewsletterKind
 from newsletter.web import db, settings, task_queue
@@ -95,7 +97,10 @@ def _moment(data: dict[str, Any], name: str) -> datetime | None:
 
 def _issue_body(issue_id: int) -> dict[str, Any]:
     issue = lifecycle.get_issue(db(), issue_id)
-    return {"issue": lifecycle.describe(issue), "progress": lifecycle.progress(db(), issue_id)}
+    return {
+        "issue": describe(issue).to_json(),
+        "progress": progress(db(), issue_id).to_json(),
+    }
 
 
 # --- Issues --------------------------------------------------------------------------------------
@@ -116,7 +121,7 @@ def list_issues() -> Response:
         status=request.args.get("status") or None,
         limit=limit,
     )
-    return jsonify({"issues": [lifecycle.describe(i) for i in issues]})
+    return jsonify({"issues": [describe(i).to_json() for i in issues]})
 
 
 @bp.post("/issues")
@@ -277,7 +282,7 @@ def test_issue(issue_id: int) -> Response:
 def list_schedules() -> Response:
     """Every schedule with its next send times."""
     rows = schedules.list_schedules(db())
-    return jsonify({"schedules": [schedules.describe(db(), s) for s in rows]})
+    return jsonify({"schedules": [schedules.describe(db(), s).to_json() for s in rows]})
 
 
 @bp.post("/schedules")
@@ -298,7 +303,7 @@ def create_schedule() -> tuple[Response, int]:
         enabled=_flag(data, "enabled") is not False,
     )
     db().commit()
-    return jsonify({"schedule": schedules.describe(db(), schedule)}), 201
+    return jsonify({"schedule": schedules.describe(db(), schedule).to_json()}), 201
 
 
 @bp.patch("/schedules/<int:schedule_id>")
@@ -323,7 +328,7 @@ def update_schedule(schedule_id: int) -> Response:
     changes = {name: read(data, name) for name, read in readers.items() if name in data}
     schedule = schedules.update_schedule(db(), schedule_id, **changes)
     db().commit()
-    return jsonify({"schedule": schedules.describe(db(), schedule)})
+    return jsonify({"schedule": schedules.describe(db(), schedule).to_json()})
 
 
 @bp.delete("/schedules/<int:schedule_id>")
