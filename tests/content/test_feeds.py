@@ -32,7 +32,7 @@ from newsletter.content.feeds import (
 from newsletter.settings import Settings
 from newsletter.store.models import Feed, Post
 
-DATA = Path(__file__).parent / "data" / "feeds"
+DATA = Path(__file__).parents[1] / "data" / "feeds"
 
 
 def data(name: str) -> bytes:

@@ -1,7 +1,7 @@
 """The dispatch engine on SQLite with the real renderer and a real SMTP server (aiosmtpd).
 
 Tasks run in this process through ``InlineQueue`` so each rule of the engine can be checked
-step by step; tests/test_integration_dispatch.py runs the same engine with Celery workers.
+step by step; tests/integration/test_dispatch.py runs the same engine with Celery workers.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The dispatch JSON API: issues, transitions (409 when illegal), test sends, schedules, preview.
 
 The API enqueues on Celery; here its queue is the in-process ``InlineQueue`` so a test can run
-the send it started (tests/test_integration_dispatch.py covers the real broker and workers).
+the send it started (tests/integration/test_dispatch.py covers the real broker and workers).
 """
 
 from __future__ import annotations
