@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.issues import lifecycle, schedules
+from newsletter.issues.schedules import ScheduleError, create_schedule, update_schedule
 from newsletter.mail.transport import close_transports
 from newsletter.settings import Settings
 from newsletter.store.db import dispose_engines, get_sessionmaker, utcnow
@@ -26,6 +27,7 @@ from newsletter.store.models import (
     ScheduleFiring,
 )
 from tests.support import dispatching as seed
+from tests.support.readers import Lists, make_lists
 from tests.support.services import migrated_postgres_database
 from tests.support.smtp import SMTPSink
 
@@ -313,3 +315,16 @@ def test_concurrent_ticks_fire_and_start_each_slot_exactly_once(pg_settings: Set
     # Every issue with posts was started by exactly one of the racing ticks.
     assert started == sorted(i.id for i in issues if i.post_ids)
     assert sorted(queue.fan_outs) == started
+
+
+@pytest.fixture
+def lists(db: Session) -> Lists:
+    """The reader-side lists (daily, weekly, offers, private)."""
+    return make_lists(db)
+
+
+def test_schedule_frequency_null_still_means_the_default(db: Session, lists: Lists) -> None:
+    schedule = create_schedule(db, newsletter="daily", cron="0 7 * * *", frequency="weekly")
+    assert update_schedule(db, schedule.id, frequency=None).frequency == "daily"
+    with pytest.raises(ScheduleError, match="enabled"):
+        update_schedule(db, schedule.id, enabled=None)
