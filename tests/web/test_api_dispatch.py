@@ -21,7 +21,7 @@ from newsletter.access.api_tokens import create_token
 from newsletter.issues.schedules import create_schedule
 from newsletter.mail.transport import close_transports
 from newsletter.settings import Settings
-from newsletter.store.db import dispose_engines, utcnow
+from newsletter.store.db import utcnow
 from newsletter.store.models import MAX_ID, Issue, NewsletterKind, Schedule
 from tests.support import dispatching as seed
 from tests.support.readers import row_counts
@@ -31,32 +31,29 @@ HUGE = str(MAX_ID + 1)  # one past the largest id an id column holds
 
 
 @pytest.fixture
-def api_settings(settings: Settings, smtp_sink: SMTPSink) -> Settings:
-    """Deliver to the sink."""
+def settings(settings: Settings, smtp_sink: SMTPSink) -> Settings:
+    """conftest's settings delivering to the sink."""
     return replace(settings, smtp_url=smtp_sink.url, batch_size=2)
 
 
 @pytest.fixture
-def api_app(api_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    """The app, its API enqueuing on an inline queue (exposed as app.config['QUEUE'])."""
-    from newsletter import create_app
+def app(app: Flask, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    """conftest's app, its API enqueuing on an inline queue (exposed as app.config['QUEUE'])."""
     from newsletter.web import api_dispatch
 
-    application = create_app(api_settings)
-    inline = seed.InlineQueue(api_settings)
+    inline = seed.InlineQueue(settings)
     monkeypatch.setattr(api_dispatch, "queue", lambda: inline)
-    application.config["QUEUE"] = inline
-    yield application
+    app.config["QUEUE"] = inline
+    yield app
     close_transports()
-    dispose_engines()
 
 
 @pytest.fixture
-def api(api_app: Flask, db: Session) -> FlaskClient:
+def api(app: Flask, db: Session) -> FlaskClient:
     """A test client that sends a valid bearer token."""
     _, token = create_token(db, "tests")
     db.commit()
-    client = api_app.test_client()
+    client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     return client
 
@@ -84,8 +81,8 @@ def error(response: Any) -> str:
     return str(response.get_json()["error"]["message"])
 
 
-def test_every_route_needs_a_token(api_app: Flask) -> None:
-    client = api_app.test_client()
+def test_every_route_needs_a_token(app: Flask) -> None:
+    client = app.test_client()
     for method, path in [
         ("get", "/api/v1/issues"),
         ("post", "/api/v1/issues"),
@@ -102,7 +99,7 @@ def test_every_route_needs_a_token(api_app: Flask) -> None:
 
 
 def test_digest_created_sent_and_followed_through_the_api(
-    api: FlaskClient, api_app: Flask, lists: dict[str, Any], smtp_sink: SMTPSink
+    api: FlaskClient, app: Flask, lists: dict[str, Any], smtp_sink: SMTPSink
 ) -> None:
     created = api.post("/api/v1/issues", json={"newsletter": "daily"})
     assert created.status_code == 201
@@ -113,7 +110,7 @@ def test_digest_created_sent_and_followed_through_the_api(
     sent = api.post(f"/api/v1/issues/{issue['id']}/send")
     assert sent.status_code == 202
     assert sent.get_json()["issue"]["status"] == "sending"
-    drain(api_app)
+    drain(app)
     shown = api.get(f"/api/v1/issues/{issue['id']}").get_json()
     assert shown["issue"]["status"] == "sent"
     assert shown["progress"]["sent"] == 3 and shown["progress"]["done"] is True
@@ -129,7 +126,7 @@ def test_digest_created_sent_and_followed_through_the_api(
 
 
 def test_campaign_pause_resume_cancel_and_errors(
-    api: FlaskClient, api_app: Flask, lists: dict[str, Any], db: Session, smtp_sink: SMTPSink
+    api: FlaskClient, app: Flask, lists: dict[str, Any], db: Session, smtp_sink: SMTPSink
 ) -> None:
     bad = api.post("/api/v1/issues", json={"newsletter": "offers", "html": "<p>x</p>"})
     assert bad.status_code == 400 and error(bad) == "'subject' is required"
@@ -151,11 +148,11 @@ def test_campaign_pause_resume_cancel_and_errors(
     assert api.post(f"/api/v1/issues/{issue_id}/pause").status_code == 409
     assert api.post(f"/api/v1/issues/{issue_id}/send").status_code == 202
     assert api.post(f"/api/v1/issues/{issue_id}/pause").get_json()["issue"]["status"] == "paused"
-    drain(api_app)
+    drain(app)
     assert smtp_sink.messages == []  # paused before any batch ran
     resumed = api.post(f"/api/v1/issues/{issue_id}/resume")
     assert resumed.status_code == 202
-    drain(api_app)
+    drain(app)
     assert len(smtp_sink.messages) == 3
     assert {m.message["Subject"] for m in smtp_sink.messages} == {"Big sale"}
     cancel = api.post(f"/api/v1/issues/{issue_id}/cancel")
@@ -188,7 +185,7 @@ def test_header_injection_in_subject_or_preheader_is_refused(
 
 
 def test_schedule_for_later_then_cancel(
-    api: FlaskClient, lists: dict[str, Any], api_app: Flask
+    api: FlaskClient, lists: dict[str, Any], app: Flask
 ) -> None:
     later = (utcnow() + timedelta(hours=2)).isoformat()
     created = api.post(
@@ -204,16 +201,16 @@ def test_schedule_for_later_then_cancel(
     assert naive.status_code == 400 and "time zone" in error(naive)
     cancelled = api.post(f"/api/v1/issues/{issue['id']}/cancel").get_json()["issue"]
     assert cancelled["status"] == "cancelled"
-    drain(api_app)
+    drain(app)
 
 
 def test_resend_failed_and_test_send(
-    api: FlaskClient, api_app: Flask, lists: dict[str, Any], smtp_sink: SMTPSink
+    api: FlaskClient, app: Flask, lists: dict[str, Any], smtp_sink: SMTPSink
 ) -> None:
     smtp_sink.handler.reply_for["r1@example.com"] = "550 5.1.1 gone"
     issue_id = api.post("/api/v1/issues", json={"newsletter": "daily"}).get_json()["issue"]["id"]
     api.post(f"/api/v1/issues/{issue_id}/send")
-    drain(api_app)
+    drain(app)
     progress = api.get(f"/api/v1/issues/{issue_id}").get_json()["progress"]
     assert (progress["sent"], progress["failed"]) == (2, 1)
     resent = api.post(f"/api/v1/issues/{issue_id}/resend-failed")
