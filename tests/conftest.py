@@ -16,6 +16,9 @@ from newsletter.store.db import dispose_engines, get_sessionmaker
 from newsletter.store.migrate import upgrade
 from tests.support.smtp import SMTPSink
 
+# Debian's Chromium for the browser tests (fixtures `chromium` and `page`).
+pytest_plugins = ["tests.support.browser"]
+
 TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
 

@@ -144,3 +144,41 @@ def test_an_unusable_data_directory_is_one_clear_error(tmp_path: Path) -> None:
         }
     )
     assert configured.database_url.startswith("postgresql")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("BATCH_SIZE", "abc", "NEWSLETTER_BATCH_SIZE: expected a whole number, got 'abc'"),
+        ("SMTP_TIMEOUT", "nan", "NEWSLETTER_SMTP_TIMEOUT: expected a number"),
+        ("DATABASE_URL", "bogus", "NEWSLETTER_DATABASE_URL is not a database URL"),
+        ("REDIS_URL", "localhost:6379", "NEWSLETTER_REDIS_URL must start with redis://"),
+        ("SMTP_URL", "smtp://relay:abc", "NEWSLETTER_SMTP_URL has a port"),
+        ("BASE_URL", "newsletter.example.com", "NEWSLETTER_BASE_URL must be an http"),
+        ("SIGNUP_RATE_LIMIT", "lots", "NEWSLETTER_SIGNUP_RATE_LIMIT must be limits"),
+        ("ADDRESS_RATE_LIMIT", "5 an hour", "NEWSLETTER_ADDRESS_RATE_LIMIT must be limits"),
+        ("MAIL_FROM", "newsletter", "NEWSLETTER_MAIL_FROM must be an address"),
+    ],
+)
+def test_malformed_settings_are_refused_in_one_clear_line(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    environ = {"NEWSLETTER_DATA_DIR": str(tmp_path), f"NEWSLETTER_{variable}": value}
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(environ)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_readme_examples_of_settings_are_accepted(tmp_path: Path) -> None:
+    environ = {
+        "NEWSLETTER_DATA_DIR": str(tmp_path),
+        "NEWSLETTER_DATABASE_URL": "postgresql+psycopg://newsletter:pw@db/newsletter",
+        "NEWSLETTER_REDIS_URL": "redis://redis:6379/1",
+        "NEWSLETTER_SMTP_URL": "smtp://user:pass@smtp.example.com:587?starttls=true",
+        "NEWSLETTER_BASE_URL": "https://newsletter.example.com",
+        "NEWSLETTER_MAIL_FROM": "The Daily Brief <news@example.com>",
+        "NEWSLETTER_SIGNUP_RATE_LIMIT": "20/minute;200/hour",
+    }
+    settings = Settings.from_env(environ)
+    assert settings.redis_url == "redis://redis:6379/1"

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.ci_skips import is_service_skip
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 SAMPLE = """
 import pytest

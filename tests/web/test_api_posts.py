@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from newsletter.access.api_tokens import create_token, revoke_token
 from newsletter.settings import Settings
 from newsletter.store.models import Post
+from tests.support.readers import row_counts
 
 
 @pytest.fixture
@@ -242,3 +243,34 @@ def test_the_api_size_limit_is_a_setting(settings: Settings, token: str) -> None
         "/api/v1/posts", json=article(content_html="x" * 3000), headers=auth(token)
     )
     assert response.status_code == 413
+
+
+@pytest.fixture
+def api(app: Flask, db: Session) -> FlaskClient:
+    """A test client with a valid bearer token."""
+    _, token = create_token(db, "review")
+    db.commit()
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client
+
+
+def test_post_published_beyond_utc_range_is_a_400(api: FlaskClient, db: Session) -> None:
+    before = row_counts(db)
+    post = {
+        "guid": "p-1",
+        "url": "https://news.example.com/a",
+        "title": "Headline",
+        "published_at": "0001-01-01T00:00:00+14:00",
+    }
+    response = api.post("/api/v1/posts", json=post)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "published_at"
+    assert row_counts(db) == before
+
+
+def test_posts_limit_and_key_with_non_ascii_digits(api: FlaskClient) -> None:
+    response = api.get("/api/v1/posts?limit=²")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["field"] == "limit"
+    assert api.delete("/api/v1/posts/²").status_code == 404

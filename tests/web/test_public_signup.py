@@ -18,8 +18,10 @@ from newsletter.settings import Settings
 from newsletter.store.db import dispose_engines
 from newsletter.store.models import (
     ConsentRecord,
+    Newsletter,
     Subscriber,
     SubscriberStatus,
+    Subscription,
     SubscriptionStatus,
 )
 from tests.support.readers import (
@@ -450,3 +452,14 @@ def test_confirmation_delivered_over_real_smtp(
     [_, welcome] = smtp_sink.wait_for(2)
     assert welcome.message["Subject"] == "Welcome to The Daily Brief"
     assert "Weekend Reads" in text_part(welcome.message)
+
+
+def test_a_blank_hidden_list_on_the_news_site_means_its_main_list(
+    client: FlaskClient, db: Session, lists: Lists
+) -> None:
+    response = client.post("/subscribe", data={"email": "reader@example.com", "newsletter": ""})
+    assert response.status_code == 200
+    slugs = db.scalars(
+        select(Newsletter.slug).join(Subscription, Subscription.newsletter_id == Newsletter.id)
+    ).all()
+    assert slugs == [lists.daily.slug]

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.delivery.tick import tick
 from newsletter.issues import lifecycle, schedules
+from newsletter.issues.schedules import ScheduleError, create_schedule, update_schedule
 from newsletter.mail.transport import close_transports
 from newsletter.settings import Settings
 from newsletter.store.db import dispose_engines, get_sessionmaker, utcnow
@@ -27,26 +28,23 @@ from newsletter.store.models import (
     ScheduleFiring,
 )
 from tests.support import dispatching as seed
+from tests.support.readers import Lists, make_lists
 from tests.support.services import migrated_postgres_database
 from tests.support.smtp import SMTPSink
 
 
 @pytest.fixture
-def ssettings(settings: Settings, smtp_sink: SMTPSink) -> Settings:
-    """Deliver to the sink, small batches."""
+def settings(settings: Settings, smtp_sink: SMTPSink) -> Settings:
+    """conftest's settings delivering to the sink, small batches."""
     return replace(settings, smtp_url=smtp_sink.url, batch_size=5)
 
 
 @pytest.fixture
-def sapp(ssettings: Settings) -> Iterator[Flask]:
-    """App context for rendering."""
-    from newsletter import create_app
-
-    application = create_app(ssettings)
-    with application.app_context():
-        yield application
+def app(app: Flask) -> Iterator[Flask]:
+    """conftest's app with an app context pushed (for rendering)."""
+    with app.app_context():
+        yield app
     close_transports()
-    dispose_engines()
 
 
 def day_start(days_ago: int) -> datetime:
@@ -80,7 +78,7 @@ def test_validation_says_what_is_wrong(db: Session) -> None:
     assert ok.cron == "30 7 * * mon" and ok.frequency == Frequency.DAILY
 
 
-def test_missed_slots_fire_once_for_the_latest(db: Session, ssettings: Settings) -> None:
+def test_missed_slots_fire_once_for_the_latest(db: Session, settings: Settings) -> None:
     seed.newsletter(db, "daily")
     created = day_start(4) + timedelta(hours=12)
     schedule = schedules.create_schedule(db, newsletter="daily", cron="0 8 * * *", now=created)
@@ -88,9 +86,9 @@ def test_missed_slots_fire_once_for_the_latest(db: Session, ssettings: Settings)
     # Everything was down for three days; at 09:00 today the tick catches up once.
     now = day_start(0) + timedelta(hours=9)
     assert schedules.due_slot(schedule, now) == day_start(0) + timedelta(hours=8)
-    fired = schedules.fire_due(db, ssettings, now)
+    fired = schedules.fire_due(db, settings, now)
     assert len(fired) == 1
-    assert schedules.fire_due(db, ssettings, now + timedelta(minutes=1)) == []
+    assert schedules.fire_due(db, settings, now + timedelta(minutes=1)) == []
     firings = db.scalars(select(ScheduleFiring)).all()
     assert [f.due_at for f in firings] == [day_start(0) + timedelta(hours=8)]
     issue = db.get(Issue, fired[0])
@@ -101,7 +99,7 @@ def test_missed_slots_fire_once_for_the_latest(db: Session, ssettings: Settings)
     assert schedules.due_slot(fresh, now) is None
 
 
-def test_dst_changes_keep_the_local_time_and_fire_once(db: Session, ssettings: Settings) -> None:
+def test_dst_changes_keep_the_local_time_and_fire_once(db: Session, settings: Settings) -> None:
     seed.newsletter(db, "daily")
     paris = schedules.create_schedule(
         db, newsletter="daily", cron="0 8 * * *", timezone="Europe/Paris"
@@ -125,7 +123,7 @@ def test_dst_changes_keep_the_local_time_and_fire_once(db: Session, ssettings: S
     fired: list[int] = []
     tick = datetime(2025, 10, 25, 22, tzinfo=UTC)
     while tick < datetime(2025, 10, 26, 6, tzinfo=UTC):
-        fired += schedules.fire_due(db, ssettings, tick)
+        fired += schedules.fire_due(db, settings, tick)
         tick += timedelta(minutes=10)
     due = db.scalars(
         select(ScheduleFiring.due_at).where(ScheduleFiring.schedule_id == night.id)
@@ -135,7 +133,7 @@ def test_dst_changes_keep_the_local_time_and_fire_once(db: Session, ssettings: S
 
 
 def test_prepare_ahead_lets_an_editor_hold_the_issue(
-    db: Session, ssettings: Settings, sapp: Flask, smtp_sink: SMTPSink
+    db: Session, settings: Settings, app: Flask, smtp_sink: SMTPSink
 ) -> None:
     daily = seed.newsletter(db, "daily")
     base = day_start(1)
@@ -145,10 +143,10 @@ def test_prepare_ahead_lets_an_editor_hold_the_issue(
         db, newsletter="daily", cron="0 8 * * *", prepare_minutes=60, now=base
     )
     db.commit()
-    queue = seed.InlineQueue(ssettings)
+    queue = seed.InlineQueue(settings)
 
-    assert schedules.fire_due(db, ssettings, base + timedelta(hours=6, minutes=50)) == []
-    prepared = schedules.fire_due(db, ssettings, base + timedelta(hours=7, minutes=10))
+    assert schedules.fire_due(db, settings, base + timedelta(hours=6, minutes=50)) == []
+    prepared = schedules.fire_due(db, settings, base + timedelta(hours=7, minutes=10))
     assert len(prepared) == 1
     issue = lifecycle.get_issue(db, prepared[0])
     assert issue.status == IssueStatus.SCHEDULED
@@ -156,12 +154,12 @@ def test_prepare_ahead_lets_an_editor_hold_the_issue(
     assert issue.subject and issue.post_ids  # an editor can preview it now
 
     lifecycle.hold(db, issue.id)
-    assert lifecycle.start_due(db, ssettings, queue, base + timedelta(hours=8, minutes=1)) == []
+    assert lifecycle.start_due(db, settings, queue, base + timedelta(hours=8, minutes=1)) == []
     assert lifecycle.get_issue(db, issue.id).status == IssueStatus.SCHEDULED
-    lifecycle.edit(db, ssettings, issue.id, subject="Edited by the desk")
+    lifecycle.edit(db, settings, issue.id, subject="Edited by the desk")
     db.commit()
     lifecycle.hold(db, issue.id, held=False)
-    started = lifecycle.start_due(db, ssettings, queue, base + timedelta(hours=8, minutes=2))
+    started = lifecycle.start_due(db, settings, queue, base + timedelta(hours=8, minutes=2))
     assert started == [issue.id]
     queue.drain()
     assert [m.message["Subject"] for m in smtp_sink.messages] == ["Edited by the desk"]
@@ -170,7 +168,7 @@ def test_prepare_ahead_lets_an_editor_hold_the_issue(
 
 
 def test_unheld_prepared_issue_goes_out_on_time_through_the_tick(
-    db: Session, ssettings: Settings, sapp: Flask, smtp_sink: SMTPSink
+    db: Session, settings: Settings, app: Flask, smtp_sink: SMTPSink
 ) -> None:
     daily = seed.newsletter(db, "daily")
     base = day_start(1)
@@ -181,10 +179,10 @@ def test_unheld_prepared_issue_goes_out_on_time_through_the_tick(
         db, newsletter="daily", cron="0 8 * * *", prepare_minutes=30, now=base
     )
     db.commit()
-    queue = seed.InlineQueue(ssettings)
-    early = tick(ssettings, queue, base + timedelta(hours=7, minutes=40))
+    queue = seed.InlineQueue(settings)
+    early = tick(settings, queue, base + timedelta(hours=7, minutes=40))
     assert len(early.fired) == 1 and early.started == []
-    on_time = tick(ssettings, queue, base + timedelta(hours=8, seconds=20))
+    on_time = tick(settings, queue, base + timedelta(hours=8, seconds=20))
     assert on_time.fired == [] and on_time.started == early.fired
     queue.drain()
     assert sorted(r for m in smtp_sink.messages for r in m.rcpt_tos) == sorted(
@@ -192,9 +190,7 @@ def test_unheld_prepared_issue_goes_out_on_time_through_the_tick(
     )
 
 
-def test_reader_local_time_schedule_creates_a_cohort_issue(
-    db: Session, ssettings: Settings
-) -> None:
+def test_reader_local_time_schedule_creates_a_cohort_issue(db: Session, settings: Settings) -> None:
     daily = seed.newsletter(db, "daily")
     base = day_start(2)
     seed.posts(db, 1, now=base - timedelta(hours=8))
@@ -210,14 +206,14 @@ def test_reader_local_time_schedule_creates_a_cohort_issue(
     # 08:00 in UTC+14 (the first zone to reach it) is 18:00 UTC the day before.
     first_zone_time = base - timedelta(hours=6)
     assert schedules.next_slots(schedule, base - timedelta(hours=12), 1) == [first_zone_time]
-    fired = schedules.fire_due(db, ssettings, first_zone_time + timedelta(seconds=5))
+    fired = schedules.fire_due(db, settings, first_zone_time + timedelta(seconds=5))
     issue = lifecycle.get_issue(db, fired[0])
     assert issue.local_send_time == "08:00" and issue.send_at == first_zone_time
     assert issue.status == IssueStatus.SCHEDULED
 
 
 def test_editing_timing_or_reenabling_never_fires_past_slots(
-    db: Session, ssettings: Settings
+    db: Session, settings: Settings
 ) -> None:
     seed.newsletter(db, "daily")
     base = day_start(3)
@@ -225,14 +221,14 @@ def test_editing_timing_or_reenabling_never_fires_past_slots(
     schedules.update_schedule(db, schedule.id, enabled=False)
     db.commit()
     now = day_start(0) + timedelta(hours=10)
-    assert schedules.fire_due(db, ssettings, now) == []
+    assert schedules.fire_due(db, settings, now) == []
     schedules.update_schedule(db, schedule.id, now=now, enabled=True)
     db.commit()
-    assert schedules.fire_due(db, ssettings, now) == []
-    assert schedules.fire_due(db, ssettings, now + timedelta(days=1)) != []
+    assert schedules.fire_due(db, settings, now) == []
+    assert schedules.fire_due(db, settings, now + timedelta(days=1)) != []
     schedules.update_schedule(db, schedule.id, now=now + timedelta(days=1), cron="0 6 * * *")
     db.commit()
-    assert schedules.fire_due(db, ssettings, now + timedelta(days=1, minutes=1)) == []
+    assert schedules.fire_due(db, settings, now + timedelta(days=1, minutes=1)) == []
     with pytest.raises(schedules.ScheduleError, match="Unknown schedule fields"):
         schedules.update_schedule(db, schedule.id, colour="red")
     described = schedules.describe(db, schedule, now)
@@ -314,3 +310,16 @@ def test_concurrent_ticks_fire_and_start_each_slot_exactly_once(pg_settings: Set
     # Every issue with posts was started by exactly one of the racing ticks.
     assert started == sorted(i.id for i in issues if i.post_ids)
     assert sorted(queue.fan_outs) == started
+
+
+@pytest.fixture
+def lists(db: Session) -> Lists:
+    """The reader-side lists (daily, weekly, offers, private)."""
+    return make_lists(db)
+
+
+def test_schedule_frequency_null_still_means_the_default(db: Session, lists: Lists) -> None:
+    schedule = create_schedule(db, newsletter="daily", cron="0 7 * * *", frequency="weekly")
+    assert update_schedule(db, schedule.id, frequency=None).frequency == "daily"
+    with pytest.raises(ScheduleError, match="enabled"):
+        update_schedule(db, schedule.id, enabled=None)

@@ -2,7 +2,7 @@
 
 The commands enqueue on Celery; here that queue runs the tasks inline as soon as they are
 enqueued, so `--wait` sees the send finish. The real worker is exercised by
-tests/test_integration_dispatch.py (including `digest send --wait` as a subprocess).
+tests/integration/test_dispatch.py (including `digest send --wait` as a subprocess).
 """
 
 from __future__ import annotations

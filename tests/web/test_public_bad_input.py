@@ -190,3 +190,31 @@ def test_filled_honeypot_is_silent_success_even_with_bad_fields(
 def test_other_methods_are_405(client: FlaskClient, lists: Lists, method: str) -> None:
     response = getattr(client, method)("/subscribe")
     assert response.status_code == 405
+
+
+@pytest.mark.parametrize("path", ["/", "/embed", "/subscribe"])
+@pytest.mark.parametrize("ref", ["²", "٣"])
+def test_signup_with_a_digit_like_list_is_a_400(
+    client: FlaskClient, db: Session, lists: Lists, path: str, ref: str
+) -> None:
+    before = row_counts(db)
+    data = {"email": "reader@example.com", "newsletter": ref}
+    if path == "/":
+        data["csrf_token"] = csrf_token(client)
+    response = client.post(path, data=data)
+    assert response.status_code == 400
+    assert "We have no newsletter called" in response.get_data(as_text=True)
+    assert row_counts(db) == before
+
+
+def test_signup_page_with_only_a_blank_list_asks_for_one(
+    client: FlaskClient, db: Session, lists: Lists
+) -> None:
+    before = row_counts(db)
+    response = client.post(
+        "/",
+        data={"email": "reader@example.com", "newsletter": "", "csrf_token": csrf_token(client)},
+    )
+    assert response.status_code == 400
+    assert "Please choose at least one newsletter." in response.get_data(as_text=True)
+    assert row_counts(db) == before

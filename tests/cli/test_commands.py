@@ -26,6 +26,7 @@ from newsletter.ops.demo import DEMO_FEED
 from newsletter.ops.devserver import recent_dates
 from newsletter.store.db import dispose_engines, session_scope
 from newsletter.store.models import (
+    MAX_ID,
     Newsletter,
     Subscriber,
     SubscriberStatus,
@@ -34,6 +35,8 @@ from newsletter.store.models import (
 )
 from tests.support.smtp import free_port
 from tests.support.worker import SECRET_KEY, DevProcess, WebProcess, base_env, run_newsletter
+
+HUGE = str(MAX_ID + 1)  # one past the largest id an id column holds
 
 # --- in-process --------------------------------------------------------------------------------
 
@@ -443,3 +446,53 @@ def test_web_serves_the_app_with_gunicorn(tmp_path: Path) -> None:
         assert requests.get(f"{web.url}/dev/mail/", timeout=5).status_code == 404  # production
         assert re.search(r"Booting worker with pid", web.log_text())
     assert not web.alive
+
+
+@pytest.fixture
+def migrated_env(cli_env: dict[str, str]) -> dict[str, str]:
+    """cli_env with its database migrated."""
+    assert invoke("db", "upgrade").exit_code == 0
+    return cli_env
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("issues", "show", HUGE),
+        ("issues", "pause", HUGE),
+        ("issues", "show", "0"),
+        ("schedules", "delete", HUGE),
+        ("tokens", "revoke", HUGE),
+    ],
+)
+def test_cli_ids_out_of_range_are_usage_errors(
+    migrated_env: dict[str, str], args: tuple[str, ...]
+) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert "is not in the range" in result.output
+
+
+def test_cli_feeds_remove_huge_id_is_a_message(migrated_env: dict[str, str]) -> None:
+    result = invoke("feeds", "remove", HUGE)
+    assert result.exit_code == 1
+    assert "no feed" in result.output
+
+
+def test_cli_send_at_out_of_range_is_a_message(migrated_env: dict[str, str]) -> None:
+    result = invoke("issues", "send", "1", "--at", "0001-01-01T00:00:00+14:00")
+    assert result.exit_code == 1
+    assert "is out of range" in result.output
+
+
+def test_cli_db_upgrade_to_an_unknown_revision_is_a_message(migrated_env: dict[str, str]) -> None:
+    result = invoke("db", "upgrade", "--revision", "nope")
+    assert result.exit_code == 1
+    assert "Can't locate revision identified by 'nope'" in result.output
+
+
+def test_cli_newsletter_name_with_a_line_break_is_refused(migrated_env: dict[str, str]) -> None:
+    result = invoke("newsletters", "create", "daily", "--name", "Daily\r\nBcc: x@example.com")
+    assert result.exit_code == 1
+    assert "one line" in result.output
+    assert invoke("newsletters", "list").output.startswith("No newsletters")

@@ -18,7 +18,7 @@ from bench.sink import Sink
 from newsletter.mail.transport import SMTPTransport, transport_from_url
 from tests.support.smtp import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from newsletter.content.feeds import (
     add_feed,
     backoff,
     fetch,
+    find_feed,
     ingest_due_feeds,
     ingest_source,
     list_feeds,
@@ -30,9 +31,11 @@ from newsletter.content.feeds import (
     remove_feed,
 )
 from newsletter.settings import Settings
-from newsletter.store.models import Feed, Post
+from newsletter.store.models import MAX_ID, Feed, Post
 
-DATA = Path(__file__).parent / "data" / "feeds"
+HUGE = str(MAX_ID + 1)  # one past the largest id an id column holds
+
+DATA = Path(__file__).parents[1] / "data" / "feeds"
 
 
 def data(name: str) -> bytes:
@@ -585,3 +588,10 @@ def test_cli_ingest_of_a_file_and_failures(app: Flask, server: FeedServer, tmp_p
     assert due.exit_code == 1
     assert f"{server.url('/json')}: 1 new" in due.output
     assert "HTTP 410" in due.output and "1 of 2 feeds failed" in due.output
+
+
+def test_find_feed_by_odd_numbers_finds_nothing(db: Session) -> None:
+    feed = add_feed(db, "https://news.example.com/feed/")
+    assert find_feed(db, str(feed.id)) is feed
+    assert find_feed(db, "²") is None
+    assert find_feed(db, HUGE) is None

@@ -53,7 +53,7 @@ from tests.support.services import migrated_postgres_database
 from tests.support.smtp import Received, SMTPSink, free_port
 from tests.support.worker import NEWSLETTER, base_env
 
-DATA = Path(__file__).parent / "data" / "inbound"
+DATA = Path(__file__).parents[1] / "data" / "inbound"
 BOUNCES = "bounces+@news.example.com"
 BOB = "bob@example.org"
 ALICE = "alice@example.org"

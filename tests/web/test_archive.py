@@ -12,6 +12,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from playwright.sync_api import Browser
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
@@ -251,9 +252,8 @@ def live_server(app: Flask) -> Iterator[str]:
 
 @pytest.mark.browser
 def test_preview_page_renders_the_mail_in_chromium(
-    live_server: str, db: Session, settings: Settings, daily: Newsletter
+    chromium: Browser, live_server: str, db: Session, settings: Settings, daily: Newsletter
 ) -> None:
-    playwright = pytest.importorskip("playwright.sync_api")
     issue = sent_issue(db, settings, daily, IssueStatus.SENT)
     db.add(
         Post(
@@ -265,31 +265,27 @@ def test_preview_page_renders_the_mail_in_chromium(
     )
     db.commit()
 
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium")
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(live_server + path_of(preview_url(settings, "daily")))
-            assert page.locator("h1.preview__subject").inner_text() == (
-                "Library extends opening hours"
-            )
-            frame = page.frame_locator("iframe.preview__frame")
-            heading = frame.locator("h2 a")
-            assert heading.first.inner_text() == "Library extends opening hours"
-            assert page.locator("iframe.preview__frame").bounding_box()["height"] > 300
-            page.get_by_role("link", name="Plain text").click()
-            assert "* Library extends opening hours" in page.locator("pre").inner_text()
+    page = chromium.new_page()  # its own context, closed with the page
+    try:
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(live_server + path_of(preview_url(settings, "daily")))
+        assert page.locator("h1.preview__subject").inner_text() == "Library extends opening hours"
+        frame = page.frame_locator("iframe.preview__frame")
+        heading = frame.locator("h2 a")
+        assert heading.first.inner_text() == "Library extends opening hours"
+        assert page.locator("iframe.preview__frame").bounding_box()["height"] > 300
+        page.get_by_role("link", name="Plain text").click()
+        assert "* Library extends opening hours" in page.locator("pre").inner_text()
 
-            page.goto(live_server + path_of(archive_url(settings, issue.id)))
-            images = page.locator("img")
-            assert images.first.get_attribute("alt") == "Bridge reopens after repairs"
-            width = page.evaluate("document.querySelector('table.container').offsetWidth")
-            assert width <= 600
-            assert not [e for e in errors if "Content Security Policy" in e]
-        finally:
-            browser.close()
+        page.goto(live_server + path_of(archive_url(settings, issue.id)))
+        images = page.locator("img")
+        assert images.first.get_attribute("alt") == "Bridge reopens after repairs"
+        width = page.evaluate("document.querySelector('table.container').offsetWidth")
+        assert width <= 600
+        assert not [e for e in errors if "Content Security Policy" in e]
+    finally:
+        page.close()
 
 
 def test_web_version_of_a_campaign(client: FlaskClient, db: Session, settings: Settings) -> None:

@@ -508,3 +508,12 @@ def test_export_subscriber_includes_subscriptions_and_consent(
     import json
 
     json.dumps(data)  # JSON-ready as it is
+
+
+def test_list_refs_that_only_look_like_numbers_are_unknown_lists(db: Session, lists: Lists) -> None:
+    # "²".isdigit() is True but int("²") raises; "٣" is a decimal digit int() reads as 3.
+    for ref in ("²", "٣", "\uff11"):  # the last is a fullwidth 1
+        with pytest.raises(UnknownNewsletter):
+            resolve_newsletters(db, [ref])
+    with pytest.raises(SubscriptionError, match="at least one"):
+        resolve_newsletters(db, ["", "  "])
