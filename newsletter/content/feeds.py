@@ -337,23 +337,37 @@ def ingest_feed(
         if fetched.not_modified:
             result.not_modified = True
         else:
-            assert fetched.content is not None
-            parsed = parse_feed(
-                fetched.content,
-                url=fetched.url or feed.url,
-                content_type=fetched.content_type,
-            )
-            stored = upsert_posts(session, parsed.entries, feed_id=feed.id)
-            result.created = stored.count("created")
-            result.updated = stored.count("updated")
-            result.unchanged = stored.count("unchanged")
-            result.warnings = parsed.warnings
-            if parsed.title:
-                feed.title = parsed.title[:500]
+            _store_entries(session, feed, fetched, result)
     except (FeedError, FeedFormatError) as exc:
         result.error = str(exc)
         record_failure(settings, feed, result.error, now=now)
         return result
+    _record_success(settings, feed, fetched, result, now=now)
+    session.flush()
+    return result
+
+
+def _store_entries(session: Session, feed: Feed, fetched: Fetched, result: IngestResult) -> None:
+    """Parse a fetched document and upsert its entries, counting the outcomes into ``result``."""
+    assert fetched.content is not None
+    parsed = parse_feed(
+        fetched.content,
+        url=fetched.url or feed.url,
+        content_type=fetched.content_type,
+    )
+    stored = upsert_posts(session, parsed.entries, feed_id=feed.id)
+    result.created = stored.count("created")
+    result.updated = stored.count("updated")
+    result.unchanged = stored.count("unchanged")
+    result.warnings = parsed.warnings
+    if parsed.title:
+        feed.title = parsed.title[:500]
+
+
+def _record_success(
+    settings: Settings, feed: Feed, fetched: Fetched, result: IngestResult, *, now: datetime
+) -> None:
+    """Note a good fetch on the feed (validators, warnings) and schedule the next one."""
     feed.etag = (fetched.etag or "")[:500]
     feed.last_modified = (fetched.last_modified or "")[:100]
     feed.last_fetched_at = now
@@ -362,8 +376,6 @@ def ingest_feed(
     feed.next_fetch_at = now + timedelta(minutes=max(1, settings.feed_interval_minutes))
     for warning in result.warnings:
         log.warning("feed %s: %s", redact_url(feed.url), warning)
-    session.flush()
-    return result
 
 
 def record_failure(settings: Settings, feed: Feed, error: str, *, now: datetime) -> None:
