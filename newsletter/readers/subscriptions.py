@@ -759,16 +759,7 @@ def purge_pending(session: Session, settings: Settings, now: datetime | None = N
             )
         )
     )
-    subscribers = subscriptions = consent_records = 0
-    for start in range(0, len(stale_ids), 500):
-        chunk = stale_ids[start : start + 500]
-        consent_records += _count(
-            session.execute(delete(ConsentRecord).where(ConsentRecord.subscriber_id.in_(chunk)))
-        )
-        subscriptions += _count(
-            session.execute(delete(Subscription).where(Subscription.subscriber_id.in_(chunk)))
-        )
-        subscribers += _count(session.execute(delete(Subscriber).where(Subscriber.id.in_(chunk))))
+    subscribers, subscriptions, consent_records = _delete_readers(session, stale_ids)
     subscriptions += _count(
         session.execute(
             delete(Subscription).where(
@@ -790,6 +781,21 @@ def purge_pending(session: Session, settings: Settings, now: datetime | None = N
     )
     session.expire_all()
     return PurgeResult(subscribers, subscriptions, consent_records, mail_log)
+
+
+def _delete_readers(session: Session, subscriber_ids: list[int]) -> tuple[int, int, int]:
+    """Delete readers, their subscriptions and consent records (chunked); how many of each."""
+    subscribers = subscriptions = consent_records = 0
+    for start in range(0, len(subscriber_ids), 500):
+        chunk = subscriber_ids[start : start + 500]
+        consent_records += _count(
+            session.execute(delete(ConsentRecord).where(ConsentRecord.subscriber_id.in_(chunk)))
+        )
+        subscriptions += _count(
+            session.execute(delete(Subscription).where(Subscription.subscriber_id.in_(chunk)))
+        )
+        subscribers += _count(session.execute(delete(Subscriber).where(Subscriber.id.in_(chunk))))
+    return subscribers, subscriptions, consent_records
 
 
 def _count(result: object) -> int:
