@@ -130,6 +130,30 @@ def fetch(
     """Fetch a feed with a conditional GET (or read a file); FeedError says why it failed."""
     if is_local(source):
         return _read_file(source, etag=etag, max_bytes=max_bytes)
+    headers = _request_headers(agent, etag, last_modified)
+    where = redact_url(source)
+    try:
+        with requests.get(
+            source, headers=headers, timeout=(timeout, timeout), stream=True, allow_redirects=True
+        ) as response:
+            return _read_response(
+                response,
+                where,
+                etag=etag,
+                last_modified=last_modified,
+                timeout=timeout,
+                max_bytes=max_bytes,
+            )
+    except requests.Timeout:
+        raise FeedError(f"{where} did not answer within {timeout:g} seconds") from None
+    except requests.ConnectionError as exc:
+        raise FeedError(f"could not connect to {where}: {_reason(exc)}") from None
+    except requests.RequestException as exc:
+        raise FeedError(f"fetching {where} failed: {_reason(exc)}") from None
+
+
+def _request_headers(agent: str, etag: str, last_modified: str) -> dict[str, str]:
+    """The GET's headers: who we are, the formats we read, and the conditional-GET validators."""
     headers = {
         "User-Agent": agent,
         "Accept": "application/rss+xml, application/atom+xml, application/feed+json, "
@@ -139,37 +163,39 @@ def fetch(
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
-    where = redact_url(source)
-    try:
-        with requests.get(
-            source, headers=headers, timeout=(timeout, timeout), stream=True, allow_redirects=True
-        ) as response:
-            if response.status_code == 304:
-                return Fetched(
-                    None,
-                    etag=response.headers.get("ETag", etag),
-                    last_modified=response.headers.get("Last-Modified", last_modified),
-                    url=response.url,
-                )
-            if response.status_code >= 400:
-                raise FeedError(f"HTTP {response.status_code} {response.reason} from {where}")
-            declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise FeedError(f"{where} is {int(declared)} bytes, over the {max_bytes} limit")
-            content = _read_capped(response, max_bytes, deadline=time.monotonic() + 3 * timeout)
-            return Fetched(
-                content,
-                etag=response.headers.get("ETag", ""),
-                last_modified=response.headers.get("Last-Modified", ""),
-                content_type=response.headers.get("Content-Type", ""),
-                url=response.url,
-            )
-    except requests.Timeout:
-        raise FeedError(f"{where} did not answer within {timeout:g} seconds") from None
-    except requests.ConnectionError as exc:
-        raise FeedError(f"could not connect to {where}: {_reason(exc)}") from None
-    except requests.RequestException as exc:
-        raise FeedError(f"fetching {where} failed: {_reason(exc)}") from None
+    return headers
+
+
+def _read_response(
+    response: requests.Response,
+    where: str,
+    *,
+    etag: str,
+    last_modified: str,
+    timeout: float,
+    max_bytes: int,
+) -> Fetched:
+    """The server's answer as a Fetched (no content for a 304); FeedError for an error status."""
+    if response.status_code == 304:
+        return Fetched(
+            None,
+            etag=response.headers.get("ETag", etag),
+            last_modified=response.headers.get("Last-Modified", last_modified),
+            url=response.url,
+        )
+    if response.status_code >= 400:
+        raise FeedError(f"HTTP {response.status_code} {response.reason} from {where}")
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise FeedError(f"{where} is {int(declared)} bytes, over the {max_bytes} limit")
+    content = _read_capped(response, max_bytes, deadline=time.monotonic() + 3 * timeout)
+    return Fetched(
+        content,
+        etag=response.headers.get("ETag", ""),
+        last_modified=response.headers.get("Last-Modified", ""),
+        content_type=response.headers.get("Content-Type", ""),
+        url=response.url,
+    )
 
 
 def _read_capped(response: requests.Response, max_bytes: int, *, deadline: float) -> bytes:
@@ -311,23 +337,37 @@ def ingest_feed(
         if fetched.not_modified:
             result.not_modified = True
         else:
-            assert fetched.content is not None
-            parsed = parse_feed(
-                fetched.content,
-                url=fetched.url or feed.url,
-                content_type=fetched.content_type,
-            )
-            stored = upsert_posts(session, parsed.entries, feed_id=feed.id)
-            result.created = stored.count("created")
-            result.updated = stored.count("updated")
-            result.unchanged = stored.count("unchanged")
-            result.warnings = parsed.warnings
-            if parsed.title:
-                feed.title = parsed.title[:500]
+            _store_entries(session, feed, fetched, result)
     except (FeedError, FeedFormatError) as exc:
         result.error = str(exc)
         record_failure(settings, feed, result.error, now=now)
         return result
+    _record_success(settings, feed, fetched, result, now=now)
+    session.flush()
+    return result
+
+
+def _store_entries(session: Session, feed: Feed, fetched: Fetched, result: IngestResult) -> None:
+    """Parse a fetched document and upsert its entries, counting the outcomes into ``result``."""
+    assert fetched.content is not None
+    parsed = parse_feed(
+        fetched.content,
+        url=fetched.url or feed.url,
+        content_type=fetched.content_type,
+    )
+    stored = upsert_posts(session, parsed.entries, feed_id=feed.id)
+    result.created = stored.count("created")
+    result.updated = stored.count("updated")
+    result.unchanged = stored.count("unchanged")
+    result.warnings = parsed.warnings
+    if parsed.title:
+        feed.title = parsed.title[:500]
+
+
+def _record_success(
+    settings: Settings, feed: Feed, fetched: Fetched, result: IngestResult, *, now: datetime
+) -> None:
+    """Note a good fetch on the feed (validators, warnings) and schedule the next one."""
     feed.etag = (fetched.etag or "")[:500]
     feed.last_modified = (fetched.last_modified or "")[:100]
     feed.last_fetched_at = now
@@ -336,8 +376,6 @@ def ingest_feed(
     feed.next_fetch_at = now + timedelta(minutes=max(1, settings.feed_interval_minutes))
     for warning in result.warnings:
         log.warning("feed %s: %s", redact_url(feed.url), warning)
-    session.flush()
-    return result
 
 
 def record_failure(settings: Settings, feed: Feed, error: str, *, now: datetime) -> None:

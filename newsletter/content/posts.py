@@ -154,36 +154,13 @@ def upsert_posts(
         return result
     guids = {item.guid for item in inputs}
     links = {item.link for item in inputs if item.link}
-    known = session.scalars(
-        select(Post).where(or_(Post.guid.in_(guids), Post.link.in_(links)))
-    ).all()
-    by_guid = {post.guid: post for post in known}
-    by_link: dict[str, Post] = {}
-    for row in sorted(known, key=lambda p: p.id):  # the oldest post owns a shared link
-        by_link.setdefault(row.link, row)
+    by_guid, by_link = _known_posts(session, guids, links)
 
     now = utcnow()
     for item in inputs:
-        post: Post | None = by_guid.get(item.guid)
-        if post is None and item.link:
-            post = by_link.get(item.link)
-            # A post found by link under another guid whose own guid is still in this batch is
-            # a different article sharing the link: do not steal it.
-            if post is not None and post.guid in guids and post.guid != item.guid:
-                post = None
+        post = _stored_post(item, guids, by_guid, by_link)
         if post is None:
-            post = Post(
-                feed_id=feed_id,
-                guid=item.guid,
-                link=item.link,
-                title=item.title,
-                summary=item.summary,
-                content_html=item.content_html,
-                author=item.author,
-                categories=list(item.categories),
-                image_url=item.image_url,
-                published_at=item.published_at or now,
-            )
+            post = _new_post(item, feed_id=feed_id, now=now)
             session.add(post)
             outcome: Outcome = "created"
         else:
@@ -195,6 +172,50 @@ def upsert_posts(
         result.items.append(Stored(post, outcome))
     session.flush()
     return result
+
+
+def _known_posts(
+    session: Session, guids: set[str], links: set[str]
+) -> tuple[dict[str, Post], dict[str, Post]]:
+    """Stored posts with any of these guids or links, indexed by guid and by link."""
+    known = session.scalars(
+        select(Post).where(or_(Post.guid.in_(guids), Post.link.in_(links)))
+    ).all()
+    by_guid = {post.guid: post for post in known}
+    by_link: dict[str, Post] = {}
+    for row in sorted(known, key=lambda p: p.id):  # the oldest post owns a shared link
+        by_link.setdefault(row.link, row)
+    return by_guid, by_link
+
+
+def _stored_post(
+    item: PostInput, guids: set[str], by_guid: dict[str, Post], by_link: dict[str, Post]
+) -> Post | None:
+    """The stored post ``item`` is about: same guid, else same link (``guids``: the batch's)."""
+    post = by_guid.get(item.guid)
+    if post is None and item.link:
+        post = by_link.get(item.link)
+        # A post found by link under another guid whose own guid is still in this batch is
+        # a different article sharing the link: do not steal it.
+        if post is not None and post.guid in guids and post.guid != item.guid:
+            post = None
+    return post
+
+
+def _new_post(item: PostInput, *, feed_id: int | None, now: datetime) -> Post:
+    """A new post row for ``item`` (published now when the source gave no date)."""
+    return Post(
+        feed_id=feed_id,
+        guid=item.guid,
+        link=item.link,
+        title=item.title,
+        summary=item.summary,
+        content_html=item.content_html,
+        author=item.author,
+        categories=list(item.categories),
+        image_url=item.image_url,
+        published_at=item.published_at or now,
+    )
 
 
 def _apply(post: Post, item: PostInput, *, revive: bool) -> bool:

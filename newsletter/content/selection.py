@@ -225,8 +225,34 @@ def load_readers(
     ``only`` is a further condition on the subscriber and their subscription to the issue's
     newsletter (the sender passes "still eligible", saving a query a batch).
     """
-
     ids = list(dict.fromkeys(subscriber_ids))
+    rows = _reader_rows(session, issue, ids, only)
+    ledger = _ledger(session, ids, issue.post_ids or [])
+    readers = []
+    for sid in ids:
+        if sid not in rows:
+            continue  # deleted since the batch was cut
+        email, name, version, tz, topics, frequency = rows[sid]
+        readers.append(
+            Reader(
+                subscriber_id=sid,
+                email=email,
+                name=name or "",
+                token_version=version or 0,
+                timezone=tz or "UTC",
+                topics=tuple(t for t in topics or () if t),
+                frequency=Frequency(frequency).value if frequency is not None else None,
+                sent_post_ids=frozenset(ledger.get(sid, ())),
+            )
+        )
+    return readers
+
+
+def _reader_rows(
+    session: Session, issue: Issue, ids: list[int], only: ColumnElement[bool] | None
+) -> dict[int, tuple[Any, ...]]:
+    """Subscriber id to (email, name, token version, timezone, topics, frequency), by chunks."""
+
     rows: dict[int, tuple[Any, ...]] = {}
     for chunk in _chunks(ids):
         query = (
@@ -251,25 +277,7 @@ def load_readers(
         result = session.execute(query if only is None else query.where(only))
         for sid, email, name, version, tz, topics, frequency in result:
             rows[sid] = (email, name, version, tz, topics, frequency)
-    ledger = _ledger(session, ids, issue.post_ids or [])
-    readers = []
-    for sid in ids:
-        if sid not in rows:
-            continue  # deleted since the batch was cut
-        email, name, version, tz, topics, frequency = rows[sid]
-        readers.append(
-            Reader(
-                subscriber_id=sid,
-                email=email,
-                name=name or "",
-                token_version=version or 0,
-                timezone=tz or "UTC",
-                topics=tuple(t for t in topics or () if t),
-                frequency=Frequency(frequency).value if frequency is not None else None,
-                sent_post_ids=frozenset(ledger.get(sid, ())),
-            )
-        )
-    return readers
+    return rows
 
 
 def _ledger(

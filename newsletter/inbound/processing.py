@@ -304,17 +304,7 @@ def _soft_bounce(
         failure.describe(),
         now,
     )
-    since = now - timedelta(days=settings.soft_bounce_days)
-    count = int(
-        session.scalar(
-            select(func.count(func.distinct(FeedbackEvent.issue_id))).where(
-                FeedbackEvent.subscriber_id == subscriber.id,
-                FeedbackEvent.kind == FeedbackKind.SOFT_BOUNCE,
-                FeedbackEvent.created_at >= since,
-            )
-        )
-        or 0
-    )
+    count = _soft_bounced_issues(session, settings, subscriber.id, now)
     summary = (
         f"subscriber {subscriber.id}, issue {delivery.issue_id}: temporary failure "
         f"({failure.describe()[:120]}), {count} of {settings.soft_bounce_limit} in "
@@ -322,15 +312,7 @@ def _soft_bounce(
     )
     limit = max(1, settings.soft_bounce_limit)
     if count >= limit and not is_suppressed(session, subscriber.email):
-        suppress(
-            session,
-            subscriber.email,
-            "soft-bounce",
-            f"{count} temporary failures in {settings.soft_bounce_days} days; last: "
-            f"{failure.describe()}",
-        )
-        subscriber.status = SubscriberStatus.BOUNCED
-        session.flush()
+        _retire_soft_bounced(session, settings, subscriber, failure, count)
         return Outcome(
             Result.SOFT_BOUNCE,
             f"{summary}: address suppressed",
@@ -345,6 +327,38 @@ def _soft_bounce(
         subscriber_id=subscriber.id,
         issue_id=delivery.issue_id,
     )
+
+
+def _soft_bounced_issues(
+    session: Session, settings: Settings, subscriber_id: int, now: datetime
+) -> int:
+    """How many different issues soft-bounced for this reader within ``soft_bounce_days``."""
+    since = now - timedelta(days=settings.soft_bounce_days)
+    return int(
+        session.scalar(
+            select(func.count(func.distinct(FeedbackEvent.issue_id))).where(
+                FeedbackEvent.subscriber_id == subscriber_id,
+                FeedbackEvent.kind == FeedbackKind.SOFT_BOUNCE,
+                FeedbackEvent.created_at >= since,
+            )
+        )
+        or 0
+    )
+
+
+def _retire_soft_bounced(
+    session: Session, settings: Settings, subscriber: Subscriber, failure: Failure, count: int
+) -> None:
+    """Suppress an address that keeps failing temporarily and mark its reader bounced."""
+    suppress(
+        session,
+        subscriber.email,
+        "soft-bounce",
+        f"{count} temporary failures in {settings.soft_bounce_days} days; last: "
+        f"{failure.describe()}",
+    )
+    subscriber.status = SubscriberStatus.BOUNCED
+    session.flush()
 
 
 # --- complaints ----------------------------------------------------------------------------------

@@ -274,6 +274,18 @@ class SMTPTransport:
             if reused and not _timed_out(exc):
                 raise _Retry(failure) from exc
             raise failure from exc
+        self._check_envelope_replies(conn, mail, rcpt, data_reply, reused)
+        return self._send_content(conn, smtp, data)
+
+    def _check_envelope_replies(
+        self,
+        conn: _Connection,
+        mail: tuple[int, bytes],
+        rcpt: tuple[int, bytes],
+        data_reply: tuple[int, bytes],
+        reused: bool,
+    ) -> None:
+        """Raise unless MAIL and RCPT were accepted and DATA invited the content (354)."""
         if mail[0] == 421 or rcpt[0] == 421 or data_reply[0] == 421:
             conn.close()
             first = next(r for r in (mail, rcpt, data_reply) if r[0] == 421)
@@ -288,6 +300,9 @@ class SMTPTransport:
             if rcpt[0] not in (250, 251):
                 raise failure_for(*rcpt)
             raise failure_for(*data_reply)
+
+    def _send_content(self, conn: _Connection, smtp: smtplib.SMTP, data: bytes) -> str:
+        """Send the message; return the final reply (``smtp`` is ``conn.smtp``, looked up once)."""
         try:
             smtp.send(data)
             code, text = smtp.getreply()

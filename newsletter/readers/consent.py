@@ -98,49 +98,8 @@ def export_subscriber_by_id(session: Session, subscriber_id: int) -> dict[str, A
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
         return None
-    rows = session.execute(
-        select(Subscription, Newsletter)
-        .join(Newsletter, Newsletter.id == Subscription.newsletter_id)
-        .where(Subscription.subscriber_id == subscriber.id)
-        .order_by(Newsletter.position, Newsletter.id)
-    ).all()
-    subscriptions = [
-        {
-            "newsletter": {"slug": newsletter.slug, "name": newsletter.name},
-            **as_dict(
-                sub,
-                "status",
-                "frequency",
-                "paused_until",
-                "created_at",
-                "confirmed_at",
-                "unsubscribed_at",
-            ),
-        }
-        for sub, newsletter in rows
-    ]
-    records = session.scalars(
-        select(ConsentRecord)
-        .where(ConsentRecord.subscriber_id == subscriber.id)
-        .order_by(ConsentRecord.signup_at, ConsentRecord.id)
-    ).all()
-    # The nonce is left out: it is a capability half, not information about the reader.
-    consent = [
-        as_dict(
-            record,
-            "newsletter_slugs",
-            "consent_text_version",
-            "consent_text",
-            "source",
-            "signup_at",
-            "signup_ip",
-            "signup_user_agent",
-            "confirmed_at",
-            "confirm_ip",
-            "confirm_user_agent",
-        )
-        for record in records
-    ]
+    subscriptions = _export_subscriptions(session, subscriber.id)
+    consent = _export_consent_records(session, subscriber.id)
     suppression = session.scalar(
         select(Suppression).where(Suppression.email_hash == email_hash(subscriber.email))
     )
@@ -163,3 +122,54 @@ def export_subscriber_by_id(session: Session, subscriber_id: int) -> dict[str, A
             as_dict(suppression, "reason", "created_at") if suppression is not None else None
         ),
     }
+
+
+def _export_subscriptions(session: Session, subscriber_id: int) -> list[dict[str, Any]]:
+    """The reader's subscriptions with their newsletter, in list order, for the export."""
+    rows = session.execute(
+        select(Subscription, Newsletter)
+        .join(Newsletter, Newsletter.id == Subscription.newsletter_id)
+        .where(Subscription.subscriber_id == subscriber_id)
+        .order_by(Newsletter.position, Newsletter.id)
+    ).all()
+    return [
+        {
+            "newsletter": {"slug": newsletter.slug, "name": newsletter.name},
+            **as_dict(
+                sub,
+                "status",
+                "frequency",
+                "paused_until",
+                "created_at",
+                "confirmed_at",
+                "unsubscribed_at",
+            ),
+        }
+        for sub, newsletter in rows
+    ]
+
+
+def _export_consent_records(session: Session, subscriber_id: int) -> list[dict[str, Any]]:
+    """The reader's consent records, oldest signup first, for the export."""
+    records = session.scalars(
+        select(ConsentRecord)
+        .where(ConsentRecord.subscriber_id == subscriber_id)
+        .order_by(ConsentRecord.signup_at, ConsentRecord.id)
+    ).all()
+    # The nonce is left out: it is a capability half, not information about the reader.
+    return [
+        as_dict(
+            record,
+            "newsletter_slugs",
+            "consent_text_version",
+            "consent_text",
+            "source",
+            "signup_at",
+            "signup_ip",
+            "signup_user_agent",
+            "confirmed_at",
+            "confirm_ip",
+            "confirm_user_agent",
+        )
+        for record in records
+    ]

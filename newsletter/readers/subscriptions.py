@@ -295,30 +295,12 @@ def subscribe(
 
 
 def _subscribe(session: Session, settings: Settings, signup: Signup, now: datetime) -> SignupResult:
+    """One attempt at :func:`subscribe` (IntegrityError when a concurrent signup won the race)."""
     if is_suppressed(session, signup.email):
         return SignupResult(SignupAction.NONE)
-    newsletters = list(
-        session.scalars(
-            select(Newsletter)
-            .where(Newsletter.id.in_(signup.newsletter_ids))
-            .order_by(Newsletter.position, Newsletter.id)
-        )
-    )
-    if len(newsletters) != len(set(signup.newsletter_ids)):
-        raise UnknownNewsletter("One of the chosen newsletters does not exist.")
-    key = email_key(signup.email)
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == key))
-    if subscriber is None:
-        subscriber = Subscriber(
-            email=signup.email,
-            email_key=key,
-            name=_clean_name(signup.name),
-            status=SubscriberStatus.PENDING,
-            created_at=now,
-        )
-        session.add(subscriber)
-        session.flush()
-    elif subscriber.status == SubscriberStatus.BOUNCED:
+    newsletters = _chosen_newsletters(session, signup)
+    subscriber, created = _signup_subscriber(session, signup, now)
+    if not created and subscriber.status == SubscriberStatus.BOUNCED:
         return SignupResult(SignupAction.NONE, subscriber.id)
 
     current = {s.newsletter_id: s for s in subscriber.subscriptions}
@@ -331,17 +313,7 @@ def _subscribe(session: Session, settings: Settings, signup: Signup, now: dateti
         if subscriber.status == SubscriberStatus.ACTIVE:
             return SignupResult(SignupAction.ALREADY_SUBSCRIBED, subscriber.id)
         to_confirm = newsletters  # inconsistent leftovers: let the reader confirm again
-    for newsletter in to_confirm:
-        if newsletter.id not in current:
-            session.add(
-                Subscription(
-                    subscriber_id=subscriber.id,
-                    newsletter_id=newsletter.id,
-                    status=SubscriptionStatus.PENDING,
-                    frequency=newsletter.default_frequency,
-                    created_at=now,
-                )
-            )
+    _add_pending_subscriptions(session, subscriber, to_confirm, current, now)
     record = record_consent(
         session,
         subscriber,
@@ -355,6 +327,59 @@ def _subscribe(session: Session, settings: Settings, signup: Signup, now: dateti
     )
     session.flush()
     return SignupResult(SignupAction.CONFIRM, subscriber.id, record.id)
+
+
+def _chosen_newsletters(session: Session, signup: Signup) -> list[Newsletter]:
+    """The signup's lists in list order; UnknownNewsletter if any of them does not exist."""
+    newsletters = list(
+        session.scalars(
+            select(Newsletter)
+            .where(Newsletter.id.in_(signup.newsletter_ids))
+            .order_by(Newsletter.position, Newsletter.id)
+        )
+    )
+    if len(newsletters) != len(set(signup.newsletter_ids)):
+        raise UnknownNewsletter("One of the chosen newsletters does not exist.")
+    return newsletters
+
+
+def _signup_subscriber(session: Session, signup: Signup, now: datetime) -> tuple[Subscriber, bool]:
+    """The reader with the signup's address, created pending if new; and whether it was created."""
+    key = email_key(signup.email)
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email_key == key))
+    if subscriber is not None:
+        return subscriber, False
+    subscriber = Subscriber(
+        email=signup.email,
+        email_key=key,
+        name=_clean_name(signup.name),
+        status=SubscriberStatus.PENDING,
+        created_at=now,
+    )
+    session.add(subscriber)
+    session.flush()
+    return subscriber, True
+
+
+def _add_pending_subscriptions(
+    session: Session,
+    subscriber: Subscriber,
+    newsletters: list[Newsletter],
+    current: dict[int, Subscription],
+    now: datetime,
+) -> None:
+    """Add a pending subscription for each of these lists the reader has none for yet."""
+    for newsletter in newsletters:
+        if newsletter.id not in current:
+            session.add(
+                Subscription(
+                    subscriber_id=subscriber.id,
+                    newsletter_id=newsletter.id,
+                    status=SubscriptionStatus.PENDING,
+                    frequency=newsletter.default_frequency,
+                    created_at=now,
+                )
+            )
 
 
 def confirm_token_for(settings: Settings, session: Session, consent_id: int) -> str | None:
@@ -724,16 +749,7 @@ def purge_pending(session: Session, settings: Settings, now: datetime | None = N
             )
         )
     )
-    subscribers = subscriptions = consent_records = 0
-    for start in range(0, len(stale_ids), 500):
-        chunk = stale_ids[start : start + 500]
-        consent_records += _count(
-            session.execute(delete(ConsentRecord).where(ConsentRecord.subscriber_id.in_(chunk)))
-        )
-        subscriptions += _count(
-            session.execute(delete(Subscription).where(Subscription.subscriber_id.in_(chunk)))
-        )
-        subscribers += _count(session.execute(delete(Subscriber).where(Subscriber.id.in_(chunk))))
+    subscribers, subscriptions, consent_records = _delete_readers(session, stale_ids)
     subscriptions += _count(
         session.execute(
             delete(Subscription).where(
@@ -755,6 +771,21 @@ def purge_pending(session: Session, settings: Settings, now: datetime | None = N
     )
     session.expire_all()
     return PurgeResult(subscribers, subscriptions, consent_records, mail_log)
+
+
+def _delete_readers(session: Session, subscriber_ids: list[int]) -> tuple[int, int, int]:
+    """Delete readers, their subscriptions and consent records (chunked); how many of each."""
+    subscribers = subscriptions = consent_records = 0
+    for start in range(0, len(subscriber_ids), 500):
+        chunk = subscriber_ids[start : start + 500]
+        consent_records += _count(
+            session.execute(delete(ConsentRecord).where(ConsentRecord.subscriber_id.in_(chunk)))
+        )
+        subscriptions += _count(
+            session.execute(delete(Subscription).where(Subscription.subscriber_id.in_(chunk)))
+        )
+        subscribers += _count(session.execute(delete(Subscriber).where(Subscriber.id.in_(chunk))))
+    return subscribers, subscriptions, consent_records
 
 
 def _count(result: object) -> int:
