@@ -1,6 +1,6 @@
 """Where a worker's time goes: the dispatch path in ONE process under cProfile, no Celery.
 
-Seeds readers like bench/lifecycle.py, plans and starts a digest with an in-process task queue,
+Seeds readers like bench/dispatch.py, plans and starts a digest with an in-process task queue,
 runs the fan-out, then every ``send_batch`` under cProfile against the benchmark sink (in its own
 process), and prints the CPU time per mail and the functions that take it.
 

@@ -55,18 +55,7 @@ def build_app(settings: Settings | None = None) -> Flask:
         # scheme come from X-Forwarded-*; trusting them without a proxy would let anyone forge them.
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
-    app.config.update(
-        SECRET_KEY=settings.secret_key,
-        MAX_CONTENT_LENGTH=settings.max_body_bytes,
-        MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
-        WTF_CSRF_TIME_LIMIT=None,
-        RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
-        RATELIMIT_HEADERS_ENABLED=True,
-        TESTING=settings.env == "testing",
-    )
+    _configure(app, settings)
     app.extensions["newsletter.settings"] = settings
     app.jinja_env.globals["settings"] = settings
 
@@ -76,15 +65,7 @@ def build_app(settings: Settings | None = None) -> Flask:
     _init_errors(app)
     _init_security_headers(app)
 
-    app.register_blueprint(health.bp)  # /healthz for load balancers and compose
-    app.register_blueprint(metrics.bp)  # /metrics for Prometheus (bearer token)
-    app.register_blueprint(public.bp)
-    app.register_blueprint(archive.bp)  # /archive/<token>, /preview/<token>
-    csrf.exempt(api.bp)  # bearer-token auth, no cookies: CSRF does not apply
-    app.register_blueprint(api.bp)
-    if not settings.is_production:
-        app.register_blueprint(devmail.bp)
-
+    _register_blueprints(app, settings)
     celery_init_app(app, settings)
     # The ports the core enqueues background work through (newsletter.issues.queue,
     # newsletter.readers.mail_queue); web views and CLI commands read them from here.
@@ -97,6 +78,34 @@ def create_celery(settings: Settings | None = None) -> Celery:
     """The Celery app for `newsletter worker` and `newsletter beat`, built with the Flask app."""
     celery_app: Celery = build_app(settings).extensions["celery"]
     return celery_app
+
+
+def _configure(app: Flask, settings: Settings) -> None:
+    """Flask's own configuration, from our settings: sessions, CSRF, limits, body sizes."""
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        WTF_CSRF_TIME_LIMIT=None,
+        RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
+        RATELIMIT_HEADERS_ENABLED=True,
+        TESTING=settings.env == "testing",
+    )
+
+
+def _register_blueprints(app: Flask, settings: Settings) -> None:
+    """Every page and API route; the dev mail viewer only outside production."""
+    app.register_blueprint(health.bp)  # /healthz for load balancers and compose
+    app.register_blueprint(metrics.bp)  # /metrics for Prometheus (bearer token)
+    app.register_blueprint(public.bp)
+    app.register_blueprint(archive.bp)  # /archive/<token>, /preview/<token>
+    csrf.exempt(api.bp)  # bearer-token auth, no cookies: CSRF does not apply
+    app.register_blueprint(api.bp)
+    if not settings.is_production:
+        app.register_blueprint(devmail.bp)
 
 
 class IdConverter(IntegerConverter):

@@ -87,7 +87,7 @@ class Settings:
     batch_size: int = 500
     autopause_error_threshold: float = 0.2
     autopause_min_attempts: int = 50
-    # Dispatch engine (newsletter/issues/lifecycle.py)
+    # The send engine (newsletter/issues, newsletter/delivery)
     delivery_lease_seconds: int = 300
     send_inflight_batches: int = 8
     send_retry_base_seconds: float = 5.0

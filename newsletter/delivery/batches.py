@@ -152,35 +152,13 @@ class _Batch:
             self.result.stopped = "issue not sending"
             return self.result
         self.base_attempts, self.base_errors = issue.attempt_count, issue.error_count
-        frequency = None if issue.frequency is None else issue.frequency.value
-        newsletter_id = issue.newsletter_id
         claimed = self._claim(delivery_ids)
         if not claimed:
             return self.result
-        try:
-            prepared = prepare_issue(session, self.settings, self.issue_id)
-            # Only readers who may still get it: unsubscribed, paused or bounced since the
-            # fan-out drop out here (suppressions are checked below).
-            readers = load_readers(
-                session,
-                issue,
-                list(claimed.values()),
-                only=eligible_clause(newsletter_id, frequency, utcnow()),
-            )
-        except Exception as exc:
-            session.rollback()
-            log.exception("issue %s cannot be prepared", self.issue_id)
-            self._release(list(claimed), cancelled=False)
-            set_issue_status(
-                session,
-                self.issue_id,
-                IssueStatus.FAILED,
-                f"the issue could not be rendered: {exc}",
-                only_from=[IssueStatus.SENDING],
-            )
-            session.commit()
-            self.result.stopped = "render error"
+        loaded = self._prepare(issue, claimed)
+        if loaded is None:
             return self.result
+        prepared, readers = loaded
         by_subscriber = {sid: did for did, sid in claimed.items()}
         eligible = self._eligible(readers)
         gone = [did for did, sid in claimed.items() if sid not in eligible]
@@ -196,6 +174,35 @@ class _Batch:
         self._count_outcomes()
         session.commit()
         return self.result
+
+    def _prepare(self, issue: Issue, claimed: dict[int, int]) -> tuple[Any, list[Reader]] | None:
+        """The issue rendered once and the claimed readers; None (issue failed) if it cannot be."""
+        frequency = None if issue.frequency is None else issue.frequency.value
+        try:
+            prepared = prepare_issue(self.session, self.settings, self.issue_id)
+            # Only readers who may still get it: unsubscribed, paused or bounced since the
+            # fan-out drop out here (suppressions are checked below).
+            readers = load_readers(
+                self.session,
+                issue,
+                list(claimed.values()),
+                only=eligible_clause(issue.newsletter_id, frequency, utcnow()),
+            )
+        except Exception as exc:
+            self.session.rollback()
+            log.exception("issue %s cannot be prepared", self.issue_id)
+            self._release(list(claimed), cancelled=False)
+            set_issue_status(
+                self.session,
+                self.issue_id,
+                IssueStatus.FAILED,
+                f"the issue could not be rendered: {exc}",
+                only_from=[IssueStatus.SENDING],
+            )
+            self.session.commit()
+            self.result.stopped = "render error"
+            return None
+        return prepared, readers
 
     def _claim(self, delivery_ids: list[int]) -> dict[int, int]:
         """Atomically take the rows still queued and due: delivery id -> subscriber id."""
@@ -251,13 +258,8 @@ class _Batch:
                 self.pending_skips.append(did)
                 self.remaining.pop(did, None)
                 continue
-            wait = limiter.try_acquire(1) if limiter is not None else 0.0
-            while wait > 0:
-                if wait > MAX_RATE_SLEEP:
-                    self._retry_remaining(wait, "waiting for the send rate limit")
-                    return
-                time.sleep(wait)
-                wait = limiter.try_acquire(1) if limiter is not None else 0.0
+            if limiter is not None and not self._wait_for_rate(limiter):
+                return
             sender = envelope_sender(self.settings, self.issue_id, reader.subscriber_id)
             try:
                 # The renderer writes CRLF line ends itself (the contract of OutgoingMail).
@@ -270,23 +272,40 @@ class _Batch:
                     return
                 continue
             except TemporaryFailure as exc:
-                if _is_config_error(exc):
-                    self._pause_for_config(exc)
-                    return
-                if exc.code is None or exc.code == 421:
-                    # The connection or the whole server is in trouble: nobody else in this batch
-                    # would fare better now. Count no attempt against the readers.
-                    self._retry_remaining(self._backoff(), str(exc))
+                if self._gives_up_on(exc, consecutive_4xx):
                     return
                 consecutive_4xx.append((did, exc))
-                if len(consecutive_4xx) >= CONSECUTIVE_4XX_ABORT:
-                    self._retry_remaining(self._backoff(), str(exc))
-                    return
                 deferred.append((did, exc))
                 continue
             consecutive_4xx.clear()
             self._record_sent(did, reply, mail)
         self._defer(deferred)
+
+    def _wait_for_rate(self, limiter: _RateLimiter) -> bool:
+        """Wait for the global send rate; False when the wait is long and the batch went back."""
+        wait = limiter.try_acquire(1)
+        while wait > 0:
+            if wait > MAX_RATE_SLEEP:
+                self._retry_remaining(wait, "waiting for the send rate limit")
+                return False
+            time.sleep(wait)
+            wait = limiter.try_acquire(1)
+        return True
+
+    def _gives_up_on(
+        self, exc: TemporaryFailure, consecutive_4xx: list[tuple[int, TemporaryFailure]]
+    ) -> bool:
+        """Does this 4xx stop the batch (paused for our setup, or the rest retried later)?"""
+        if _is_config_error(exc):
+            self._pause_for_config(exc)
+            return True
+        # No code or 421: the connection or the whole server is in trouble, nobody else in
+        # this batch would fare better now; and a run of 4xx means the same. Count no attempt
+        # against the readers.
+        if exc.code is None or exc.code == 421 or len(consecutive_4xx) + 1 >= CONSECUTIVE_4XX_ABORT:
+            self._retry_remaining(self._backoff(), str(exc))
+            return True
+        return False
 
     def _should_stop(self) -> bool:
         """Look for pause/cancel about once a second; release the rest when found."""

@@ -19,7 +19,9 @@ once":
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     func,
@@ -95,15 +97,9 @@ def fan_out(session: Session, settings: Settings, issue_id: int, queue: TaskQueu
     issue = issue_row(session, issue_id)
     if issue is None:
         return 0
-    max_id = issue.max_subscriber_id or session.scalar(select(func.max(SUBSCRIBERS.c.id))) or 0
-    if not issue.max_subscriber_id:
-        session.execute(
-            update_issue().where(ISSUES.c.id == issue_id).values(max_subscriber_id=max_id)
-        )
+    max_id = _snapshot_highest_reader(session, issue)
     last = issue.last_subscriber_id or 0
-    frequency = None if issue.frequency is None else str(issue.frequency.value)
-    base_due = issue.started_at or utcnow()
-    due_cache: dict[str, datetime] = {}
+    due_at = _DueTimes(issue)
     added = 0
     analyzed_at = 0  # rows added when the statistics were last refreshed
     while True:
@@ -112,32 +108,16 @@ def fan_out(session: Session, settings: Settings, issue_id: int, queue: TaskQueu
             session.commit()
             return added  # cancelled (or failed) meanwhile: stop creating rows
         now = utcnow()
-        rows = session.execute(
-            select(SUBSCRIPTIONS.c.subscriber_id, SUBSCRIBERS.c.email_key, SUBSCRIBERS.c.timezone)
-            .select_from(
-                SUBSCRIPTIONS.join(SUBSCRIBERS, SUBSCRIBERS.c.id == SUBSCRIPTIONS.c.subscriber_id)
-            )
-            .where(
-                eligible_clause(issue.newsletter_id, frequency, now),
-                SUBSCRIPTIONS.c.subscriber_id > last,
-                SUBSCRIPTIONS.c.subscriber_id <= max_id,
-            )
-            .order_by(SUBSCRIPTIONS.c.subscriber_id)
-            .limit(max(FANOUT_PAGE, settings.batch_size))
-        ).all()
+        page_size = max(FANOUT_PAGE, settings.batch_size)
+        rows = _eligible_page(session, issue, last, max_id, page_size, now)
         if not rows:
             break
         blocked = suppressed_hashes(session, (email_hash(r.email_key) for r in rows))
-        page: list[tuple[int, datetime]] = []
-        for sid, key, zone in rows:
-            if blocked and email_hash(key) in blocked:
-                continue
-            due = base_due
-            if issue.local_send_time and issue.send_at is not None:
-                due = due_cache.get(zone) or due_cache.setdefault(
-                    zone, local_due_at(issue.send_at, issue.local_send_time, zone, "UTC")
-                )
-            page.append((sid, due))
+        page = [
+            (sid, due_at(zone))
+            for sid, key, zone in rows
+            if not (blocked and email_hash(key) in blocked)
+        ]
         added += _insert_deliveries(session, issue_id, page, now)
         last = rows[-1].subscriber_id
         session.execute(
@@ -151,6 +131,67 @@ def fan_out(session: Session, settings: Settings, issue_id: int, queue: TaskQueu
             analyzed_at = max(1, added)
         if status == IssueStatus.SENDING.value:
             pump(session, settings, issue_id, queue)
+    _finish_fan_out(session, issue_id, max_id)
+    pump(session, settings, issue_id, queue)
+    finish_if_done(session, issue_id)
+    return added
+
+
+def _snapshot_highest_reader(session: Session, issue: Any) -> int:
+    """The highest subscriber id the send covers, fixed when the fan-out first runs.
+
+    Readers who sign up while the issue goes out are not added halfway through a send.
+    """
+    if issue.max_subscriber_id:
+        return int(issue.max_subscriber_id)
+    max_id = session.scalar(select(func.max(SUBSCRIBERS.c.id))) or 0
+    session.execute(update_issue().where(ISSUES.c.id == issue.id).values(max_subscriber_id=max_id))
+    return int(max_id)
+
+
+def _eligible_page(
+    session: Session, issue: Any, after: int, max_id: int, limit: int, now: datetime
+) -> Sequence[Any]:
+    """The next readers of the issue by id (keyset pagination): id, email key, time zone."""
+    frequency = None if issue.frequency is None else str(issue.frequency.value)
+    return session.execute(
+        select(SUBSCRIPTIONS.c.subscriber_id, SUBSCRIBERS.c.email_key, SUBSCRIBERS.c.timezone)
+        .select_from(
+            SUBSCRIPTIONS.join(SUBSCRIBERS, SUBSCRIBERS.c.id == SUBSCRIPTIONS.c.subscriber_id)
+        )
+        .where(
+            eligible_clause(issue.newsletter_id, frequency, now),
+            SUBSCRIPTIONS.c.subscriber_id > after,
+            SUBSCRIPTIONS.c.subscriber_id <= max_id,
+        )
+        .order_by(SUBSCRIPTIONS.c.subscriber_id)
+        .limit(limit)
+    ).all()
+
+
+class _DueTimes:
+    """When each reader's delivery is due: at once, or at the issue's hour in their own zone."""
+
+    def __init__(self, issue: Any) -> None:
+        self.issue = issue
+        self.now = issue.started_at or utcnow()
+        self.by_zone: dict[str, datetime] = {}  # a page holds few zones: compute each once
+
+    def __call__(self, zone: str) -> datetime:
+        """The due time of a reader in ``zone``."""
+        issue = self.issue
+        if not (issue.local_send_time and issue.send_at is not None):
+            return self.now
+        due = self.by_zone.get(zone)
+        if due is None:
+            due = self.by_zone[zone] = local_due_at(
+                issue.send_at, issue.local_send_time, zone, "UTC"
+            )
+        return due
+
+
+def _finish_fan_out(session: Session, issue_id: int, max_id: int) -> None:
+    """Record that every reader has a delivery row, and how many there are."""
     total = session.scalar(
         select(func.count()).select_from(DELIVERIES).where(DELIVERIES.c.issue_id == issue_id)
     )
@@ -160,9 +201,25 @@ def fan_out(session: Session, settings: Settings, issue_id: int, queue: TaskQueu
         .values(fanout_finished_at=utcnow(), total=total or 0, last_subscriber_id=max_id)
     )
     session.commit()
-    pump(session, settings, issue_id, queue)
-    finish_if_done(session, issue_id)
-    return added
+
+
+def _room_in_flight(session: Session, settings: Settings, issue_id: int, now: datetime) -> int:
+    """How many more deliveries of the issue may be handed to the broker now.
+
+    At most ``send_inflight_batches`` batches an issue (listmonk's pull model); rows enqueued
+    longer than a lease ago count as lost, not in flight.
+    """
+    fresh = now - timedelta(seconds=settings.delivery_lease_seconds)
+    in_flight = session.scalar(
+        select(func.count())
+        .select_from(DELIVERIES)
+        .where(
+            DELIVERIES.c.issue_id == issue_id,
+            DELIVERIES.c.status.in_([s.value for s in UNFINISHED]),
+            DELIVERIES.c.enqueued_at >= fresh,
+        )
+    )
+    return max(1, settings.send_inflight_batches) * settings.batch_size - (in_flight or 0)
 
 
 # The fan-out's page on PostgreSQL: two array parameters instead of a VALUES list of ~9,000
@@ -240,17 +297,7 @@ def pump(
         session.commit()
         return 0
     size = settings.batch_size
-    fresh = now - timedelta(seconds=settings.delivery_lease_seconds)
-    in_flight = session.scalar(
-        select(func.count())
-        .select_from(DELIVERIES)
-        .where(
-            DELIVERIES.c.issue_id == issue_id,
-            DELIVERIES.c.status.in_([s.value for s in UNFINISHED]),
-            DELIVERIES.c.enqueued_at >= fresh,
-        )
-    )
-    room = max(1, settings.send_inflight_batches) * size - (in_flight or 0)
+    room = _room_in_flight(session, settings, issue_id, now)
     if room < size:
         session.commit()
         return 0

@@ -506,44 +506,8 @@ def resend_failed(
             DELIVERIES.c.status == DeliveryStatus.FAILED.value,
         )
     ).all()
-    frequency = None if issue.frequency is None else Frequency(issue.frequency).value
-    mailable: set[int] = set()
-    for chunk in chunks([row.subscriber_id for row in failed], 500):
-        mailable.update(
-            session.scalars(
-                select(SUBSCRIPTIONS.c.subscriber_id)
-                .join(SUBSCRIBERS, SUBSCRIBERS.c.id == SUBSCRIPTIONS.c.subscriber_id)
-                .where(
-                    eligible_clause(issue.newsletter_id, frequency, now),
-                    SUBSCRIPTIONS.c.subscriber_id.in_(chunk),
-                )
-            )
-        )
-    blocked = suppressed_hashes(
-        session, (email_hash(r.email_key) for r in failed if r.subscriber_id in mailable)
-    )
-    ids = [
-        r.id
-        for r in failed
-        if r.subscriber_id in mailable and email_hash(r.email_key) not in blocked
-    ]
-    for chunk in chunks(ids, 500):
-        session.execute(
-            update(DELIVERIES)
-            .where(
-                DELIVERIES.c.id.in_(chunk),
-                DELIVERIES.c.status == DeliveryStatus.FAILED.value,
-            )
-            .values(
-                status=DeliveryStatus.QUEUED.value,
-                enqueued_at=None,
-                due_at=now,
-                claimed_by="",
-                attempts=0,
-                smtp_response="",
-                smtp_code=None,
-            )
-        )
+    ids = _still_mailable(session, issue, failed, now)
+    _requeue(session, ids, now)
     if ids and issue.status in (S.SENT, S.FAILED):
         issue = _move(
             session,
@@ -561,7 +525,52 @@ def resend_failed(
     return Resent(get_issue(session, issue_id), len(ids), len(failed) - len(ids))
 
 
-# --- Progress ------------------------------------------------------------------------------------
+def _still_mailable(
+    session: Session, issue: Issue, failed: Sequence[Any], now: datetime
+) -> list[int]:
+    """The failed deliveries whose reader may still get the issue (eligible, not suppressed)."""
+    frequency = None if issue.frequency is None else Frequency(issue.frequency).value
+    mailable: set[int] = set()
+    for chunk in chunks([row.subscriber_id for row in failed], 500):
+        mailable.update(
+            session.scalars(
+                select(SUBSCRIPTIONS.c.subscriber_id)
+                .join(SUBSCRIBERS, SUBSCRIBERS.c.id == SUBSCRIPTIONS.c.subscriber_id)
+                .where(
+                    eligible_clause(issue.newsletter_id, frequency, now),
+                    SUBSCRIPTIONS.c.subscriber_id.in_(chunk),
+                )
+            )
+        )
+    blocked = suppressed_hashes(
+        session, (email_hash(r.email_key) for r in failed if r.subscriber_id in mailable)
+    )
+    return [
+        r.id
+        for r in failed
+        if r.subscriber_id in mailable and email_hash(r.email_key) not in blocked
+    ]
+
+
+def _requeue(session: Session, delivery_ids: list[int], now: datetime) -> None:
+    """Put failed deliveries back in the queue as if never tried."""
+    for chunk in chunks(delivery_ids, 500):
+        session.execute(
+            update(DELIVERIES)
+            .where(
+                DELIVERIES.c.id.in_(chunk),
+                DELIVERIES.c.status == DeliveryStatus.FAILED.value,
+            )
+            .values(
+                status=DeliveryStatus.QUEUED.value,
+                enqueued_at=None,
+                due_at=now,
+                claimed_by="",
+                attempts=0,
+                smtp_response="",
+                smtp_code=None,
+            )
+        )
 
 
 def _when(value: datetime | None) -> str:

@@ -1,10 +1,11 @@
 """An issue → one complete, signed message per reader, at a few dozen microseconds a mail.
 
-:func:`prepare_issue` does everything heavy once per issue (see the "Measured" table in
-ARCHITECTURE.md): it renders the templates once with marker strings where per-reader values go,
-renders each post's block once, inlines the CSS once, encodes every complete line as
-quoted-printable once and folds the static headers once. :meth:`PreparedIssue.message_for`
-then only picks the reader's posts, escapes and splices a handful of strings, and joins bytes.
+:func:`prepare_issue` does everything heavy once per issue (bench/profile_send.py shows the
+split, bench/README.md the figures): it renders the templates once with marker strings where
+per-reader values go, renders each post's block once, inlines the CSS once, encodes every
+complete line as quoted-printable once and folds the static headers once.
+:meth:`PreparedIssue.message_for` then only picks the reader's posts, escapes and splices a
+handful of strings, and joins bytes.
 
 Before it is used, the fast path is checked against :func:`render_reference` (the plain
 Jinja render + CSS inlining) for a sample reader; if a site's overridden templates make the two

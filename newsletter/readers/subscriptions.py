@@ -632,68 +632,29 @@ def update_preferences(
     """Apply the preferences form. Lists added here need no new opt-in: the link proves the
     mailbox, and a consent record is written, confirmed at once."""
     now = now or utcnow()
-    if not valid_timezone(prefs.timezone):
-        raise SubscriptionError("Please choose a time zone from the list.")
-    name = _clean_name(prefs.name)
-    allowed_topics = set(available_topics(session))
-    unknown = [t for t in prefs.topics if t not in allowed_topics]
-    if unknown:
-        raise SubscriptionError(f"We have no topic called {unknown[0][:40]!r}.")
+    name = _check_preferences(session, subscriber, prefs)
     current = {s.newsletter_id: s for s in subscriber.subscriptions}
-    allowed_ids = {n.id for n in choosable_newsletters(session, subscriber.id)}
-    if not prefs.newsletter_ids <= allowed_ids:
-        raise UnknownNewsletter("One of the chosen newsletters does not exist.")
     newsletters = {
         n.id: n
         for n in session.scalars(
             select(Newsletter).where(Newsletter.id.in_(prefs.newsletter_ids | set(current)))
         )
     }
-    added = [
-        i
-        for i in sorted(prefs.newsletter_ids)
-        if i not in current or current[i].status != SubscriptionStatus.ACTIVE
-    ]
+    added, removed = _list_changes(current, prefs.newsletter_ids)
     if added and is_suppressed(session, subscriber.email):
         raise SubscriptionError(
             "This address is on our do-not-mail list, so we cannot add newsletters to it. "
             "Please contact us if that is a mistake."
         )
-    removed = [
-        i
-        for i, s in current.items()
-        if i not in prefs.newsletter_ids and s.status != SubscriptionStatus.UNSUBSCRIBED
-    ]
 
     subscriber.name = name
     subscriber.timezone = prefs.timezone
     subscriber.topics = sorted(set(prefs.topics), key=str.casefold)
-    for newsletter_id in added:
-        sub = current.get(newsletter_id)
-        if sub is None:
-            sub = Subscription(
-                subscriber_id=subscriber.id,
-                newsletter_id=newsletter_id,
-                frequency=newsletters[newsletter_id].default_frequency,
-                created_at=now,
-            )
-            session.add(sub)
-            subscriber.subscriptions.append(sub)
-            current[newsletter_id] = sub
-        sub.status = SubscriptionStatus.ACTIVE
-        sub.confirmed_at = sub.confirmed_at or now
-        sub.unsubscribed_at = None
-    for newsletter_id in removed:
-        sub = current[newsletter_id]
-        sub.status = SubscriptionStatus.UNSUBSCRIBED
-        sub.unsubscribed_at = now
-        sub.paused_until = None
-    for newsletter_id, frequency in prefs.frequencies.items():
-        sub_or_none = current.get(newsletter_id)
-        newsletter = newsletters.get(newsletter_id)
-        if sub_or_none is not None and newsletter and newsletter.kind == NewsletterKind.DIGEST:
-            sub_or_none.frequency = frequency
+    _join(session, subscriber, current, [newsletters[i] for i in added], now)
+    _leave(current, removed, now)
+    _set_frequencies(current, newsletters, prefs.frequencies)
     if added:
+        # The link proves the mailbox: the consent is confirmed at once, no new opt-in.
         record_consent(
             session,
             subscriber,
@@ -706,11 +667,89 @@ def update_preferences(
             now=now,
             confirmed=True,
         )
-        if subscriber.confirmed_at is None:
-            subscriber.confirmed_at = now
+        subscriber.confirmed_at = subscriber.confirmed_at or now
     _settle_status(subscriber)
     session.flush()
     return PreferencesChange(tuple(added), tuple(sorted(removed)))
+
+
+def _list_changes(
+    current: dict[int, Subscription], chosen: frozenset[int]
+) -> tuple[list[int], list[int]]:
+    """The lists the form joins (not active yet) and leaves (not already unsubscribed)."""
+    added = [
+        i
+        for i in sorted(chosen)
+        if i not in current or current[i].status != SubscriptionStatus.ACTIVE
+    ]
+    removed = [
+        i
+        for i, s in current.items()
+        if i not in chosen and s.status != SubscriptionStatus.UNSUBSCRIBED
+    ]
+    return added, removed
+
+
+def _check_preferences(session: Session, subscriber: Subscriber, prefs: Preferences) -> str:
+    """Refuse a zone, topic or list the form never offered; return the cleaned name."""
+    if not valid_timezone(prefs.timezone):
+        raise SubscriptionError("Please choose a time zone from the list.")
+    name = _clean_name(prefs.name)
+    allowed_topics = set(available_topics(session))
+    unknown = [t for t in prefs.topics if t not in allowed_topics]
+    if unknown:
+        raise SubscriptionError(f"We have no topic called {unknown[0][:40]!r}.")
+    allowed_ids = {n.id for n in choosable_newsletters(session, subscriber.id)}
+    if not prefs.newsletter_ids <= allowed_ids:
+        raise UnknownNewsletter("One of the chosen newsletters does not exist.")
+    return name
+
+
+def _join(
+    session: Session,
+    subscriber: Subscriber,
+    current: dict[int, Subscription],
+    newsletters: list[Newsletter],
+    now: datetime,
+) -> None:
+    """Activate these lists for the reader, creating the subscriptions they never had."""
+    for newsletter in newsletters:
+        sub = current.get(newsletter.id)
+        if sub is None:
+            sub = Subscription(
+                subscriber_id=subscriber.id,
+                newsletter_id=newsletter.id,
+                frequency=newsletter.default_frequency,
+                created_at=now,
+            )
+            session.add(sub)
+            subscriber.subscriptions.append(sub)
+            current[newsletter.id] = sub
+        sub.status = SubscriptionStatus.ACTIVE
+        sub.confirmed_at = sub.confirmed_at or now
+        sub.unsubscribed_at = None
+
+
+def _leave(current: dict[int, Subscription], newsletter_ids: list[int], now: datetime) -> None:
+    """Unsubscribe the reader from these lists (a pause ends with them)."""
+    for newsletter_id in newsletter_ids:
+        sub = current[newsletter_id]
+        sub.status = SubscriptionStatus.UNSUBSCRIBED
+        sub.unsubscribed_at = now
+        sub.paused_until = None
+
+
+def _set_frequencies(
+    current: dict[int, Subscription],
+    newsletters: dict[int, Newsletter],
+    frequencies: dict[int, Frequency],
+) -> None:
+    """Set the chosen frequency on the reader's digest subscriptions (campaigns have none)."""
+    for newsletter_id, frequency in frequencies.items():
+        sub = current.get(newsletter_id)
+        newsletter = newsletters.get(newsletter_id)
+        if sub is not None and newsletter and newsletter.kind == NewsletterKind.DIGEST:
+            sub.frequency = frequency
 
 
 def _clean_name(raw: str) -> str:

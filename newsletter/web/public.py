@@ -381,25 +381,8 @@ def unsubscribe_submit(token: str) -> BaseResponse:
     form = ManageActionForm()
     if not form.validate():
         return _private(Response(_render_manage(link, token, form=form), 400))
-    action = form.action.data
-    scope_id = link.newsletter_id if form.scope.data != "all" else None
     try:
-        if action == "unsubscribe":
-            left = unsubscribe(db(), subscriber, link.newsletter_id)
-            outcome = _outcome("left", left, link.newsletter_id is None)
-        elif action == "all":
-            left = unsubscribe(db(), subscriber, None)
-            outcome = _outcome("left", left, True)
-        elif action == "pause":
-            weeks = int(form.weeks.data or 0)
-            paused = pause(db(), subscriber, link.newsletter_id, weeks)
-            outcome = _outcome("paused", paused, link.newsletter_id is None, weeks=weeks)
-        elif action == "weekly":
-            changed = switch_frequency(db(), subscriber, link.newsletter_id, Frequency.WEEKLY)
-            outcome = _outcome("weekly", changed, link.newsletter_id is None)
-        else:
-            back = resubscribe(db(), subscriber, scope_id)
-            outcome = _outcome("resubscribed", back, scope_id is None)
+        outcome = _manage_action(link, form)
     except SubscriptionError as exc:
         form.weeks.errors = [str(exc)]
         return _private(Response(_render_manage(link, token, form=form), 400))
@@ -413,6 +396,26 @@ def unsubscribe_submit(token: str) -> BaseResponse:
         preferences_url=links.preferences_url(settings(), subscriber.id, subscriber.token_version),
     )
     return _private(Response(body))
+
+
+def _manage_action(link: ManageLink, form: ManageActionForm) -> dict[str, Any]:
+    """Carry out the button the reader pressed on the unsubscribe page; what it changed."""
+    subscriber = link.subscriber
+    action = form.action.data
+    if action == "unsubscribe":
+        left = unsubscribe(db(), subscriber, link.newsletter_id)
+        return _outcome("left", left, link.newsletter_id is None)
+    if action == "all":
+        return _outcome("left", unsubscribe(db(), subscriber, None), True)
+    if action == "pause":
+        weeks = int(form.weeks.data or 0)
+        paused = pause(db(), subscriber, link.newsletter_id, weeks)
+        return _outcome("paused", paused, link.newsletter_id is None, weeks=weeks)
+    if action == "weekly":
+        changed = switch_frequency(db(), subscriber, link.newsletter_id, Frequency.WEEKLY)
+        return _outcome("weekly", changed, link.newsletter_id is None)
+    scope_id = link.newsletter_id if form.scope.data != "all" else None
+    return _outcome("resubscribed", resubscribe(db(), subscriber, scope_id), scope_id is None)
 
 
 def _outcome(kind: str, ids: list[int], all_lists: bool, **extra: Any) -> dict[str, Any]:

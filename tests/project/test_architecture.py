@@ -4,10 +4,11 @@ a concern docstring per package, and imports at the top of their modules."""
 from __future__ import annotations
 
 import ast
+import re
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "newsletter"
 
 # The composition root: the only modules beside the packages.
@@ -75,10 +76,38 @@ def test_the_late_import_check_sees_an_import_in_a_function(tmp_path: Path) -> N
     assert [m for _, _, m in _late_project_imports(module)] == ["newsletter.store", "worker.tasks"]
 
 
-def test_every_package_is_a_layer_of_the_import_contract() -> None:
+def _contract_layers() -> list[set[str]]:
+    """The layers of the import-linter contract in pyproject.toml, top to bottom."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
     (contract,) = config["contracts"]
-    layered = {name.strip() for layer in contract["layers"] for name in layer.split("|")}
+    return [{name.strip() for name in layer.split("|")} for layer in contract["layers"]]
+
+
+def _readme_layers() -> list[set[str]]:
+    """The layers of the tree in the README's architecture section, top to bottom."""
+    section = (ROOT / "README.md").read_text().split("## Architecture", 1)[1]
+    tree = section.split("```", 2)[1]
+    layers = []
+    for line in tree.splitlines():
+        match = re.match(r"^[├└]── (.+?)\s{2,}", line)
+        if match:
+            names = [n.strip() for n in match.group(1).split("·")]
+            layers.append({_dotted(n) for n in names})
+    return layers
+
+
+def _dotted(name: str) -> str:
+    """``web/`` → newsletter.web, ``app.py`` → newsletter.app, ``worker/`` → worker."""
+    stem = name.removesuffix("/").removesuffix(".py")
+    return stem if stem == "worker" else f"newsletter.{stem}"
+
+
+def test_every_package_is_a_layer_of_the_import_contract() -> None:
+    layered = set().union(*_contract_layers())
     packages = {f"newsletter.{p.parent.name}" for p in PACKAGE.glob("*/__init__.py")}
     modules = {f"newsletter.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
     assert packages | modules | {"worker"} == layered
+
+
+def test_the_readme_shows_the_layers_of_the_contract() -> None:
+    assert _readme_layers() == _contract_layers()
