@@ -509,11 +509,15 @@ def _subscriber_by_key(session: Session, key: str) -> Subscriber | None:
 
 
 def _key(address: str) -> str:
-    """The unique key of a reported address (normalised like a signup, else just case-folded)."""
+    """The unique key of a reported address, normalised like a signup's; "" when it is none.
+
+    Every stored key came through the same normalisation, so an address that fails it names no
+    reader (and a mangled one, with a NUL say, must never reach PostgreSQL as a parameter).
+    """
     try:
         return email_key(normalise(address))
     except InvalidAddress:
-        return address.strip().casefold()
+        return ""
 
 
 def _record(

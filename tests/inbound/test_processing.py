@@ -8,24 +8,18 @@ must change nothing at all.
 
 from __future__ import annotations
 
-import mailbox
 import random
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from pathlib import Path
-from string import Template
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from click.testing import CliRunner
 from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.access.api_tokens import create_token
 from newsletter.inbound.processing import Outcome, Result, process_message, verp_ids
 from newsletter.issues import lifecycle
 from newsletter.issues.rendering import envelope_sender
@@ -33,13 +27,12 @@ from newsletter.mail.transport import close_transports
 from newsletter.readers import links
 from newsletter.readers.subscriptions import is_suppressed
 from newsletter.settings import Settings
-from newsletter.store.db import dispose_engines, get_sessionmaker, utcnow
+from newsletter.store.db import utcnow
 from newsletter.store.models import (
     Delivery,
     DeliveryStatus,
     FeedbackEvent,
     FeedbackKind,
-    Issue,
     Newsletter,
     NewsletterKind,
     Subscriber,
@@ -49,60 +42,38 @@ from newsletter.store.models import (
     Suppression,
 )
 from tests.support import dispatching as seed
+from tests.support.inbound import ALICE, BOB, BOUNCES, DATA, sample
 from tests.support.services import migrated_postgres_database
-from tests.support.smtp import Received, SMTPSink, free_port
-from tests.support.worker import NEWSLETTER, base_env
-
-DATA = Path(__file__).parents[1] / "data" / "inbound"
-BOUNCES = "bounces+@news.example.com"
-BOB = "bob@example.org"
-ALICE = "alice@example.org"
-
+from tests.support.smtp import Received, SMTPSink
 
 # --- fixtures -------------------------------------------------------------------------------------
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, settings: Settings) -> Iterator[str]:
-    """The domain tests run on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
-        yield settings.database_url
-        return
-    with migrated_postgres_database() as url:
-        yield url
-
-
-@pytest.fixture
-def isettings(settings: Settings, smtp_sink: SMTPSink, database_url: str) -> Settings:
-    """Real sends to the sink with a VERP bounce address."""
-    return replace(
+def settings(
+    request: pytest.FixtureRequest, settings: Settings, smtp_sink: SMTPSink
+) -> Iterator[Settings]:
+    """conftest's settings on SQLite or PostgreSQL, sending to the sink with a VERP address."""
+    real_sends = replace(
         settings,
-        database_url=database_url,
         smtp_url=smtp_sink.url,
         smtp_timeout=5.0,
         bounce_address=BOUNCES,
         autopause_min_attempts=10_000,
     )
+    if request.param == "sqlite":
+        yield real_sends
+        return
+    with migrated_postgres_database() as url:
+        yield replace(real_sends, database_url=url)
 
 
 @pytest.fixture
-def iapp(isettings: Settings) -> Iterator[Flask]:
-    """The app (its Jinja environment renders the mails) with an app context pushed."""
-    from newsletter import create_app
-
-    application = create_app(isettings)
-    with application.app_context():
-        yield application
+def app(app: Flask) -> Iterator[Flask]:
+    """conftest's app with an app context pushed (its Jinja environment renders the mails)."""
+    with app.app_context():
+        yield app
     close_transports()
-    dispose_engines()
-
-
-@pytest.fixture
-def db(database_url: str, iapp: Flask) -> Iterator[Session]:
-    """A session on the test's database."""
-    session = get_sessionmaker(database_url)()
-    yield session
-    session.close()
 
 
 @dataclass
@@ -174,14 +145,14 @@ class World:
 
 
 @pytest.fixture
-def world(db: Session, isettings: Settings, smtp_sink: SMTPSink) -> World:
+def world(app: Flask, db: Session, settings: Settings, smtp_sink: SMTPSink) -> World:
     """Offers (alice, bob, carol) and weekly (bob), nothing sent yet."""
     offers = seed.newsletter(db, "offers", kind=NewsletterKind.CAMPAIGN)
     weekly = seed.newsletter(db, "weekly", kind=NewsletterKind.CAMPAIGN)
     seed.reader(db, ALICE, [offers])
     seed.reader(db, BOB, [offers, weekly])
     seed.reader(db, "carol@example.org", [weekly])
-    return World(db, isettings, smtp_sink, offers, weekly)
+    return World(db, settings, smtp_sink, offers, weekly)
 
 
 def snapshot(db: Session) -> dict[str, list[tuple[Any, ...]]]:
@@ -207,12 +178,6 @@ def snapshot(db: Session) -> dict[str, list[tuple[Any, ...]]]:
             for e in db.scalars(select(FeedbackEvent).order_by("id"))
         ],
     }
-
-
-def sample(name: str, **values: str) -> bytes:
-    """A sample from tests/data/inbound with its $placeholders filled in."""
-    text = (DATA / name).read_text()
-    return Template(text).safe_substitute(values).encode()
 
 
 def lf(raw: bytes) -> str:
@@ -528,13 +493,8 @@ def test_forged_revoked_or_missing_tokens_are_ignored_and_reported(world: World)
 # --- junk -----------------------------------------------------------------------------------------
 
 
-def junk_settings(settings: Settings) -> Settings:
-    """SQLite-only settings for the tests that need no real sends."""
-    return replace(settings, bounce_address=BOUNCES)
-
-
-def test_junk_is_reported_never_raised(settings: Settings, db_sqlite: Session) -> None:
-    s = junk_settings(settings)
+def test_junk_is_reported_never_raised(settings: Settings, db: Session) -> None:
+    s = settings
     cases = {
         b"": Result.INVALID,
         (DATA / "junk.bin").read_bytes(): Result.INVALID,
@@ -543,19 +503,19 @@ def test_junk_is_reported_never_raised(settings: Settings, db_sqlite: Session) -
         sample("postfix-5.1.1.eml")[:700]: Result.UNKNOWN,  # cut off before the report
     }
     for raw, expected in cases.items():
-        outcome = process_message(db_sqlite, s, raw)
+        outcome = process_message(db, s, raw)
         assert outcome.result == expected, (raw[:40], outcome)
     # What a report says is printed only as one line of printable characters.
     escape = sample("arf-complaint.eml", feedback_type="x\x1b[2J\x07y", original_message="")
-    outcome = process_message(db_sqlite, s, escape)
+    outcome = process_message(db, s, escape)
     assert outcome.result == Result.UNKNOWN and outcome.line().isprintable()
     big = b"Subject: big\n\n" + b"x" * 2000
-    outcome = process_message(db_sqlite, replace(s, inbound_max_bytes=1000), big)
+    outcome = process_message(db, replace(s, inbound_max_bytes=1000), big)
     assert outcome.result == Result.INVALID and "larger than 1000 bytes" in outcome.summary
 
 
-def test_mangled_reports_never_crash(settings: Settings, db_sqlite: Session) -> None:
-    s = junk_settings(settings)
+def test_mangled_reports_never_crash(settings: Settings, db: Session) -> None:
+    s = settings
     rng = random.Random(8)
     originals = [
         sample(
@@ -584,223 +544,6 @@ def test_mangled_reports_never_crash(settings: Settings, db_sqlite: Session) -> 
             raw[pos] = rng.choice([0, 10, 13, 32, 45, 59, 61, 255, rng.randrange(256)])
         if rng.random() < 0.3:
             raw = raw[: rng.randrange(len(raw))]
-        outcome = process_message(db_sqlite, s, bytes(raw))
+        outcome = process_message(db, s, bytes(raw))
         assert isinstance(outcome.result, Result)
         assert not outcome.changed  # nobody in this database was mailed
-
-
-@pytest.fixture
-def db_sqlite(settings: Settings) -> Iterator[Session]:
-    """A session on the plain SQLite test database."""
-    session = get_sessionmaker(settings.database_url)()
-    yield session
-    session.close()
-    dispose_engines()
-
-
-# --- the command and the webhook ------------------------------------------------------------------
-
-
-def seed_mailed(settings: Settings) -> tuple[int, int, str]:
-    """A reader on one list with one sent delivery, written directly: (issue, reader, msgid)."""
-    session = get_sessionmaker(settings.database_url)()
-    try:
-        offers = seed.newsletter(session, "offers", kind=NewsletterKind.CAMPAIGN)
-        reader = seed.reader(session, BOB, [offers])
-        issue = Issue(newsletter_id=offers.id, kind=NewsletterKind.CAMPAIGN, subject="Offer")
-        session.add(issue)
-        session.flush()
-        session.add(
-            Delivery(
-                issue_id=issue.id,
-                subscriber_id=reader.id,
-                status=DeliveryStatus.SENT,
-                smtp_code=250,
-                message_id="<m1@news.example.com>",
-                sent_at=utcnow(),
-            )
-        )
-        session.commit()
-        return issue.id, reader.id, "<m1@news.example.com>"
-    finally:
-        session.close()
-
-
-@pytest.fixture
-def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """NEWSLETTER_* for the test database, with a VERP bounce address."""
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("NEWSLETTER_") or key == "ORIGINAL_RECIPIENT":
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("NEWSLETTER_ENV", "testing")
-    monkeypatch.setenv("NEWSLETTER_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", settings.secret_key)
-    monkeypatch.setenv("NEWSLETTER_BOUNCE_ADDRESS", BOUNCES)
-    monkeypatch.setenv("FLASK_RUN_FROM_CLI", "")
-    yield replace(settings, bounce_address=BOUNCES)
-    dispose_engines()
-
-
-def test_command_reads_files_maildirs_and_mboxes_and_reports_each_message(
-    cli_env: Settings, tmp_path: Path
-) -> None:
-    from newsletter.cli import cli
-
-    issue_id, bob_id, _ = seed_mailed(cli_env)
-    verp = envelope_sender(cli_env, issue_id, bob_id)
-    inbox = tmp_path / "in"
-    inbox.mkdir()
-    (inbox / "bounce.eml").write_bytes(
-        sample("postfix-4.2.2-delayed.eml", verp=verp, email=BOB, original_headers="X: y")
-    )
-    maildir = mailbox.Maildir(tmp_path / "Maildir", create=True)
-    maildir.add(sample("postfix-5.1.1.eml", verp=verp, email=BOB, original_headers="X: y"))
-    maildir.add((DATA / "out-of-office.eml").read_bytes())
-    box = mailbox.mbox(tmp_path / "mbox")
-    bob_token = links.unsubscribe_token(cli_env, bob_id, 0, None)
-    box.add(
-        sample(
-            "unsubscribe-request.eml",
-            to="unsubscribe@news.example.com",
-            subject=f"unsubscribe-{bob_token}",
-            **{"from": BOB},
-        )
-    )
-    box.add(
-        sample(
-            "unsubscribe-request.eml",
-            to="unsubscribe@news.example.com",
-            subject="unsubscribe-WzEsMF0.forged",
-            **{"from": BOB},
-        )
-    )
-    box.close()
-    paths = [
-        str(inbox / "bounce.eml"),
-        str(tmp_path / "Maildir"),
-        str(tmp_path / "mbox"),
-        str(DATA / "not-mail.txt"),
-        str(tmp_path / "missing.eml"),
-    ]
-
-    result = CliRunner().invoke(cli, ["inbound", "process", *paths], catch_exceptions=False)
-
-    lines = result.output.splitlines()
-    assert result.exit_code == 1, result.output  # two inputs were not mail
-    assert len(lines) == 7, result.output
-    assert lines[0].startswith(f"{inbox / 'bounce.eml'}: soft-bounce: ")
-    assert ": bounce: subscriber" in lines[1] and "address suppressed" in lines[1]
-    assert ": unknown: not a bounce" in lines[2]
-    assert lines[3].startswith(f"{tmp_path / 'mbox'}#1: unsubscribe: subscriber {bob_id} left")
-    assert lines[4].startswith(f"{tmp_path / 'mbox'}#2: ignored: ") and "token" in lines[4]
-    assert lines[5].startswith(f"{DATA / 'not-mail.txt'}: invalid: ")
-    assert lines[6] == f"{tmp_path / 'missing.eml'}: invalid: no such file or folder"
-    with get_sessionmaker(cli_env.database_url)() as db:
-        assert is_suppressed(db, BOB)
-        assert db.get(Subscriber, bob_id).status == SubscriberStatus.BOUNCED  # type: ignore[union-attr]
-
-    again = CliRunner().invoke(cli, ["inbound", "process", str(tmp_path / "Maildir")])
-    assert again.exit_code == 0, again.output
-    assert "nothing changed" in again.output.splitlines()[0]
-
-
-def test_command_reads_one_message_from_stdin_with_the_envelope_recipient(
-    cli_env: Settings,
-) -> None:
-    from newsletter.cli import cli
-
-    issue_id, bob_id, message_id = seed_mailed(cli_env)
-    # The report itself carries no VERP address: only the MTA's envelope recipient does.
-    report = sample(
-        "postfix-5.1.1.eml",
-        verp="postmaster@news.example.com",
-        email=BOB,
-        original_headers=f"Message-ID: {message_id}\nTo: {BOB}",
-    )
-    result = CliRunner().invoke(
-        cli,
-        ["inbound", "process", "--recipient", envelope_sender(cli_env, issue_id, bob_id)],
-        input=report,
-    )
-    assert result.exit_code == 0, result.output
-    assert result.output.startswith("stdin: bounce: ")
-    assert f"issue {issue_id} marked bounced" in result.output
-
-    junk = CliRunner().invoke(cli, ["inbound", "process", "-"], input=b"\x00\x01garbage")
-    assert junk.exit_code == 1
-    assert junk.output.startswith("stdin: invalid: not a mail message")
-
-
-def test_an_mta_pipe_gets_tempfail_when_the_database_is_down(tmp_path: Path) -> None:
-    env = base_env(
-        NEWSLETTER_ENV="testing",
-        NEWSLETTER_DATA_DIR=str(tmp_path),
-        NEWSLETTER_SECRET_KEY="pipe-secret-key-that-is-long-enough-0123456789",
-        NEWSLETTER_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none",
-    )
-    report = sample(
-        "postfix-5.1.1.eml", verp="bounces+1-1@news.example.com", email=BOB, original_headers="X: y"
-    )
-    done = subprocess.run(
-        [*NEWSLETTER, "inbound", "process"],
-        input=report,
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 75, done.stderr  # EX_TEMPFAIL: Postfix keeps it and retries
-    assert done.stdout.decode().startswith("stdin: deferred: database problem")
-    assert b"Traceback" not in done.stderr
-
-
-@pytest.fixture
-def api_client(settings: Settings) -> Iterator[tuple[Any, str, Settings]]:
-    """A test client on settings with VERP and a small inbound limit, plus an API token."""
-    from newsletter import create_app
-
-    s = replace(settings, bounce_address=BOUNCES, inbound_max_bytes=200_000)
-    app = create_app(s)
-    with get_sessionmaker(s.database_url)() as db:
-        _row, token = create_token(db, "mail service")
-        db.commit()
-    yield app.test_client(), token, s
-    dispose_engines()
-
-
-def test_webhook_processes_a_raw_message(api_client: tuple[Any, str, Settings]) -> None:
-    client, token, s = api_client
-    issue_id, bob_id, _ = seed_mailed(s)
-    report = sample(
-        "postfix-5.1.1.eml",
-        verp=envelope_sender(s, issue_id, bob_id),
-        email=BOB,
-        original_headers="X: y",
-    )
-    auth = {"Authorization": f"Bearer {token}", "Content-Type": "message/rfc822"}
-
-    assert client.post("/api/v1/inbound", data=report).status_code == 401
-    wrong = client.post(
-        "/api/v1/inbound",
-        data=report,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"},
-    )
-    assert wrong.status_code == 415 and "message/rfc822" in wrong.get_json()["error"]["message"]
-    junk = client.post("/api/v1/inbound", data=(DATA / "junk.bin").read_bytes(), headers=auth)
-    assert junk.status_code == 400 and "not a mail message" in junk.get_json()["error"]["message"]
-    huge = client.post("/api/v1/inbound", data=report + b"x" * 300_000, headers=auth)
-    assert huge.status_code == 413
-
-    ok = client.post("/api/v1/inbound", data=report, headers=auth)
-    assert ok.status_code == 200
-    body = ok.get_json()
-    assert body["result"] == "bounce" and body["changed"] is True
-    assert (body["subscriber_id"], body["issue_id"]) == (bob_id, issue_id)
-    again = client.post("/api/v1/inbound", data=report, headers=auth).get_json()
-    assert again["changed"] is False
-    with get_sessionmaker(s.database_url)() as db:
-        assert is_suppressed(db, BOB)
-        delivery = db.scalar(select(Delivery).where(Delivery.subscriber_id == bob_id))
-        assert delivery is not None and delivery.status == DeliveryStatus.BOUNCED

@@ -1,0 +1,148 @@
+"""``newsletter inbound process``: files, maildirs, mboxes and stdin, as an MTA pipe runs it."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import cli
+from newsletter.issues.rendering import envelope_sender
+from newsletter.readers import links
+from newsletter.readers.subscriptions import is_suppressed
+from newsletter.settings import Settings
+from newsletter.store.db import dispose_engines, get_sessionmaker
+from newsletter.store.models import Subscriber, SubscriberStatus
+from tests.support.inbound import BOB, BOUNCES, DATA, sample, seed_mailed
+from tests.support.smtp import free_port
+from tests.support.worker import NEWSLETTER, base_env
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """NEWSLETTER_* for the test database, with a VERP bounce address."""
+    for key in list(os.environ):
+        if key.startswith("NEWSLETTER_") or key == "ORIGINAL_RECIPIENT":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("NEWSLETTER_ENV", "testing")
+    monkeypatch.setenv("NEWSLETTER_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", settings.secret_key)
+    monkeypatch.setenv("NEWSLETTER_BOUNCE_ADDRESS", BOUNCES)
+    monkeypatch.setenv("FLASK_RUN_FROM_CLI", "")
+    yield replace(settings, bounce_address=BOUNCES)
+    dispose_engines()
+
+
+def test_command_reads_files_maildirs_and_mboxes_and_reports_each_message(
+    cli_env: Settings, tmp_path: Path
+) -> None:
+    issue_id, bob_id, _ = seed_mailed(cli_env)
+    verp = envelope_sender(cli_env, issue_id, bob_id)
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "bounce.eml").write_bytes(
+        sample("postfix-4.2.2-delayed.eml", verp=verp, email=BOB, original_headers="X: y")
+    )
+    maildir = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    maildir.add(sample("postfix-5.1.1.eml", verp=verp, email=BOB, original_headers="X: y"))
+    maildir.add((DATA / "out-of-office.eml").read_bytes())
+    box = mailbox.mbox(tmp_path / "mbox")
+    bob_token = links.unsubscribe_token(cli_env, bob_id, 0, None)
+    box.add(
+        sample(
+            "unsubscribe-request.eml",
+            to="unsubscribe@news.example.com",
+            subject=f"unsubscribe-{bob_token}",
+            **{"from": BOB},
+        )
+    )
+    box.add(
+        sample(
+            "unsubscribe-request.eml",
+            to="unsubscribe@news.example.com",
+            subject="unsubscribe-WzEsMF0.forged",
+            **{"from": BOB},
+        )
+    )
+    box.close()
+    paths = [
+        str(inbox / "bounce.eml"),
+        str(tmp_path / "Maildir"),
+        str(tmp_path / "mbox"),
+        str(DATA / "not-mail.txt"),
+        str(tmp_path / "missing.eml"),
+    ]
+
+    result = CliRunner().invoke(cli, ["inbound", "process", *paths], catch_exceptions=False)
+
+    lines = result.output.splitlines()
+    assert result.exit_code == 1, result.output  # two inputs were not mail
+    assert len(lines) == 7, result.output
+    assert lines[0].startswith(f"{inbox / 'bounce.eml'}: soft-bounce: ")
+    assert ": bounce: subscriber" in lines[1] and "address suppressed" in lines[1]
+    assert ": unknown: not a bounce" in lines[2]
+    assert lines[3].startswith(f"{tmp_path / 'mbox'}#1: unsubscribe: subscriber {bob_id} left")
+    assert lines[4].startswith(f"{tmp_path / 'mbox'}#2: ignored: ") and "token" in lines[4]
+    assert lines[5].startswith(f"{DATA / 'not-mail.txt'}: invalid: ")
+    assert lines[6] == f"{tmp_path / 'missing.eml'}: invalid: no such file or folder"
+    with get_sessionmaker(cli_env.database_url)() as db:
+        assert is_suppressed(db, BOB)
+        assert db.get(Subscriber, bob_id).status == SubscriberStatus.BOUNCED  # type: ignore[union-attr]
+
+    again = CliRunner().invoke(cli, ["inbound", "process", str(tmp_path / "Maildir")])
+    assert again.exit_code == 0, again.output
+    assert "nothing changed" in again.output.splitlines()[0]
+
+
+def test_command_reads_one_message_from_stdin_with_the_envelope_recipient(
+    cli_env: Settings,
+) -> None:
+    issue_id, bob_id, message_id = seed_mailed(cli_env)
+    # The report itself carries no VERP address: only the MTA's envelope recipient does.
+    report = sample(
+        "postfix-5.1.1.eml",
+        verp="postmaster@news.example.com",
+        email=BOB,
+        original_headers=f"Message-ID: {message_id}\nTo: {BOB}",
+    )
+    result = CliRunner().invoke(
+        cli,
+        ["inbound", "process", "--recipient", envelope_sender(cli_env, issue_id, bob_id)],
+        input=report,
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("stdin: bounce: ")
+    assert f"issue {issue_id} marked bounced" in result.output
+
+    junk = CliRunner().invoke(cli, ["inbound", "process", "-"], input=b"\x00\x01garbage")
+    assert junk.exit_code == 1
+    assert junk.output.startswith("stdin: invalid: not a mail message")
+
+
+def test_an_mta_pipe_gets_tempfail_when_the_database_is_down(tmp_path: Path) -> None:
+    env = base_env(
+        NEWSLETTER_ENV="testing",
+        NEWSLETTER_DATA_DIR=str(tmp_path),
+        NEWSLETTER_SECRET_KEY="pipe-secret-key-that-is-long-enough-0123456789",
+        NEWSLETTER_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none",
+    )
+    report = sample(
+        "postfix-5.1.1.eml", verp="bounces+1-1@news.example.com", email=BOB, original_headers="X: y"
+    )
+    done = subprocess.run(
+        [*NEWSLETTER, "inbound", "process"],
+        input=report,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 75, done.stderr  # EX_TEMPFAIL: Postfix keeps it and retries
+    assert done.stdout.decode().startswith("stdin: deferred: database problem")
+    assert b"Traceback" not in done.stderr
