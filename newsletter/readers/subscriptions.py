@@ -460,16 +460,7 @@ def confirm(
     current = {s.newsletter_id: s for s in subscriber.subscriptions}
     activated: list[int] = []
     for newsletter in confirmation.newsletters:
-        sub = current.get(newsletter.id)
-        if sub is None:
-            sub = Subscription(
-                subscriber_id=subscriber.id,
-                newsletter_id=newsletter.id,
-                frequency=newsletter.default_frequency,
-                created_at=now,
-            )
-            session.add(sub)
-            subscriber.subscriptions.append(sub)
+        sub = _subscription_to(session, subscriber, current, newsletter, now)
         if sub.status != SubscriptionStatus.ACTIVE:
             sub.status = SubscriptionStatus.ACTIVE
             sub.confirmed_at = now
@@ -714,20 +705,32 @@ def _join(
 ) -> None:
     """Activate these lists for the reader, creating the subscriptions they never had."""
     for newsletter in newsletters:
-        sub = current.get(newsletter.id)
-        if sub is None:
-            sub = Subscription(
-                subscriber_id=subscriber.id,
-                newsletter_id=newsletter.id,
-                frequency=newsletter.default_frequency,
-                created_at=now,
-            )
-            session.add(sub)
-            subscriber.subscriptions.append(sub)
-            current[newsletter.id] = sub
+        sub = _subscription_to(session, subscriber, current, newsletter, now)
         sub.status = SubscriptionStatus.ACTIVE
         sub.confirmed_at = sub.confirmed_at or now
         sub.unsubscribed_at = None
+
+
+def _subscription_to(
+    session: Session,
+    subscriber: Subscriber,
+    current: dict[int, Subscription],
+    newsletter: Newsletter,
+    now: datetime,
+) -> Subscription:
+    """The reader's subscription row for a list, created (at its default frequency) if new."""
+    sub = current.get(newsletter.id)
+    if sub is None:
+        sub = Subscription(
+            subscriber_id=subscriber.id,
+            newsletter_id=newsletter.id,
+            frequency=newsletter.default_frequency,
+            created_at=now,
+        )
+        session.add(sub)
+        subscriber.subscriptions.append(sub)
+        current[newsletter.id] = sub
+    return sub
 
 
 def _leave(current: dict[int, Subscription], newsletter_ids: list[int], now: datetime) -> None:
