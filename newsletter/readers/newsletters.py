@@ -61,8 +61,12 @@ def create_newsletter(
     kind: NewsletterKind = NewsletterKind.DIGEST,
     frequency: Frequency = Frequency.DAILY,
     categories: Sequence[str] = (),
+    public: bool = True,
 ) -> Newsletter:
-    """Add a newsletter; NewsletterError for a bad or taken slug or an empty name."""
+    """Add a newsletter; NewsletterError for a bad or taken slug or an empty name.
+
+    A list that is not ``public`` is on no signup form; readers are added to it by hand.
+    """
     validate_slug(slug)
     if not name.strip():
         raise NewsletterError("a newsletter needs a name, e.g. --name 'Daily digest'")
@@ -82,6 +86,7 @@ def create_newsletter(
         default_frequency=frequency,
         categories=list(dict.fromkeys(c for c in categories if c)),
         position=position + 1,
+        is_public=public,
     )
     db.add(row)
     try:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.delivery import batches, fan_out
 from newsletter.readers.addresses import email_key, normalise
+from newsletter.readers.newsletters import create_newsletter
 from newsletter.settings import Settings
 from newsletter.store.db import utcnow
 from newsletter.store.models import (
@@ -38,15 +39,15 @@ def newsletter(
     frequency: Frequency = Frequency.DAILY,
     categories: Iterable[str] = (),
 ) -> Newsletter:
-    """A newsletter row (committed)."""
-    row = Newsletter(
-        slug=slug,
-        name=slug.replace("-", " ").title(),
+    """A newsletter, created as the CLI creates one (committed)."""
+    row = create_newsletter(
+        db,
+        slug,
+        slug.replace("-", " ").title(),
         kind=kind,
-        default_frequency=frequency,
+        frequency=frequency,
         categories=list(categories),
     )
-    db.add(row)
     db.commit()
     return row
 

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.readers.addresses import email_key, normalise
+from newsletter.readers.newsletters import create_newsletter
 from newsletter.settings import Settings
 from newsletter.store.db import Base, utcnow
 from newsletter.store.models import (
@@ -41,32 +42,28 @@ class Lists:
 
 def make_lists(db: Session) -> Lists:
     """Three public lists (two digests, one campaign list) and one private list."""
-    daily = Newsletter(
-        slug="daily",
-        name="Morning Briefing",
+    private = create_newsletter(db, "staff", "Staff memo", public=False)
+    daily = create_newsletter(
+        db,
+        "daily",
+        "Morning Briefing",
         description="The day's top stories at 7am.",
-        kind=NewsletterKind.DIGEST,
-        default_frequency=Frequency.DAILY,
         categories=["World", "Politics"],
-        position=1,
     )
-    weekly = Newsletter(
-        slug="weekend",
-        name="Weekend Reads",
+    weekly = create_newsletter(
+        db,
+        "weekend",
+        "Weekend Reads",
         description="Long reads for Saturday.",
-        kind=NewsletterKind.DIGEST,
-        default_frequency=Frequency.WEEKLY,
-        position=2,
+        frequency=Frequency.WEEKLY,
     )
-    offers = Newsletter(
-        slug="offers",
-        name="Offers & Announcements",
+    offers = create_newsletter(
+        db,
+        "offers",
+        "Offers & Announcements",
         description="Subscriber deals and events.",
         kind=NewsletterKind.CAMPAIGN,
-        position=3,
     )
-    private = Newsletter(slug="staff", name="Staff memo", is_public=False, position=0)
-    db.add_all([daily, weekly, offers, private])
     db.commit()
     return Lists(daily, weekly, offers, private)
 
