@@ -115,6 +115,15 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``NEWSLETTER_*`` variables, filling embedded defaults."""
+        return cls.read_env(environ).with_defaults()
+
+    @classmethod
+    def read_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The ``NEWSLETTER_*`` variables as settings, embedded defaults not yet filled in.
+
+        Reading creates nothing (no data directory), so a command can first ask where the
+        database would be.
+        """
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for f in fields(cls):
@@ -137,22 +146,21 @@ class Settings:
                     values[f.name] = raw.strip()
             except ValueError as exc:
                 raise SettingsError(f"NEWSLETTER_{f.name.upper()}: {exc}") from exc
-        settings = cls(**values)  # type: ignore[arg-type]
-        return settings.with_defaults()
+        return cls(**values)  # type: ignore[arg-type]
+
+    def sqlite_file(self) -> Path | None:
+        """The SQLite file the database URL names (the embedded default if unset), else None."""
+        url = self.database_url or f"sqlite:///{self.data_dir.resolve() / 'newsletter.db'}"
+        if not url.startswith("sqlite:///"):
+            return None
+        path = url.removeprefix("sqlite:///").split("?", 1)[0]
+        return None if path in ("", ":memory:") else Path(path).resolve()
 
     def with_defaults(self) -> Settings:
-        """Fill the embedded defaults that depend on the data directory, then validate."""
-        data_dir = self.data_dir.resolve()
-        changes: dict[str, object] = {"data_dir": data_dir}
-        if not self.database_url:
-            changes["database_url"] = f"sqlite:///{data_dir / 'newsletter.db'}"
-        if not self.broker_url:
-            changes["broker_url"] = "filesystem://"
-        if not self.smtp_url:
-            changes["smtp_url"] = f"capture://{data_dir / 'mail'}"
-        result = replace(self, **changes)  # type: ignore[arg-type]
-        result.validate()
-        if len(changes) > 1:
+        """Fill the embedded defaults, validate, and create the data directory they live in."""
+        result = self.filled()
+        data_dir = result.data_dir
+        if self._uses_embedded_defaults():
             # An embedded default lives in the data directory: say now, in one line, if it
             # cannot, rather than with a traceback from whichever part first writes there.
             try:
@@ -163,6 +171,27 @@ class Settings:
                     "point it at a writable folder"
                 ) from exc
         return result
+
+    def filled(self) -> Settings:
+        """The embedded defaults that depend on the data directory filled in, then validated.
+
+        Creates nothing: :meth:`with_defaults` is this plus the data directory.
+        """
+        data_dir = self.data_dir.resolve()
+        changes: dict[str, object] = {"data_dir": data_dir}
+        if not self.database_url:
+            changes["database_url"] = f"sqlite:///{data_dir / 'newsletter.db'}"
+        if not self.broker_url:
+            changes["broker_url"] = "filesystem://"
+        if not self.smtp_url:
+            changes["smtp_url"] = f"capture://{data_dir / 'mail'}"
+        result = replace(self, **changes)  # type: ignore[arg-type]
+        result.validate()
+        return result
+
+    def _uses_embedded_defaults(self) -> bool:
+        """Does any part live in the data directory (an unset database, broker or mail URL)?"""
+        return not (self.database_url and self.broker_url and self.smtp_url)
 
     def validate(self) -> None:
         """Refuse settings that would run insecurely or cannot work, saying why."""

@@ -7,16 +7,20 @@ in :mod:`newsletter.cli.common`.
 
 from __future__ import annotations
 
+import copy
+import os
 import sys
 from collections.abc import Sequence
 from importlib import import_module
+from typing import Any
 
 import click
 from flask import Flask
-from flask.cli import FlaskGroup, NoAppException
+from flask.cli import FlaskGroup, NoAppException, routes_command, run_command, shell_command
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from newsletter.settings import SettingsError
+from newsletter.cli.common import SetupError
+from newsletter.settings import Settings, SettingsError
 
 # Every module listed here exports ``commands``: a list of click commands or groups to add.
 # Adding a command group is ONE line here (keep the list sorted by module name).
@@ -64,8 +68,80 @@ def register_commands(group: click.Group) -> None:
             group.add_command(command)
 
 
+# The commands that may create the database where none is yet: the rest refuse, saying where they
+# looked, instead of quietly starting a second, empty one in whatever folder they were run from.
+CREATE_DATABASE = {("dev",), ("db", "upgrade")}
+# ping talks to the broker only; check reports a missing database among its other findings.
+NO_DATABASE = {("ping",), ("check",)}
+HELP = {"-h", "--help"}
+
+
+class NewsletterGroup(FlaskGroup):
+    """Flask's CLI group, showing only our commands and options.
+
+    Flask's ``-A/--app``, ``--debug`` and ``-e/--env-file`` do not apply (the app is ours and is
+    configured by NEWSLETTER_* variables); nor do ``run`` (see ``web`` and ``dev``) or plugins'
+    commands such as Flask-Limiter's. ``shell`` and ``routes`` stay, as ours; ``run`` stays
+    unlisted for ``newsletter dev``.
+    """
+
+    def __init__(self, **extra: Any) -> None:
+        super().__init__(add_default_commands=False, **extra)
+        flask_only = {"env_file", "app", "debug"}
+        self.params = [p for p in self.params if p.name not in flask_only]
+        self.add_command(shell_command, "shell")
+        self.add_command(routes_command, "routes")
+        # `newsletter dev` runs Flask's development server as its web part: kept, unlisted.
+        dev_server = copy.copy(run_command)
+        dev_server.hidden = True
+        self.add_command(dev_server, "run")
+        self._loaded_plugin_commands = True  # no plugin commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Our commands only: listing them must not build the app (or its data folder)."""
+        return sorted(self.commands)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """One of our commands, without looking into the app for more."""
+        return self.commands.get(name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """Refuse to run a command that needs the database where there is none."""
+        name, command, rest = super().resolve_command(ctx, args)
+        if name is not None and not HELP.intersection(rest):
+            wanted = (name, *rest[:1])
+            if not any(wanted[: len(path)] == path for path in CREATE_DATABASE | NO_DATABASE):
+                require_database()
+        return name, command, rest
+
+
+def require_database() -> None:
+    """Stop with where the database was looked for when its SQLite file does not exist."""
+    try:
+        settings = Settings.read_env().filled()
+    except SettingsError:
+        return  # the command reports bad settings itself, in one line, first
+    path = settings.sqlite_file()
+    if path is None or path.exists():
+        return
+    if os.environ.get("NEWSLETTER_DATABASE_URL"):
+        where = "NEWSLETTER_DATABASE_URL names it"
+    else:
+        where = f"NEWSLETTER_DATA_DIR is {settings.data_dir.resolve()}" + (
+            "" if os.environ.get("NEWSLETTER_DATA_DIR") else ", relative to this folder"
+        )
+    raise SetupError(
+        f"there is no database at {path} ({where}).\n"
+        "Run the command in the folder where you ran `newsletter dev` or `newsletter db upgrade`, "
+        "or point NEWSLETTER_DATA_DIR (or NEWSLETTER_DATABASE_URL) at the database; "
+        "`newsletter db upgrade` creates a new one."
+    )
+
+
 @click.group(
-    cls=FlaskGroup,
+    cls=NewsletterGroup,
     create_app=create_cli_app,
     add_version_option=False,
     # Configuration comes from NEWSLETTER_* variables only; a stray .env does not apply itself.

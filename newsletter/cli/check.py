@@ -46,6 +46,15 @@ def check_settings(s: Settings) -> Finding:
 def check_database(s: Settings) -> Finding:
     """The database answers and its schema is at the newest migration."""
     url = redact_url(s.database_url)
+    missing = s.sqlite_file()
+    if missing is not None and not missing.exists():
+        # Connecting would create an empty file: a second database where none was meant.
+        return Finding(
+            "database",
+            "fail",
+            f"no database at {missing}; run `newsletter db upgrade` to create it, or point "
+            "NEWSLETTER_DATA_DIR (or NEWSLETTER_DATABASE_URL) at the one you have",
+        )
     try:
         now = current_revision(s.database_url)
     except Exception as exc:

@@ -6,6 +6,7 @@ Commands registered on the group run inside the Flask app context (FlaskGroup pu
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn, TypeVar
@@ -72,6 +73,30 @@ def run(action: Callable[..., T], *args: object, **kwargs: object) -> T:
     """Call a domain function with a fresh session first; its refusals become `Error: …`."""
     with domain_session() as db:
         return action(db, *args, **kwargs)
+
+
+def script_output(command: Callable[..., T]) -> Callable[..., T]:
+    """Add ``--quiet`` (only the new id, for scripts) and ``--json`` to a command that creates."""
+    command = click.option(
+        "--json", "as_json", is_flag=True, help="Print what was created as one JSON object."
+    )(command)
+    return click.option("--quiet", "-q", is_flag=True, help="Print only the new id (for scripts).")(
+        command
+    )
+
+
+def created(
+    kind: str, item_id: int, summary: str, data: dict[str, object], *, quiet: bool, as_json: bool
+) -> None:
+    """Report a new row: ``KIND ID created: SUMMARY``, or its bare id, or JSON."""
+    if quiet and as_json:
+        fail("use either --quiet or --json", code=2)
+    if as_json:
+        click.echo(json.dumps({kind.lower(): data}))
+    elif quiet:
+        click.echo(item_id)
+    else:
+        click.echo(f"{kind} {item_id} created: {summary}")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

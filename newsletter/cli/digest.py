@@ -8,8 +8,9 @@ import click
 from flask.cli import AppGroup
 
 from newsletter.cli import issues
-from newsletter.cli.common import domain_session, fail, settings
+from newsletter.cli.common import created, domain_session, fail, run, script_output, settings
 from newsletter.issues import lifecycle, rendering
+from newsletter.issues.summary import IssueSummary, describe
 from newsletter.store.models import Frequency, NewsletterKind
 from newsletter.web import task_queue
 
@@ -54,30 +55,35 @@ def preview_command(slug: str, frequency: str | None, link: bool) -> None:
 @click.option("--newsletter", "slug", required=True, help="The newsletter's slug.")
 @click.option("--frequency", type=FREQUENCY, default=None, help="Cohort [default: the list's].")
 @click.option("--wait", is_flag=True, help="Print progress until it is done; exit 1 if it fails.")
-def send_command(slug: str, frequency: str | None, wait: bool) -> None:
-    """Plan the digest from the posts since the last one and send it now; prints its id."""
+@script_output
+def send_command(slug: str, frequency: str | None, wait: bool, quiet: bool, as_json: bool) -> None:
+    """Plan the digest from the posts since the last one and send it now."""
 
-    def plan(db: Any) -> tuple[int, str, str]:
+    def plan(db: Any) -> IssueSummary:
         newsletter = lifecycle.find_newsletter(db, slug)
         issue = lifecycle.create_digest(
             db, settings(), newsletter, frequency=_cohort(db, slug, frequency)
         )
         db.commit()
-        return issue.id, str(issue.status), issue.status_reason
+        return describe(issue)
 
-    issue_id, status, reason = issues.run(plan)
-    click.echo(issue_id)
-    if status == "skipped":
-        click.echo(f"Nothing to send: {reason}.", err=True)
+    issue = run(plan)
+    posts = f"{len(issue.post_ids)} post" + ("" if len(issue.post_ids) == 1 else "s")
+    summary = f"{issue.subject!r} ({posts})" if issue.status != "skipped" else "nothing to send"
+    created("Issue", issue.id, summary, issue.to_json(), quiet=quiet, as_json=as_json)
+    if issue.status == "skipped":
+        if not (quiet or as_json):
+            click.echo(f"Nothing to send: {issue.reason}.", err=True)
         return
-    issues.run(lifecycle.send, settings(), issue_id, task_queue())
+    run(lifecycle.send, settings(), issue.id, task_queue())
     if wait:
-        issues.wait_until_done(issue_id)
+        issues.wait_until_done(issue.id, quiet=quiet or as_json)
         return
-    click.echo(
-        f"Issue {issue_id} is sending. Follow it with `newsletter issues show {issue_id}`.",
-        err=True,
-    )
+    if not (quiet or as_json):
+        click.echo(
+            f"Issue {issue.id} is sending. Follow it with `newsletter issues show {issue.id}`.",
+            err=True,
+        )
 
 
 @digest_group.command("test")

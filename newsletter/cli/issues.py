@@ -11,7 +11,7 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from newsletter.cli.common import ID, fail, run, settings, table
+from newsletter.cli.common import ID, created, fail, run, script_output, settings, table
 from newsletter.content.sanitize import truncate_words
 from newsletter.issues import lifecycle
 from newsletter.issues.progress import Progress, progress
@@ -41,8 +41,11 @@ def progress_line(p: Progress) -> str:
     return f"{line} ({p.reason})" if p.reason and p.status != "sent" else line
 
 
-def wait_until_done(issue_id: int, interval: float = 1.0) -> None:
-    """Print progress lines until the issue finishes; exit 1 unless it was sent (or skipped)."""
+def wait_until_done(issue_id: int, interval: float = 1.0, *, quiet: bool = False) -> None:
+    """Print progress lines until the issue finishes; exit 1 unless it was sent (or skipped).
+
+    With ``quiet`` only a failure is printed (on stderr): the exit status says the rest.
+    """
     last = ""
     changed = time.monotonic()
     hinted = False
@@ -51,7 +54,8 @@ def wait_until_done(issue_id: int, interval: float = 1.0) -> None:
             p = run(progress, issue_id)
             line = progress_line(p)
             if line != last:
-                click.echo(line)
+                if not quiet:
+                    click.echo(line)
                 last, changed = line, time.monotonic()
             elif not hinted and time.monotonic() - changed > STALL_HINT_SECONDS:
                 click.echo(
@@ -282,14 +286,21 @@ def campaigns_group() -> None:
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--text", "text_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--preheader", default="", help="Inbox preview text.")
+@script_output
 def create_campaign_command(
-    slug: str, subject: str, html_file: Path, text_file: Path | None, preheader: str
+    slug: str,
+    subject: str,
+    html_file: Path,
+    text_file: Path | None,
+    preheader: str,
+    quiet: bool,
+    as_json: bool,
 ) -> None:
     """Create a campaign as a draft from an HTML file (and optionally a text file)."""
     html = _read(html_file)
     text = _read(text_file) if text_file is not None else ""
 
-    def create(db: Any) -> int:
+    def create(db: Any) -> IssueSummary:
         newsletter = lifecycle.find_newsletter(db, slug)
         issue = lifecycle.create_campaign(
             db,
@@ -300,15 +311,23 @@ def create_campaign_command(
             body_text=text,
             preheader=preheader,
         )
-        return issue.id
+        return describe(issue)
 
-    issue_id = run(create)
-    click.echo(issue_id)
-    click.echo(
-        f"Campaign {issue_id} saved as a draft. Test it with `newsletter issues test {issue_id} "
-        f"--to you@example.com`, send it with `newsletter issues send {issue_id}`.",
-        err=True,
+    issue = run(create)
+    created(
+        "Issue",
+        issue.id,
+        f"{issue.subject!r}, a draft",
+        issue.to_json(),
+        quiet=quiet,
+        as_json=as_json,
     )
+    if not (quiet or as_json):
+        click.echo(
+            f"Test it with `newsletter issues test {issue.id} --to you@example.com`, send it "
+            f"with `newsletter issues send {issue.id}`.",
+            err=True,
+        )
 
 
 def _read(path: Path) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from newsletter.cli.common import ID, run, table
+from newsletter.cli.common import ID, created, run, script_output, table
 from newsletter.issues import schedules
 from newsletter.issues.schedules import ScheduleSummary
 from newsletter.store.models import Frequency
@@ -46,6 +46,7 @@ def schedules_group() -> None:
 )
 @click.option("--name", default="", help="A label for listings.")
 @click.option("--disabled", is_flag=True, help="Create it switched off.")
+@script_output
 def create_command(
     slug: str,
     cron: str,
@@ -55,6 +56,8 @@ def create_command(
     prepare_minutes: int,
     name: str,
     disabled: bool,
+    quiet: bool,
+    as_json: bool,
 ) -> None:
     """Add a schedule; prints its id and next run."""
 
@@ -73,8 +76,8 @@ def create_command(
         return schedules.describe(db, schedule)
 
     info = run(create)
-    click.echo(info.id)
-    click.echo(f"Schedule {info.id} created; next run: {_next(info) or 'never'}.", err=True)
+    summary = f"{info.cron} ({info.timezone}), next run {_next(info) or 'never'}"
+    created("Schedule", info.id, summary, info.to_json(), quiet=quiet, as_json=as_json)
 
 
 @schedules_group.command("list")

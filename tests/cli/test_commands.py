@@ -80,9 +80,18 @@ def test_db_upgrade_creates_the_schema_and_current_reports_head(cli_env: dict[st
 
 
 def test_db_current_on_an_empty_database_says_what_to_do(cli_env: dict[str, str]) -> None:
+    Path(cli_env["NEWSLETTER_DATA_DIR"], "newsletter.db").touch()
     result = invoke("db", "current")
     assert result.exit_code == 1
     assert "run `newsletter db upgrade`" in result.output
+
+
+def test_db_current_without_a_database_says_where_it_looked(cli_env: dict[str, str]) -> None:
+    result = invoke("db", "current")
+    assert result.exit_code == 2
+    path = Path(cli_env["NEWSLETTER_DATA_DIR"], "newsletter.db").resolve()
+    assert f"no database at {path}" in result.output
+    assert not path.exists()
 
 
 def test_newsletters_create_and_list_with_active_subscriber_counts(
@@ -232,7 +241,9 @@ def test_check_reports_each_part_and_fails_when_the_database_is_not_migrated(
 ) -> None:
     before = invoke("check")
     assert before.exit_code == 1
-    assert re.search(r"FAIL\s+database .*newsletter db upgrade", before.output)
+    assert re.search(r"FAIL\s+database\s+no database at .*newsletter db upgrade", before.output)
+    assert not Path(cli_env["NEWSLETTER_DATA_DIR"], "newsletter.db").exists()
+    assert re.search(r"(OK|WARN)\s+mail\b", before.output)  # the other parts are still checked
 
     invoke("db", "upgrade")
     after = invoke("check")
@@ -254,6 +265,7 @@ def test_check_fails_for_an_unreachable_smtp_server(
 
 
 def test_flask_cli_conventions_hold(cli_env: dict[str, str]) -> None:
+    invoke("db", "upgrade")
     routes = invoke("routes")
     assert routes.exit_code == 0
     assert "/healthz" in routes.output and "/dev/mail/" in routes.output
@@ -291,6 +303,7 @@ def test_a_malformed_setting_names_the_variable(tmp_path: Path) -> None:
 
 
 def test_a_database_that_is_not_migrated_gets_a_hint_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "newsletter.db").touch()  # a file, but no tables
     result = run(["newsletters", "list"], tmp_path)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

@@ -7,6 +7,7 @@ tests/integration/test_dispatch.py (including `digest send --wait` as a subproce
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -94,8 +95,9 @@ def test_digest_send_wait_prints_progress_until_sent(
 ) -> None:
     result = invoke("digest", "send", "--newsletter", "daily", "--wait")
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    issue_id = int(lines[0])
+    created = re.match(r"Issue (\d+) created: '.+' \(\d+ posts?\)\n", result.output)
+    assert created, result.output
+    issue_id = int(created.group(1))
     assert re.search(rf"issue {issue_id}: sent, 3/3 sent, 0 failed, 0 skipped", result.output)
     assert sorted(r for m in smtp_sink.messages for r in m.rcpt_tos) == [
         f"r{i}@example.com" for i in range(3)
@@ -150,7 +152,10 @@ def test_campaign_lifecycle(readers: dict[str, str], tmp_path: Path, smtp_sink: 
         str(html),
     )
     assert created.exit_code == 0, created.output
-    issue_id = created.output.splitlines()[0]
+    assert created.output.startswith("Issue ") and "created: 'Two for one', a draft" in (
+        created.output
+    )
+    issue_id = created.output.split()[1]
     listed = invoke("issues", "list")
     assert re.search(rf"^{issue_id}\s+offers\s+campaign\s+draft\s+Two for one", listed.output, re.M)
 
@@ -190,8 +195,11 @@ def test_schedules_commands(readers: dict[str, str]) -> None:
         "60",
     )
     assert created.exit_code == 0, created.output
-    sid = created.output.splitlines()[0]
-    assert "next run:" in created.output
+    made = re.match(
+        r"Schedule (\d+) created: 0 8 \* \* \* \(Europe/Paris\), next run 20", created.output
+    )
+    assert made, created.output
+    sid = made.group(1)
     listed = invoke("schedules", "list")
     assert re.search(rf"^{sid}\s+daily\s+0 8 \* \* \*\s+Europe/Paris", listed.output, re.M)
     assert "prepare 60 min" in listed.output
@@ -209,3 +217,25 @@ def test_schedules_commands(readers: dict[str, str]) -> None:
     assert gone.exit_code == 1 and f"There is no schedule {sid}." in gone.output
     with session_scope(database_url(readers)) as db:
         assert db.scalar(select(func.count()).select_from(Schedule)) == 0
+
+
+def test_create_commands_print_only_the_id_or_json_for_scripts(readers: dict[str, str]) -> None:
+    quiet = invoke("schedules", "create", "--newsletter", "daily", "--cron", "0 9 * * *", "-q")
+    assert quiet.exit_code == 0, quiet.output
+    assert re.fullmatch(r"\d+\n", quiet.output)
+    as_json = invoke(
+        "schedules", "create", "--newsletter", "daily", "--cron", "0 10 * * *", "--json"
+    )
+    schedule = json.loads(as_json.output)["schedule"]
+    assert schedule["cron"] == "0 10 * * *" and schedule["id"] == int(quiet.output) + 1
+    assert schedule["next_runs"] and schedule["next_runs"][0].endswith("+00:00")
+    sent = invoke("digest", "send", "--newsletter", "daily", "--wait", "--quiet")
+    assert sent.exit_code == 0, sent.output
+    assert re.fullmatch(r"\d+\n", sent.output)  # no progress lines either
+    again = invoke("digest", "send", "--newsletter", "daily", "--json")
+    issue = json.loads(again.output)["issue"]
+    assert issue["status"] == "skipped" and issue["id"] == int(sent.output) + 1
+    both = invoke(
+        "schedules", "create", "--newsletter", "daily", "--cron", "0 11 * * *", "-q", "--json"
+    )
+    assert both.exit_code == 2 and "either --quiet or --json" in both.output

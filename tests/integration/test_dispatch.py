@@ -718,7 +718,9 @@ def test_digest_send_wait_from_the_command_line(stack_factory: Any, smtp_sink: S
         stack.env,
         timeout=90,
     )
-    issue_id = int(result.stdout.splitlines()[0])
+    created = re.match(r"Issue (\d+) created: ", result.stdout)
+    assert created, result.stdout
+    issue_id = int(created.group(1))
     final = re.search(rf"issue {issue_id}: sent, (\d+)/(\d+) sent, 0 failed", result.stdout)
     assert final, result.stdout
     with stack.session() as db:
