@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -12,14 +13,24 @@ from newsletter.issues import schedules
 from newsletter.issues.schedules import ScheduleSummary
 from newsletter.store.models import Frequency
 
+LOCAL_TIME_SPAN = timedelta(hours=26)  # from the first zone (UTC+14) to the last (UTC-12)
+
 
 def _next(info: ScheduleSummary) -> str:
     """When the schedule runs next, as a table cell."""
     runs = info.next_runs
     if not runs:
         return "(disabled)" if not info.enabled else ""
-    when = runs[0].strftime("%Y-%m-%d %H:%M") + " UTC"
-    return when + (" (first zone)" if info.reader_local_time else "")
+    first = runs[0]
+    if not info.reader_local_time:
+        return first.strftime("%Y-%m-%d %H:%M") + " UTC"
+    # Each reader gets it at the hour in their own zone: from UTC+14, the first zone to reach
+    # it, to UTC-12, the last, 26 hours later.
+    last = first + LOCAL_TIME_SPAN
+    return (
+        f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC "
+        "(each reader's local hour, UTC+14 first, UTC-12 last)"
+    )
 
 
 @click.group("schedules", cls=AppGroup)

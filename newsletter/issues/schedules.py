@@ -67,8 +67,30 @@ def validate_cron(expression: str) -> str:
             '"minute hour day-of-month month day-of-week", e.g. "0 8 * * *" or "30 7 * * mon".'
         )
     if not croniter.is_valid(expr):
-        raise ScheduleError(f"{expression!r} is not a valid cron expression.")
+        raise ScheduleError(f"{expression!r} is not a valid cron expression: {_bad_field(fields)}")
     return expr
+
+
+# The five fields of a cron expression and what each accepts, for error messages.
+CRON_FIELDS = (
+    ("minute", "minutes run 0-59"),
+    ("hour", "hours run 0-23"),
+    ("day-of-month", "days of the month run 1-31"),
+    ("month", "months run 1-12 or jan-dec"),
+    ("day-of-week", "days of the week run 0-7 or sun-sat, 0 and 7 both Sunday"),
+)
+
+
+def _bad_field(fields: list[str]) -> str:
+    """Which field of an invalid five-field expression is wrong, and what it accepts."""
+    for i, (name, accepted) in enumerate(CRON_FIELDS):
+        alone = " ".join(value if j == i else "*" for j, value in enumerate(fields))
+        if not croniter.is_valid(alone):
+            return (
+                f"the {name} field {fields[i]!r} is wrong: {accepted}; lists (1,15), "
+                "ranges (8-18) and steps (*/2) work too."
+            )
+    return "its fields do not combine into a schedule."
 
 
 def validate_timezone(name: str) -> str:

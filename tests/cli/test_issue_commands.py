@@ -11,6 +11,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -208,6 +209,18 @@ def test_schedules_commands(readers: dict[str, str]) -> None:
     assert invoke("schedules", "enable", sid).exit_code == 0
     bad = invoke("schedules", "create", "--newsletter", "daily", "--cron", "8am")
     assert bad.exit_code == 1 and "is not a cron expression" in bad.output
+    hour = invoke("schedules", "create", "--newsletter", "daily", "--cron", "0 25 * * *")
+    assert hour.exit_code == 1 and "the hour field '25' is wrong: hours run 0-23" in hour.output
+    local = invoke(
+        "schedules", "create", "--newsletter", "daily", "--cron", "0 8 * * *", "--reader-local-time"
+    )
+    assert local.exit_code == 0, local.output
+    span = re.search(
+        r"next run (\S+ \S+) to (\S+ \S+) UTC \(each reader's local hour", local.output
+    )
+    assert span, local.output
+    first, last = (datetime.fromisoformat(f"{value}+00:00") for value in span.groups())
+    assert last - first == timedelta(hours=26) and first.hour == 18  # 08:00 at UTC+14
     zone = invoke(
         "schedules", "create", "--newsletter", "daily", "--cron", "0 8 * * *", "--timezone", "Paris"
     )
@@ -215,6 +228,7 @@ def test_schedules_commands(readers: dict[str, str]) -> None:
     assert invoke("schedules", "delete", sid).exit_code == 0
     gone = invoke("schedules", "delete", sid)
     assert gone.exit_code == 1 and f"There is no schedule {sid}." in gone.output
+    assert invoke("schedules", "delete", local.output.split()[1]).exit_code == 0
     with session_scope(database_url(readers)) as db:
         assert db.scalar(select(func.count()).select_from(Schedule)) == 0
 

@@ -323,3 +323,27 @@ def test_schedule_frequency_null_still_means_the_default(db: Session, lists: Lis
     assert update_schedule(db, schedule.id, frequency=None).frequency == "daily"
     with pytest.raises(ScheduleError, match="enabled"):
         update_schedule(db, schedule.id, enabled=None)
+
+
+@pytest.mark.parametrize(
+    ("expression", "field", "accepted"),
+    [
+        ("61 8 * * *", "minute field '61'", "minutes run 0-59"),
+        ("0 25 * * *", "hour field '25'", "hours run 0-23"),
+        ("0 8 32 * *", "day-of-month field '32'", "days of the month run 1-31"),
+        ("0 8 * 13 *", "month field '13'", "months run 1-12 or jan-dec"),
+        ("0 8 * * mon-fry", "day-of-week field 'mon-fry'", "days of the week run 0-7 or sun-sat"),
+    ],
+)
+def test_an_invalid_cron_expression_names_its_field_and_range(
+    expression: str, field: str, accepted: str
+) -> None:
+    with pytest.raises(ScheduleError) as refused:
+        schedules.validate_cron(expression)
+    message = str(refused.value)
+    assert f"the {field} is wrong: {accepted}" in message
+
+
+def test_valid_cron_expressions_and_macros_pass_normalised() -> None:
+    assert schedules.validate_cron(" 30  7 * *  mon-fri ") == "30 7 * * mon-fri"
+    assert schedules.validate_cron("@daily") == "@daily"
