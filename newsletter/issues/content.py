@@ -18,6 +18,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter.content.posts import latest_posts
 from newsletter.content.sanitize import clean_html, html_to_text
 from newsletter.content.selection import (
     NewsletterView,
@@ -302,12 +303,26 @@ def preview(
         post_ids=[],
     )
     if not plan_digest(session, settings, issue, utcnow()):
-        since = issue.window_start.isoformat(timespec="minutes") if issue.window_start else "?"
-        raise NothingToPreview(
-            f"No new posts for {newsletter.name} since {since} (UTC): nothing would be sent now."
-        )
+        raise NothingToPreview(_nothing_new(session, newsletter, issue))
     content = load_content(session, settings, issue)
     return _preview_content(env, settings, content, cohort)
+
+
+def _nothing_new(session: Session, newsletter: Newsletter, issue: Issue) -> str:
+    """Why a digest would be empty now, naming the newest posts and why they do not count."""
+    since = issue.window_start.isoformat(timespec="minutes") if issue.window_start else "?"
+    message = f"No new posts for {newsletter.name} since {since} (UTC): nothing would be sent now."
+    newest = latest_posts(session, limit=3)
+    if not newest:
+        return message + " There are no posts at all yet: add a feed or push one through the API."
+    listed = "; ".join(
+        f"{post.title[:60]!r} published {post.published_at:%Y-%m-%d %H:%M}" for post in newest
+    )
+    return (
+        f"{message} The newest posts: {listed}. A digest takes posts published after its "
+        "previous one (the first looks back NEWSLETTER_DIGEST_LOOKBACK_HOURS), in the "
+        "newsletter's categories, and not already sent."
+    )
 
 
 def preview_issue(
