@@ -54,8 +54,9 @@ def process_command(paths: tuple[str, ...], recipient: str) -> None:
 
     Each PATH is an .eml file, a Maildir folder (or a folder of .eml files) or an mbox file.
     With `-` or no PATH, ONE message is read from stdin (for an MTA's pipe). Unsubscribe requests
-    are honoured only with a valid signed token; bounces and complaints only for readers we
-    mailed. Processing the same message again changes nothing.
+    are honoured only with a valid signed token; bounces and complaints only with evidence of a
+    mail we sent (signed VERP address, our quoted Message-ID, our token), else "unmatched".
+    Processing the same message again changes nothing.
     """
     config = settings()
     limit = config.inbound_max_bytes

@@ -12,33 +12,35 @@ or the ``POST /api/v1/inbound`` webhook), reads it with :mod:`newsletter.inbound
   within ``soft_bounce_days`` suppress the address as a dead one.
 * **Complaint** (ARF abuse report): the reader leaves every list and the address is suppressed.
 
-Which reader a report is about is decided by evidence, never by the report's word alone:
+Anyone can write a report that names an address, so a bounce or complaint (soft bounces
+included) acts only on evidence that the mail it is about was ours, to that reader:
 
-* the VERP envelope address ``bounces+ISSUE-SUBSCRIBER@domain`` names a delivery, which must
-  exist and have been handed to SMTP, and the report must also name that reader's address, or
-  quote our mail's Message-ID or one of the reader's signed List-Unsubscribe tokens (ids are
-  small numbers, so the VERP address alone would let anyone bounce readers by guessing);
-* otherwise a signed token in the quoted mail, or the failed/complained address, picks the
-  reader, and the latest delivery we sent them among recent issues is the one it is about.
+* it came to a signed VERP address ``bounces+ISSUE-READER-TAG@domain``
+  (newsletter/mail/verp.py) whose tag holds, and that issue really went out to that reader; or
+* it quotes the Message-ID of a delivery we really sent to the address it names (Message-IDs
+  are random, so only a copy of the mail has them); or
+* the quoted mail carries one of our signed tokens for the reader (List-Unsubscribe).
 
-A bounce or complaint for an address we have not mailed changes nothing. Every action is
-idempotent (unsubscribe, suppress and status changes are "set", and ``feedback_events`` has one
-row per reader, issue and kind), so the same message processed twice changes nothing the second
-time. Like the rest of the domain core, nothing here commits.
+Anything else is **unmatched**: the outcome says so, one ``unmatched_reports`` row (per distinct
+message) lets ops count them, and no reader changes. Every action is idempotent (unsubscribe,
+suppress and status changes are "set", ``feedback_events`` has one row per reader, issue and kind,
+``unmatched_reports`` one per message), so the same message processed twice changes nothing the
+second time. Like the rest of the domain core, nothing here commits.
 """
 
 from __future__ import annotations
 
 import enum
-import re
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.inbound.parsing import Failure, Inbound, MessageKind, NotAMessage, read_message
+from newsletter.mail.verp import VerpClaim, read_verp
 from newsletter.readers.addresses import InvalidAddress, email_key, normalise
 from newsletter.readers.subscriptions import (
     InvalidLink,
@@ -58,6 +60,7 @@ from newsletter.store.models import (
     Newsletter,
     Subscriber,
     SubscriberStatus,
+    UnmatchedReport,
 )
 
 # Bounces arrive within days and complaints within weeks: the latest delivery to an address is
@@ -74,7 +77,8 @@ class Result(enum.StrEnum):
     BOUNCED = "bounce"
     SOFT_BOUNCE = "soft-bounce"
     COMPLAINT = "complaint"
-    IGNORED = "ignored"  # recognised, but not trusted or about nobody we mailed
+    IGNORED = "ignored"  # an unsubscribe request without a valid token
+    UNMATCHED = "unmatched"  # a bounce or complaint that proves no mail of ours; recorded
     UNKNOWN = "unknown"  # not a bounce, complaint or unsubscribe request
     INVALID = "invalid"  # not a mail message at all (or too large)
 
@@ -85,7 +89,7 @@ class Outcome:
 
     result: Result
     summary: str
-    changed: bool = False
+    changed: bool = False  # did any reader, delivery, suppression or feedback event change
     subscriber_id: int | None = None
     issue_id: int | None = None
 
@@ -127,21 +131,27 @@ def process_message(
         inbound = read_message(raw, recipient=recipient, max_bytes=settings.inbound_max_bytes)
     except NotAMessage as exc:
         return Outcome(Result.INVALID, f"not a mail message: {exc}")
+    digest = hashlib.sha256(raw).hexdigest()
     try:
-        return _act(session, settings, inbound, now or utcnow())
+        return _act(session, settings, inbound, digest, now or utcnow())
     except IntegrityError:
         session.rollback()
-        return _act(session, settings, inbound, now or utcnow())
+        return _act(session, settings, inbound, digest, now or utcnow())
 
 
-def _act(session: Session, settings: Settings, inbound: Inbound, now: datetime) -> Outcome:
+def _act(
+    session: Session, settings: Settings, inbound: Inbound, digest: str, now: datetime
+) -> Outcome:
     """Dispatch on the kind of message."""
     if inbound.kind == MessageKind.UNSUBSCRIBE:
         return _unsubscribe_request(session, settings, inbound, now)
-    if inbound.kind == MessageKind.BOUNCE:
-        return _bounce(session, settings, inbound, now)
-    if inbound.kind == MessageKind.COMPLAINT:
-        return _complaint(session, settings, inbound, now)
+    if inbound.kind in (MessageKind.BOUNCE, MessageKind.COMPLAINT):
+        evidence = _gather(session, settings, inbound)
+        if inbound.kind == MessageKind.BOUNCE:
+            outcome = _bounce(session, settings, inbound, evidence, now)
+        else:
+            outcome = _complaint(session, inbound, evidence, now)
+        return outcome or _unmatched(session, inbound, evidence, digest, now)
     return Outcome(Result.UNKNOWN, f"{inbound.note}; nothing changed")
 
 
@@ -185,27 +195,18 @@ def _unsubscribe_request(
 # --- bounces -------------------------------------------------------------------------------------
 
 
-def _bounce(session: Session, settings: Settings, inbound: Inbound, now: datetime) -> Outcome:
-    """Act on each failed recipient we can tie to a delivery; ignore the rest."""
+def _bounce(
+    session: Session, settings: Settings, inbound: Inbound, evidence: Evidence, now: datetime
+) -> Outcome | None:
+    """Act on each reader the evidence ties a failure to; None when it ties none."""
     outcomes: list[Outcome] = []
-    seen: set[int] = set()
-    for failure in inbound.failures:
-        target = _bounce_target(session, settings, inbound, failure)
-        if target is None or target[0].id in seen:
-            continue
-        subscriber, delivery = target
-        seen.add(subscriber.id)
+    for subscriber, delivery, failure in _bounce_targets(session, inbound, evidence):
         if failure.permanent:
             outcomes.append(_hard_bounce(session, subscriber, delivery, failure, now))
         else:
             outcomes.append(_soft_bounce(session, settings, subscriber, delivery, failure, now))
     if not outcomes:
-        kind = "permanent" if any(f.permanent for f in inbound.failures) else "temporary"
-        return Outcome(
-            Result.IGNORED,
-            f"{kind} bounce for {len(inbound.failures)} address(es) we have not mailed "
-            "recently (or the report does not prove which); nothing changed",
-        )
+        return None
     first = outcomes[0]
     if len(outcomes) == 1:
         return first
@@ -218,32 +219,58 @@ def _bounce(session: Session, settings: Settings, inbound: Inbound, now: datetim
     )
 
 
-def _bounce_target(
-    session: Session, settings: Settings, inbound: Inbound, failure: Failure
+def _bounce_targets(
+    session: Session, inbound: Inbound, evidence: Evidence
+) -> list[tuple[Subscriber, Delivery, Failure]]:
+    """(reader, delivery, failure) for each reader the evidence proves a failure is about."""
+    targets: list[tuple[Subscriber, Delivery, Failure]] = []
+    seen: set[int] = set()
+    # A signed VERP address names the one mail (and reader) the report is about, whatever
+    # address failed: a forwarded address may be the one that bounced.
+    for delivery in evidence.verp:
+        subscriber = session.get(Subscriber, delivery.subscriber_id)
+        if subscriber is not None and subscriber.id not in seen:
+            seen.add(subscriber.id)
+            targets.append((subscriber, delivery, _failure_for(subscriber, inbound.failures)))
+    for failure in inbound.failures:
+        target = _quoted_target(session, evidence, _key(failure.address))
+        if target is not None and target[0].id not in seen:
+            seen.add(target[0].id)
+            targets.append((*target, failure))
+    return targets
+
+
+def _failure_for(subscriber: Subscriber, failures: tuple[Failure, ...]) -> Failure:
+    """The failure that names this reader's address, else the first permanent one, else any."""
+    for failure in failures:
+        if _key(failure.address) == subscriber.email_key:
+            return failure
+    return next((f for f in failures if f.permanent), failures[0])
+
+
+def _quoted_target(
+    session: Session, evidence: Evidence, key: str
 ) -> tuple[Subscriber, Delivery] | None:
-    """The reader and delivery a failed recipient is about, when the report proves it."""
-    key = _key(failure.address)
-    proven = _proven_subscribers(session, settings, inbound)
-    message_id = inbound.returned.message_id if inbound.returned else ""
-    for issue_id, subscriber_id in verp_ids(settings, inbound.envelope):
-        delivery = _mailed_delivery(session, issue_id, subscriber_id)
-        subscriber = session.get(Subscriber, subscriber_id)
-        if delivery is None or subscriber is None:
-            continue
-        if (
-            subscriber.email_key == key
-            or subscriber.id in proven
-            or (message_id and delivery.message_id == message_id)
-        ):
+    """The reader and delivery the quoted mail proves: our Message-ID sent to the named
+    address, or a token of ours (then the quoted delivery, else their latest)."""
+    subscriber = _subscriber_by_key(session, key)
+    if subscriber is not None and evidence.message_id:
+        delivery = _quoted_delivery(session, subscriber.id, evidence.message_id)
+        if delivery is not None:
             return subscriber, delivery
-    candidate = _subscriber_by_key(session, key)
-    if candidate is None and len(proven) == 1:
+    proven = [i for i in evidence.proven if subscriber is not None and i == subscriber.id]
+    if not proven and len(evidence.proven) == 1:
         # A forwarded address failed: the quoted mail's token still says whose mail it was.
-        candidate = session.get(Subscriber, next(iter(proven)))
-    if candidate is None:
-        return None
-    latest = _latest_delivery(session, candidate.id, message_id)
-    return (candidate, latest) if latest is not None else None
+        proven = list(evidence.proven)
+    for subscriber_id in proven:
+        reader = session.get(Subscriber, subscriber_id)
+        if reader is None:
+            continue
+        delivery = _quoted_delivery(session, reader.id, evidence.message_id)
+        delivery = delivery or _latest_delivery(session, reader.id)
+        if delivery is not None:
+            return reader, delivery
+    return None
 
 
 def _hard_bounce(
@@ -364,15 +391,13 @@ def _retire_soft_bounced(
 # --- complaints ----------------------------------------------------------------------------------
 
 
-def _complaint(session: Session, settings: Settings, inbound: Inbound, now: datetime) -> Outcome:
+def _complaint(
+    session: Session, inbound: Inbound, evidence: Evidence, now: datetime
+) -> Outcome | None:
     """The reader marked our mail as spam: leave every list, suppress the address."""
-    target = _complaint_target(session, settings, inbound)
+    target = _complaint_target(session, inbound, evidence)
     if target is None:
-        return Outcome(
-            Result.IGNORED,
-            "complaint (ARF) that names no reader we mailed (address redacted and no token of "
-            "ours quoted?); nothing changed",
-        )
+        return None
     subscriber, issue_id = target
     left = unsubscribe(session, subscriber, None, now=now)
     changed = bool(left)
@@ -401,59 +426,119 @@ def _complaint(session: Session, settings: Settings, inbound: Inbound, now: date
 
 
 def _complaint_target(
-    session: Session, settings: Settings, inbound: Inbound
+    session: Session, inbound: Inbound, evidence: Evidence
 ) -> tuple[Subscriber, int | None] | None:
-    """Whose complaint it is (a quoted token, a corroborated VERP id, a mailed address)."""
-    message_id = inbound.returned.message_id if inbound.returned else ""
-    keys = {_key(a) for a in inbound.complained}
-    pairs = verp_ids(settings, inbound.envelope)
-    for subscriber_id in _proven_subscribers(session, settings, inbound):
+    """Whose complaint it is: a token of ours, a signed VERP address, or our quoted Message-ID
+    sent to a complained-about address."""
+    for subscriber_id in evidence.proven:
         subscriber = session.get(Subscriber, subscriber_id)
         if subscriber is None:
             continue
-        issue = next(
-            (i for i, s in pairs if s == subscriber_id and _mailed_delivery(session, i, s)), None
-        )
-        if issue is None:
-            latest = _latest_delivery(session, subscriber_id, message_id)
-            issue = latest.issue_id if latest is not None else None
-        return subscriber, issue
-    for issue_id, subscriber_id in pairs:
-        delivery = _mailed_delivery(session, issue_id, subscriber_id)
-        subscriber = session.get(Subscriber, subscriber_id)
-        if delivery is None or subscriber is None:
-            continue
-        if subscriber.email_key in keys or (message_id and delivery.message_id == message_id):
-            return subscriber, issue_id
-    for key in keys:
-        candidate = _subscriber_by_key(session, key)
-        if candidate is None:
-            continue
-        latest = _latest_delivery(session, candidate.id, message_id)
-        if latest is not None:
-            return candidate, latest.issue_id
+        delivery = next((d for d in evidence.verp if d.subscriber_id == subscriber_id), None)
+        delivery = delivery or _quoted_delivery(session, subscriber_id, evidence.message_id)
+        delivery = delivery or _latest_delivery(session, subscriber_id)
+        return subscriber, delivery.issue_id if delivery is not None else None
+    for delivery in evidence.verp:
+        subscriber = session.get(Subscriber, delivery.subscriber_id)
+        if subscriber is not None:
+            return subscriber, delivery.issue_id
+    for address in inbound.complained:
+        target = _quoted_target(session, replace(evidence, proven=()), _key(address))
+        if target is not None:
+            return target[0], target[1].issue_id
     return None
+
+
+# --- unmatched -----------------------------------------------------------------------------------
+
+
+def _unmatched(
+    session: Session, inbound: Inbound, evidence: Evidence, digest: str, now: datetime
+) -> Outcome:
+    """Record a report that proves nothing (once per message) and say why; nobody changes."""
+    kind = "complaint" if inbound.kind == MessageKind.COMPLAINT else "bounce"
+    named = len(inbound.complained) if kind == "complaint" else len(inbound.failures)
+    why = evidence.missing()
+    exists = session.scalar(select(UnmatchedReport.id).where(UnmatchedReport.digest == digest))
+    if exists is None:
+        session.add(
+            UnmatchedReport(
+                digest=digest,
+                kind=kind,
+                message_id=inbound.message_id[:300],
+                reason=why[:300],
+                created_at=now,
+            )
+        )
+        session.flush()
+    return Outcome(
+        Result.UNMATCHED,
+        f"{kind} naming {named} address(es) that proves no mail of ours ({why}); recorded, "
+        "no reader changed",
+    )
 
 
 # --- evidence ------------------------------------------------------------------------------------
 
 
-def verp_ids(settings: Settings, addresses: tuple[str, ...]) -> list[tuple[int, int]]:
-    """(issue id, subscriber id) pairs from VERP addresses (see rendering.envelope_sender)."""
-    local, _, domain = settings.bounce_address.strip().rpartition("@")
-    if not (local.endswith("+") and domain):
-        return []
-    pattern = re.compile(
-        rf"^{re.escape(local)}(\d{{1,18}})-(\d{{1,18}})@{re.escape(domain)}$", re.IGNORECASE
+@dataclass(frozen=True)
+class Evidence:
+    """What a report proves about the mail it is about, gathered once per message."""
+
+    verp: tuple[Delivery, ...] = ()  # mailed deliveries named by signed VERP addresses
+    proven: tuple[int, ...] = ()  # readers whose valid signed token the quoted mail carries
+    message_id: str = ""  # the quoted mail's Message-ID ("" when none was quoted)
+    claims: tuple[VerpClaim, ...] = ()  # every VERP address it came to, signed or not
+    tokens: int = 0  # signed-looking tokens quoted, valid or not
+
+    def missing(self) -> str:
+        """Why this evidence ties the report to nobody, for ops."""
+        if any(not c.signed for c in self.claims):
+            verp = "its VERP address has no valid signature"
+        elif self.claims:
+            verp = "its VERP address names a mail we did not send"
+        else:
+            verp = "it did not come to a VERP address of ours"
+        quoted = (
+            "the Message-ID it quotes is not ours for the address it names"
+            if self.message_id
+            else "it quotes no Message-ID"
+        )
+        token = "its tokens are not valid" if self.tokens else "no token of ours"
+        return f"{verp}, {quoted}, {token}"
+
+
+def _gather(session: Session, settings: Settings, inbound: Inbound) -> Evidence:
+    """The evidence a bounce or complaint carries (VERP, quoted Message-ID, tokens)."""
+    claims = verp_claims(settings, inbound.envelope)
+    verp = []
+    for claim in claims:
+        delivery = _mailed_delivery(session, claim.issue_id, claim.subscriber_id)
+        if claim.signed and delivery is not None:
+            verp.append(delivery)
+    returned = inbound.returned
+    return Evidence(
+        verp=tuple(verp),
+        proven=tuple(_proven_subscribers(session, settings, inbound)),
+        message_id=returned.message_id if returned else "",
+        claims=claims,
+        tokens=len(returned.tokens) if returned else 0,
     )
-    pairs: list[tuple[int, int]] = []
+
+
+def verp_claims(settings: Settings, addresses: tuple[str, ...]) -> tuple[VerpClaim, ...]:
+    """Every distinct VERP address among these, signed or not (see newsletter/mail/verp.py)."""
+    claims: list[VerpClaim] = []
     for address in addresses:
-        match = pattern.match(address.strip())
-        if match:
-            pair = (int(match.group(1)), int(match.group(2)))
-            if pair not in pairs:
-                pairs.append(pair)
-    return pairs
+        claim = read_verp(settings, address)
+        if claim is not None and claim not in claims:
+            claims.append(claim)
+    return tuple(claims)
+
+
+def verp_ids(settings: Settings, addresses: tuple[str, ...]) -> list[tuple[int, int]]:
+    """(issue id, subscriber id) pairs of the VERP addresses whose signature holds."""
+    return [(c.issue_id, c.subscriber_id) for c in verp_claims(settings, addresses) if c.signed]
 
 
 def _proven_subscribers(session: Session, settings: Settings, inbound: Inbound) -> list[int]:
@@ -479,12 +564,10 @@ def _mailed_delivery(session: Session, issue_id: int, subscriber_id: int) -> Del
     return delivery if delivery is not None and delivery.status in MAILED else None
 
 
-def _latest_delivery(session: Session, subscriber_id: int, message_id: str) -> Delivery | None:
-    """The newest mailed delivery to a reader among recent issues; the quoted one if known."""
+def _recent_deliveries(session: Session, subscriber_id: int) -> Select[Delivery]:
+    """Mailed deliveries to a reader among recent issues, newest first (via the unique index)."""
     recent = list(session.scalars(select(Issue.id).order_by(Issue.id.desc()).limit(RECENT_ISSUES)))
-    if not recent:
-        return None
-    query = (
+    return (
         select(Delivery)
         .where(
             Delivery.subscriber_id == subscriber_id,
@@ -493,12 +576,21 @@ def _latest_delivery(session: Session, subscriber_id: int, message_id: str) -> D
         )
         .order_by(Delivery.issue_id.desc())
     )
-    deliveries = list(session.scalars(query.limit(50)))
-    if message_id:
-        for delivery in deliveries:
-            if delivery.message_id == message_id:
-                return delivery
-    return deliveries[0] if deliveries else None
+
+
+def _quoted_delivery(session: Session, subscriber_id: int, message_id: str) -> Delivery | None:
+    """The recent mailed delivery to this reader that had this Message-ID, if any."""
+    if not message_id:
+        return None
+    query = _recent_deliveries(session, subscriber_id).where(
+        Delivery.message_id == message_id[:300]
+    )
+    return session.scalars(query.limit(1)).first()
+
+
+def _latest_delivery(session: Session, subscriber_id: int) -> Delivery | None:
+    """The newest mailed delivery to a reader among recent issues."""
+    return session.scalars(_recent_deliveries(session, subscriber_id).limit(1)).first()
 
 
 def _subscriber_by_key(session: Session, key: str) -> Subscriber | None:

@@ -70,6 +70,7 @@ from newsletter.mail.mime_plan import (
     raw_header,
     to_header,
 )
+from newsletter.mail.verp import is_verp, verp_address
 from newsletter.readers import links, tokens
 from newsletter.settings import Settings
 from newsletter.store.models import Issue, NewsletterKind
@@ -119,13 +120,11 @@ class OutgoingMail:
 
 
 def envelope_sender(settings: Settings, issue_id: int, subscriber_id: int) -> str:
-    """The SMTP MAIL FROM (becomes Return-Path): VERP when the bounce address ends in ``+@``."""
+    """The SMTP MAIL FROM (becomes Return-Path): signed VERP when the bounce address ends in
+    ``+@`` (newsletter/mail/verp.py)."""
     bounce = settings.bounce_address.strip()
     if bounce:
-        local, _, domain = bounce.rpartition("@")
-        if local.endswith("+") and domain:
-            return f"{local}{issue_id}-{subscriber_id}@{domain}"
-        return bounce
+        return verp_address(settings, issue_id, subscriber_id) if is_verp(settings) else bounce
     address = settings.mail_from.rsplit("<", 1)[-1].rstrip(">").strip()
     return address
 

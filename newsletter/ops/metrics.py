@@ -24,6 +24,7 @@ from newsletter.store.models import (
     Subscriber,
     Subscription,
     Suppression,
+    UnmatchedReport,
 )
 
 # Deliveries are counted for issues still in flight only: a full count over every issue ever
@@ -44,6 +45,7 @@ class DatabaseCollector(Collector):
         yield self._issues()
         yield self._deliveries()
         yield self._suppressions()
+        yield self._unmatched()
         yield from self._feeds()
 
     def _subscribers(self) -> GaugeMetricFamily:
@@ -111,6 +113,20 @@ class DatabaseCollector(Collector):
         )
         for reason, count in rows:
             family.add_metric([reason], count)
+        return family
+
+    def _unmatched(self) -> GaugeMetricFamily:
+        # Forged or unprovable bounces and complaints: a rise is worth a look, never acted on.
+        family = GaugeMetricFamily(
+            "newsletter_inbound_unmatched_reports",
+            "Bounces and complaints that proved no mail of ours (changed no reader), by kind.",
+            labels=["kind"],
+        )
+        rows = self.session.execute(
+            select(UnmatchedReport.kind, func.count()).group_by(UnmatchedReport.kind)
+        )
+        for kind, count in rows:
+            family.add_metric([kind], count)
         return family
 
     def _feeds(self) -> Iterator[GaugeMetricFamily]:

@@ -390,6 +390,22 @@ class FeedbackEvent(Base):
     )
 
 
+class UnmatchedReport(Base):
+    """A bounce or complaint that proved no mail of ours (no signed VERP address, no quoted
+    Message-ID of a delivery to the address it names, no token): recorded for ops, acted on never.
+    One row per distinct message (sha256 of its bytes), so processing it again adds nothing. The
+    addresses it names are not kept: they may be anyone's."""
+
+    __tablename__ = "unmatched_reports"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # "bounce" or "complaint"
+    message_id: Mapped[str] = mapped_column(String(300), default="")  # of the report itself
+    reason: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
 class SentPost(Base):
     """Per-reader ledger: a post mailed to a reader in one digest is never sent in another."""
 

@@ -7,20 +7,34 @@ import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
+from email import message_from_bytes
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
+from newsletter import create_app
 from newsletter.cli import cli
 from newsletter.issues.rendering import envelope_sender
+from newsletter.mail.transport import close_transports
+from newsletter.mail.verp import verp_tag
 from newsletter.readers import links
 from newsletter.readers.subscriptions import is_suppressed
 from newsletter.settings import Settings
 from newsletter.store.db import dispose_engines, get_sessionmaker
 from newsletter.store.models import Subscriber, SubscriberStatus
-from tests.support.inbound import BOB, BOUNCES, DATA, sample, seed_mailed
-from tests.support.smtp import free_port
+from tests.support.inbound import (
+    ALICE,
+    BOB,
+    BOUNCES,
+    DATA,
+    World,
+    sample,
+    seed_mailed,
+    snapshot,
+    unmatched_reports,
+)
+from tests.support.smtp import SMTPSink, free_port
 from tests.support.worker import NEWSLETTER, base_env
 
 
@@ -100,29 +114,103 @@ def test_command_reads_files_maildirs_and_mboxes_and_reports_each_message(
     assert "nothing changed" in again.output.splitlines()[0]
 
 
-def test_command_reads_one_message_from_stdin_with_the_envelope_recipient(
-    cli_env: Settings,
+@pytest.fixture
+def world(cli_env: Settings, smtp_sink: SMTPSink) -> Iterator[World]:
+    """Readers of the command's database, and campaigns really sent to them (to the sink)."""
+    sending = replace(
+        cli_env, smtp_url=smtp_sink.url, smtp_timeout=5.0, autopause_min_attempts=10_000
+    )
+    app = create_app(sending)
+    session = get_sessionmaker(sending.database_url)()
+    with app.app_context():
+        yield World.build(session, sending, smtp_sink)
+    session.close()
+    close_transports()
+
+
+def stdin(recipient: str, report: bytes) -> Result:
+    """``newsletter inbound process --recipient ADDRESS -`` with the report on stdin."""
+    return CliRunner().invoke(
+        cli, ["inbound", "process", "--recipient", recipient, "-"], input=report
+    )
+
+
+def test_stdin_acts_on_a_genuine_bounce_at_its_verp_address_and_on_nothing_forged(
+    world: World,
 ) -> None:
-    issue_id, bob_id, message_id = seed_mailed(cli_env)
+    issue_id = world.send()
+    bob_id, alice_id = world.reader(BOB).id, world.reader(ALICE).id
     # The report itself carries no VERP address: only the MTA's envelope recipient does.
-    report = sample(
+    forged = sample(
         "postfix-5.1.1.eml",
         verp="postmaster@news.example.com",
         email=BOB,
-        original_headers=f"Message-ID: {message_id}\nTo: {BOB}",
+        original_headers=f"Message-ID: <made-up@news.example.com>\nTo: {BOB}",
     )
-    result = CliRunner().invoke(
-        cli,
-        ["inbound", "process", "--recipient", envelope_sender(cli_env, issue_id, bob_id)],
-        input=report,
+    alices_tag = verp_tag(world.settings.secret_key, issue_id, alice_id)
+    state = snapshot(world.db)
+    for recipient in (
+        "bounces@news.example.com",
+        f"bounces+{issue_id}-{bob_id}@news.example.com",
+        f"bounces+{issue_id}-{bob_id}-{alices_tag}@news.example.com",
+    ):
+        result = stdin(recipient, forged)
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("stdin: unmatched: bounce naming 1 address(es)"), recipient
+        assert "recorded, no reader changed" in result.output
+    assert snapshot(world.db) == state
+    assert unmatched_reports(world.db) == 1  # one message, recorded once
+
+    genuine = sample(
+        "postfix-5.1.1.eml",
+        verp="postmaster@news.example.com",
+        email=BOB,
+        original_headers="X-Nothing: quoted",
     )
+    result = stdin(world.mail_to(BOB, issue_id).mail_from, genuine)
     assert result.exit_code == 0, result.output
     assert result.output.startswith("stdin: bounce: ")
     assert f"issue {issue_id} marked bounced" in result.output
+    assert world.reader(BOB).status == SubscriberStatus.BOUNCED
+    assert is_suppressed(world.db, BOB) and not is_suppressed(world.db, ALICE)
 
     junk = CliRunner().invoke(cli, ["inbound", "process", "-"], input=b"\x00\x01garbage")
     assert junk.exit_code == 1
     assert junk.output.startswith("stdin: invalid: not a mail message")
+
+
+def test_stdin_acts_on_a_complaint_quoting_our_message_id_and_on_nothing_forged(
+    world: World,
+) -> None:
+    issue_id = world.send()
+    mail = world.mail_to(ALICE, issue_id)
+    # The provider hides our token but keeps the Message-ID and the address it went to.
+    quoted = message_from_bytes(mail.data)
+    del quoted["List-Unsubscribe"], quoted["List-Unsubscribe-Post"]
+    copy = quoted.as_bytes().replace(b"\r\n", b"\n").decode()
+    report = {
+        who: sample(
+            "arf-complaint.eml",
+            feedback_type="abuse",
+            verp="bounces@news.example.com",
+            email=who,
+            original_message=copy.replace(ALICE, who),
+        )
+        for who in (ALICE, BOB)
+    }
+    state = snapshot(world.db)
+    forged = stdin("fbl@news.example.com", report[BOB])  # Alice's mail does not prove Bob's
+    assert forged.output.startswith("stdin: unmatched: complaint naming 1 address(es)")
+    assert "the Message-ID it quotes is not ours for the address it names" in forged.output
+    assert snapshot(world.db) == state
+
+    genuine = stdin("fbl@news.example.com", report[ALICE])
+    assert genuine.exit_code == 0, genuine.output
+    assert genuine.output.startswith(f"stdin: complaint: subscriber {world.reader(ALICE).id} ")
+    assert world.reader(ALICE).status == SubscriberStatus.UNSUBSCRIBED
+    assert is_suppressed(world.db, ALICE) and not is_suppressed(world.db, BOB)
+    again = stdin("fbl@news.example.com", report[ALICE])
+    assert "nothing changed" in again.output
 
 
 def test_an_mta_pipe_gets_tempfail_when_the_database_is_down(tmp_path: Path) -> None:

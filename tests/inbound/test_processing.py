@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from email import message_from_bytes
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
@@ -20,31 +20,37 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.inbound.processing import Outcome, Result, process_message, verp_ids
-from newsletter.issues import lifecycle
+from newsletter.inbound.processing import Result, process_message, verp_ids
 from newsletter.issues.rendering import envelope_sender
 from newsletter.mail.transport import close_transports
+from newsletter.mail.verp import verp_tag
 from newsletter.readers import links
 from newsletter.readers.subscriptions import is_suppressed
 from newsletter.settings import Settings
 from newsletter.store.db import utcnow
 from newsletter.store.models import (
-    Delivery,
     DeliveryStatus,
     FeedbackEvent,
     FeedbackKind,
-    Newsletter,
-    NewsletterKind,
-    Subscriber,
     SubscriberStatus,
-    Subscription,
     SubscriptionStatus,
     Suppression,
 )
-from tests.support import dispatching as seed
-from tests.support.inbound import ALICE, BOB, BOUNCES, DATA, sample
+from tests.support.inbound import (
+    ALICE,
+    BOB,
+    BOUNCES,
+    CAROL,
+    DATA,
+    World,
+    header_block,
+    lf,
+    sample,
+    snapshot,
+    unmatched_reports,
+)
 from tests.support.services import migrated_postgres_database
-from tests.support.smtp import Received, SMTPSink
+from tests.support.smtp import SMTPSink
 
 # --- fixtures -------------------------------------------------------------------------------------
 
@@ -76,118 +82,10 @@ def app(app: Flask) -> Iterator[Flask]:
     close_transports()
 
 
-@dataclass
-class World:
-    """Two lists, three readers, and a way to send a campaign for real."""
-
-    db: Session
-    settings: Settings
-    sink: SMTPSink
-    offers: Newsletter
-    weekly: Newsletter
-
-    def send(self, newsletter: Newsletter | None = None, subject: str = "Offer") -> int:
-        """Send a campaign through the real dispatch path; returns the issue id."""
-        before = len(self.sink.messages)
-        issue = lifecycle.create_campaign(
-            self.db,
-            self.settings,
-            newsletter or self.offers,
-            subject=subject,
-            body_html="<p>Half price this week.</p>",
-        )
-        self.db.commit()
-        queue = seed.InlineQueue(self.settings)
-        lifecycle.send(self.db, self.settings, issue.id, queue)
-        queue.drain()
-        assert len(self.sink.messages) > before
-        return issue.id
-
-    def mail_to(self, address: str, issue_id: int) -> Received:
-        """The mail the sink received for one reader in one issue (by its VERP sender)."""
-        sender = envelope_sender(self.settings, issue_id, self.reader(address).id)
-        found = [m for m in self.sink.messages if m.mail_from == sender]
-        assert len(found) == 1 and found[0].rcpt_tos == [address]
-        return found[0]
-
-    def reader(self, address: str) -> Subscriber:
-        """A reader, fresh from the database."""
-        self.db.expire_all()
-        row = self.db.scalar(select(Subscriber).where(Subscriber.email_key == address))
-        assert row is not None
-        return row
-
-    def delivery(self, address: str, issue_id: int) -> Delivery:
-        """One delivery row, fresh."""
-        self.db.expire_all()
-        row = self.db.scalar(
-            select(Delivery).where(
-                Delivery.issue_id == issue_id, Delivery.subscriber_id == self.reader(address).id
-            )
-        )
-        assert row is not None
-        return row
-
-    def process(self, raw: bytes, **kwargs: Any) -> Outcome:
-        """Process one message and commit, as the command does."""
-        outcome = process_message(self.db, self.settings, raw, **kwargs)
-        self.db.commit()
-        return outcome
-
-    def twice(self, raw: bytes, **kwargs: Any) -> Outcome:
-        """Process a message, then again: the second run must change nothing."""
-        first = self.process(raw, **kwargs)
-        state = snapshot(self.db)
-        second = self.process(raw, **kwargs)
-        assert snapshot(self.db) == state
-        assert not second.changed and second.result == first.result
-        return first
-
-
 @pytest.fixture
 def world(app: Flask, db: Session, settings: Settings, smtp_sink: SMTPSink) -> World:
-    """Offers (alice, bob, carol) and weekly (bob), nothing sent yet."""
-    offers = seed.newsletter(db, "offers", kind=NewsletterKind.CAMPAIGN)
-    weekly = seed.newsletter(db, "weekly", kind=NewsletterKind.CAMPAIGN)
-    seed.reader(db, ALICE, [offers])
-    seed.reader(db, BOB, [offers, weekly])
-    seed.reader(db, "carol@example.org", [weekly])
-    return World(db, settings, smtp_sink, offers, weekly)
-
-
-def snapshot(db: Session) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row inbound processing could touch."""
-    db.expire_all()
-    return {
-        "subscribers": [
-            (s.id, s.status, s.updated_at) for s in db.scalars(select(Subscriber).order_by("id"))
-        ],
-        "subscriptions": [
-            (s.id, s.status, s.unsubscribed_at)
-            for s in db.scalars(select(Subscription).order_by("id"))
-        ],
-        "deliveries": [
-            (d.id, d.status, d.smtp_code, d.smtp_response)
-            for d in db.scalars(select(Delivery).order_by("id"))
-        ],
-        "suppressions": [
-            (s.email_hash, s.reason, s.detail) for s in db.scalars(select(Suppression))
-        ],
-        "feedback": [
-            (e.subscriber_id, e.issue_id, e.kind, e.status, e.detail)
-            for e in db.scalars(select(FeedbackEvent).order_by("id"))
-        ],
-    }
-
-
-def lf(raw: bytes) -> str:
-    """A sent mail as text with LF line ends, to quote inside a report."""
-    return raw.replace(b"\r\n", b"\n").decode("utf-8", "replace").rstrip("\n")
-
-
-def header_block(raw: bytes) -> str:
-    """The header section of a sent mail."""
-    return lf(raw).split("\n\n", 1)[0]
+    """Offers (alice, bob) and weekly (bob, carol), nothing sent yet."""
+    return World.build(db, settings, smtp_sink)
 
 
 def postfix_bounce(
@@ -222,12 +120,14 @@ def mailto_request(list_unsubscribe: str, sender: str) -> bytes:
 # --- VERP ----------------------------------------------------------------------------------------
 
 
-def test_verp_addresses_read_back_what_the_sender_writes(settings: Settings) -> None:
+def test_verp_addresses_read_back_what_the_sender_writes_and_only_that(settings: Settings) -> None:
     verp = replace(settings, bounce_address=BOUNCES)
     address = envelope_sender(verp, 12, 345)
-    assert address == "bounces+12-345@news.example.com"
+    assert address == f"bounces+12-345-{verp_tag(settings.secret_key, 12, 345)}@news.example.com"
     assert verp_ids(verp, (address.upper(), "someone@else.example")) == [(12, 345)]
-    assert verp_ids(verp, ("bounces+12-345@evil.example",)) == []
+    assert verp_ids(verp, (address.replace("news.example.com", "evil.example"),)) == []
+    assert verp_ids(verp, ("bounces+12-345@news.example.com",)) == []  # unsigned: guessable
+    assert verp_ids(verp, (envelope_sender(verp, 12, 346).replace("-346-", "-345-"),)) == []
     assert verp_ids(replace(settings, bounce_address="bounces@news.example.com"), (address,)) == []
 
 
@@ -238,9 +138,11 @@ def test_postfix_hard_bounce_marks_the_delivery_bounces_the_reader_and_suppresse
     world: World,
 ) -> None:
     issue_id = world.send()
+    bob_id = world.reader(BOB).id
+    tag = verp_tag(world.settings.secret_key, issue_id, bob_id)
     assert (
         world.mail_to(BOB, issue_id).mail_from
-        == f"bounces+{issue_id}-{world.reader(BOB).id}@news.example.com"
+        == f"bounces+{issue_id}-{bob_id}-{tag}@news.example.com"
     )
 
     outcome = world.twice(postfix_bounce(world, BOB, issue_id))
@@ -267,26 +169,30 @@ def test_postfix_hard_bounce_marks_the_delivery_bounces_the_reader_and_suppresse
     assert [m.rcpt_tos for m in world.sink.messages[before:]] == [[ALICE]]
 
 
-def test_exim_bounce_without_verp_goes_to_the_latest_delivery_or_the_quoted_one(
-    world: World,
-) -> None:
+def test_a_bounce_without_verp_acts_only_on_the_message_id_it_quotes(world: World) -> None:
     first = world.send(subject="First")
     second = world.send(subject="Second")
     to = "newsletter@news.example.com"  # a plain bounce address: no VERP to go by
+    state = snapshot(world.db)
 
-    # No copy of the mail quoted: the failed address and our latest delivery to it decide.
+    # No copy of the mail quoted: the failed address alone proves nothing.
     outcome = world.twice(sample("exim-5.1.1.eml", to=to, email=BOB, original_message=""))
-    assert outcome.result == Result.BOUNCED and outcome.issue_id == second
-    assert world.delivery(BOB, second).status == DeliveryStatus.BOUNCED
-    assert world.delivery(BOB, first).status == DeliveryStatus.SENT
-    assert "No such user here" in world.delivery(BOB, second).smtp_response
+    assert outcome.result == Result.UNMATCHED and not outcome.changed
+    assert outcome.line().startswith("unmatched: bounce naming 1 address(es)")
+    assert "did not come to a VERP address" in outcome.summary
+    assert "quotes no Message-ID" in outcome.summary
+    assert snapshot(world.db) == state and unmatched_reports(world.db) == 1
 
-    # A late bounce quoting the first mail (its Message-ID) marks that one.
+    # A bounce quoting the first mail (our Message-ID, to that address) marks that one at once.
     quoted = lf(world.mail_to(BOB, first).data)
-    outcome = world.process(sample("exim-5.1.1.eml", to=to, email=BOB, original_message=quoted))
+    outcome = world.twice(sample("exim-5.1.1.eml", to=to, email=BOB, original_message=quoted))
     assert outcome.result == Result.BOUNCED and outcome.issue_id == first
     assert world.delivery(BOB, first).status == DeliveryStatus.BOUNCED
+    assert "No such user here" in world.delivery(BOB, first).smtp_response
+    assert world.delivery(BOB, second).status == DeliveryStatus.SENT
+    assert world.reader(BOB).status == SubscriberStatus.BOUNCED
     assert world.db.scalar(select(Suppression.reason)) == "bounce"
+    assert unmatched_reports(world.db) == 1
 
 
 # --- soft bounces ---------------------------------------------------------------------------------
@@ -316,6 +222,26 @@ def test_a_mailbox_full_warning_is_recorded_but_suppresses_only_on_the_third_iss
         select(FeedbackEvent.issue_id).where(FeedbackEvent.subscriber_id == bob_id)
     ).all()
     assert sorted(kinds) == sorted(issues)
+
+
+def test_forged_soft_bounces_are_not_counted(world: World) -> None:
+    issues = [world.send(subject=f"Offer {i}") for i in range(3)]
+    bob_id = world.reader(BOB).id
+    state = snapshot(world.db)
+    for issue_id in issues:
+        # Guessable ids without the tag, and the bare bounce address: three "issues" of failures.
+        for verp in (f"bounces+{issue_id}-{bob_id}@news.example.com", "bounces@news.example.com"):
+            report = sample(
+                "postfix-4.2.2-delayed.eml", verp=verp, email=BOB, original_headers="X: y"
+            )
+            assert world.twice(report).result == Result.UNMATCHED
+    # The bare-address report is the same message each time: recorded once.
+    assert snapshot(world.db) == state and unmatched_reports(world.db) == 4
+
+    # The genuine warning that follows counts as the first, not the fourth.
+    outcome = world.twice(postfix_bounce(world, BOB, issues[0], name="postfix-4.2.2-delayed.eml"))
+    assert outcome.result == Result.SOFT_BOUNCE and "1 of 3" in outcome.summary
+    assert not is_suppressed(world.db, BOB)
 
 
 def test_soft_bounces_older_than_the_window_do_not_count(world: World) -> None:
@@ -393,44 +319,117 @@ def test_a_not_spam_feedback_report_changes_nothing(world: World) -> None:
 # --- reports that prove nothing -------------------------------------------------------------------
 
 
-def test_reports_that_do_not_prove_whose_mail_it_was_change_nothing(world: World) -> None:
-    issue_id = world.send()
-    alice_id = world.reader(ALICE).id
-    state = snapshot(world.db)
+def without_tokens(raw: bytes, to: str) -> bytes:
+    """A mail we sent, readdressed and without its List-Unsubscribe (and so without tokens)."""
+    message = message_from_bytes(raw)
+    del message["List-Unsubscribe"], message["List-Unsubscribe-Post"], message["To"]
+    message["To"] = to
+    return message.as_bytes()
 
-    # A forged bounce to Alice's VERP address (ids are guessable) naming another address.
-    forged = sample(
-        "postfix-5.1.1.eml",
-        verp=f"bounces+{issue_id}-{alice_id}@news.example.com",
-        email="mallory@example.net",
-        original_headers="X-Nothing: quoted",
+
+def forged_return_paths(world: World, issue_id: int) -> dict[str, str]:
+    """Where a forger could send a report about Bob's mail in this issue, none of them signed
+    for it: the bare bounce address, his ids with no tag or a made-up one, his ids with the tag
+    Alice got (she knows her own return path), his ids with his tag of another issue, Carol's
+    signed address of an issue she never got."""
+    bob, alice, carol = (world.reader(a).id for a in (BOB, ALICE, CAROL))
+    secret = world.settings.secret_key
+    ids = f"bounces+{issue_id}-{bob}"
+    return {
+        "bare": "bounces@news.example.com",
+        "no tag": f"{ids}@news.example.com",
+        "made-up tag": f"{ids}-abcdefghijkl@news.example.com",
+        "alice's tag": f"{ids}-{verp_tag(secret, issue_id, alice)}@news.example.com",
+        "another issue's tag": f"{ids}-{verp_tag(secret, issue_id + 1, bob)}@news.example.com",
+        "carol, never mailed": envelope_sender(world.settings, issue_id, carol),
+    }
+
+
+def test_forged_bounces_naming_a_real_reader_change_no_reader(world: World) -> None:
+    issue_id = world.send()
+    alice_mail = world.mail_to(ALICE, issue_id)
+    state = snapshot(world.db)
+    forged = {
+        why: sample("postfix-5.1.1.eml", verp=verp, email=BOB, original_headers="X-Nothing: y")
+        for why, verp in forged_return_paths(world, issue_id).items()
+    }
+    quoting = {
+        "made-up Message-ID": f"Message-ID: <made-up@news.example.com>\nTo: {BOB}",
+        # A real Message-ID of ours, but of Alice's mail: it does not belong to Bob's address.
+        "alice's Message-ID": header_block(without_tokens(alice_mail.data, BOB)),
+    }
+    for why, headers in quoting.items():
+        forged[why] = sample(
+            "postfix-5.1.1.eml",
+            verp="bounces@news.example.com",
+            email=BOB,
+            original_headers=headers,
+        )
+    forged["exim, made-up Message-ID"] = sample(
+        "exim-5.1.1.eml",
+        to="bounces@news.example.com",
+        email=BOB,
+        original_message=f"Message-ID: <made-up@news.example.com>\nTo: {BOB}\nSubject: x\n\nx",
     )
-    # A bounce for Carol, whom this issue never mailed; one for an address we do not know.
-    carol = sample(
-        "postfix-5.1.1.eml",
-        verp=f"bounces+{issue_id}-{world.reader('carol@example.org').id}@news.example.com",
-        email="carol@example.org",
-        original_headers="X-Nothing: quoted",
+    for why, report in forged.items():
+        outcome = world.twice(report)
+        assert outcome.result == Result.UNMATCHED and not outcome.changed, (why, outcome)
+        assert outcome.line().startswith("unmatched: bounce naming 1 address(es)"), why
+    assert snapshot(world.db) == state
+    assert unmatched_reports(world.db) == len(forged)
+    assert world.reader(BOB).status == SubscriberStatus.ACTIVE and not is_suppressed(world.db, BOB)
+    wrong = world.process(forged["alice's tag"])
+    assert "its VERP address has no valid signature" in wrong.summary
+    never = world.process(forged["carol, never mailed"])
+    assert "names a mail we did not send" in never.summary
+
+
+def test_forged_complaints_naming_a_real_reader_change_no_reader(world: World) -> None:
+    issue_id = world.send()
+    alice_mail = world.mail_to(ALICE, issue_id)
+    state = snapshot(world.db)
+    made_up = f"Message-ID: <made-up@news.example.com>\nTo: {BOB}\nSubject: Offer\n\nHi"
+    forged = {
+        why: sample(
+            "arf-complaint.eml",
+            feedback_type="abuse",
+            verp=verp,
+            email=BOB,
+            original_message=made_up,
+        )
+        for why, verp in forged_return_paths(world, issue_id).items()
+    }
+    # Alice's real mail readdressed to Bob: the Message-ID is ours, but not of a mail to Bob.
+    alice_copy = lf(without_tokens(alice_mail.data, BOB))
+    forged["alice's Message-ID"] = sample(
+        "arf-complaint.eml",
+        feedback_type="abuse",
+        verp="bounces@news.example.com",
+        email=BOB,
+        original_message=alice_copy,
     )
+    for why, report in forged.items():
+        outcome = world.twice(report)
+        assert outcome.result == Result.UNMATCHED and not outcome.changed, (why, outcome)
+        assert outcome.line().startswith("unmatched: complaint naming 1 address(es)"), why
+    assert snapshot(world.db) == state
+    assert unmatched_reports(world.db) == len(forged)
+    bob = world.reader(BOB)
+    assert bob.status == SubscriberStatus.ACTIVE and not is_suppressed(world.db, BOB)
+    assert {s.status for s in bob.subscriptions} == {SubscriptionStatus.ACTIVE}
+
+
+def test_a_bounce_for_an_address_we_do_not_know_is_unmatched(world: World) -> None:
+    world.send()
+    state = snapshot(world.db)
     stranger = sample(
         "exim-5.1.1.eml",
-        to="newsletter@news.example.com",
+        to="bounces@news.example.com",
         email="who@example.net",
         original_message="",
     )
-    # A complaint that names nobody we mailed and quotes no mail of ours.
-    complaint = sample(
-        "arf-complaint.eml",
-        feedback_type="abuse",
-        verp=f"bounces+{issue_id}-{alice_id}@news.example.com",
-        email="redacted@example.invalid",
-        original_message="From: someone@example.net\nSubject: hi\n\nhello",
-    )
-    for report in (forged, carol, stranger, complaint):
-        outcome = world.process(report)
-        assert outcome.result == Result.IGNORED, outcome
-        assert not outcome.changed
-    assert snapshot(world.db) == state
+    outcome = world.twice(stranger)
+    assert outcome.result == Result.UNMATCHED and snapshot(world.db) == state
 
 
 # --- mailto unsubscribe requests ------------------------------------------------------------------

@@ -28,6 +28,7 @@ from newsletter.issues.rendering import (
     render_reference,
 )
 from newsletter.mail.transport import get_transport
+from newsletter.mail.verp import VerpClaim, read_verp, verp_tag
 from newsletter.readers import links
 from newsletter.settings import Settings
 from newsletter.store.db import dispose_engines, utcnow
@@ -476,7 +477,9 @@ def test_envelope_sender_is_verp_ready() -> None:
     plain = replace(base, bounce_address="bounces@news.example.com")
     assert envelope_sender(plain, 5, 9) == "bounces@news.example.com"
     verp = replace(base, bounce_address="bounces+@news.example.com")
-    assert envelope_sender(verp, 5, 9) == "bounces+5-9@news.example.com"
+    signed = envelope_sender(verp, 5, 9)
+    assert signed == f"bounces+5-9-{verp_tag(base.secret_key, 5, 9)}@news.example.com"
+    assert read_verp(verp, signed) == VerpClaim(5, 9, signed=True)
 
 
 def test_delivered_over_real_smtp_unchanged(scene: Scene, smtp_sink: SMTPSink) -> None:

@@ -2,25 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.access.api_tokens import create_token
-from newsletter.issues.rendering import envelope_sender
+from newsletter.mail.transport import close_transports
 from newsletter.readers.subscriptions import is_suppressed
 from newsletter.settings import Settings
-from newsletter.store.models import Delivery, DeliveryStatus
-from tests.support.inbound import BOB, BOUNCES, DATA, sample, seed_mailed
+from newsletter.store.models import DeliveryStatus, SubscriberStatus
+from tests.support.inbound import (
+    ALICE,
+    BOB,
+    BOUNCES,
+    DATA,
+    World,
+    sample,
+    snapshot,
+    unmatched_reports,
+)
+from tests.support.smtp import SMTPSink
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    """conftest's settings with VERP and a small inbound limit."""
-    return replace(settings, bounce_address=BOUNCES, inbound_max_bytes=200_000)
+def settings(settings: Settings, smtp_sink: SMTPSink) -> Settings:
+    """conftest's settings with VERP, a small inbound limit and real sends to the sink."""
+    return replace(
+        settings,
+        bounce_address=BOUNCES,
+        inbound_max_bytes=200_000,
+        smtp_url=smtp_sink.url,
+        smtp_timeout=5.0,
+        autopause_min_attempts=10_000,
+    )
+
+
+@pytest.fixture
+def world(app: Flask, db: Session, settings: Settings, smtp_sink: SMTPSink) -> Iterator[World]:
+    """Readers, and campaigns really sent to them through our dispatch."""
+    with app.app_context():
+        yield World.build(db, settings, smtp_sink)
+    close_transports()
 
 
 @pytest.fixture
@@ -31,14 +57,14 @@ def token(db: Session) -> str:
     return plaintext
 
 
-def test_webhook_processes_a_raw_message(
-    client: FlaskClient, token: str, settings: Settings, db: Session
+def test_webhook_processes_a_genuine_bounce_of_a_real_delivery(
+    client: FlaskClient, token: str, world: World
 ) -> None:
-    s = settings
-    issue_id, bob_id, _ = seed_mailed(s)
+    issue_id = world.send()
+    bob_id = world.reader(BOB).id
     report = sample(
         "postfix-5.1.1.eml",
-        verp=envelope_sender(s, issue_id, bob_id),
+        verp=world.mail_to(BOB, issue_id).mail_from,
         email=BOB,
         original_headers="X: y",
     )
@@ -63,7 +89,45 @@ def test_webhook_processes_a_raw_message(
     assert (body["subscriber_id"], body["issue_id"]) == (bob_id, issue_id)
     again = client.post("/api/v1/inbound", data=report, headers=auth).get_json()
     assert again["changed"] is False
-    db.expire_all()
-    assert is_suppressed(db, BOB)
-    delivery = db.scalar(select(Delivery).where(Delivery.subscriber_id == bob_id))
-    assert delivery is not None and delivery.status == DeliveryStatus.BOUNCED
+    assert is_suppressed(world.db, BOB) and not is_suppressed(world.db, ALICE)
+    assert world.delivery(BOB, issue_id).status == DeliveryStatus.BOUNCED
+    assert world.reader(BOB).status == SubscriberStatus.BOUNCED
+
+
+def test_webhook_answers_unmatched_for_forged_reports_and_changes_no_reader(
+    client: FlaskClient, token: str, world: World
+) -> None:
+    issue_id = world.send()
+    bob_id = world.reader(BOB).id
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "message/rfc822"}
+    made_up = f"Message-ID: <made-up@news.example.com>\nTo: {BOB}"
+    forged = {
+        "bare": sample(
+            "postfix-5.1.1.eml", verp="bounces@news.example.com", email=BOB, original_headers="X: y"
+        ),
+        "no tag": sample(
+            "postfix-5.1.1.eml",
+            verp=f"bounces+{issue_id}-{bob_id}@news.example.com",
+            email=BOB,
+            original_headers=made_up,
+        ),
+        "complaint": sample(
+            "arf-complaint.eml",
+            feedback_type="abuse",
+            verp=f"bounces+{issue_id}-{bob_id}-aaaaaaaaaaaa@news.example.com",
+            email=BOB,
+            original_message=f"{made_up}\nSubject: Offer\n\nHi",
+        ),
+    }
+    state = snapshot(world.db)
+    for why, report in forged.items():
+        answer = client.post(
+            "/api/v1/inbound?recipient=bounces@news.example.com", data=report, headers=auth
+        )
+        assert answer.status_code == 200, why
+        body = answer.get_json()
+        assert body["result"] == "unmatched" and body["changed"] is False, (why, body)
+        assert "proves no mail of ours" in body["summary"] and body["subscriber_id"] is None
+    assert snapshot(world.db) == state
+    assert unmatched_reports(world.db) == len(forged)
+    assert not is_suppressed(world.db, BOB)

@@ -20,6 +20,7 @@ from newsletter.store.models import (
     SubscriberStatus,
     SubscriptionStatus,
     Suppression,
+    UnmatchedReport,
 )
 from tests.support.readers import add_subscriber, make_lists
 
@@ -63,6 +64,7 @@ def test_metrics_report_what_the_database_holds(client: FlaskClient, db: Session
     fetched = utcnow() - timedelta(minutes=5)
     db.add(Feed(url="https://news.example.com/feed/", error_count=2, last_fetched_at=fetched))
     db.add(Suppression(email_hash="0" * 64, reason="bounce"))
+    db.add(UnmatchedReport(digest="1" * 64, kind="complaint", reason="no evidence"))
     _, token = create_token(db, "prometheus")
     db.commit()
 
@@ -88,3 +90,4 @@ def test_metrics_report_what_the_database_holds(client: FlaskClient, db: Session
     assert samples[("newsletter_feed_consecutive_errors", feed)] == 2
     assert samples[("newsletter_feed_last_fetch_timestamp_seconds", feed)] == fetched.timestamp()
     assert samples[("newsletter_suppressions", (("reason", "bounce"),))] == 1
+    assert samples[("newsletter_inbound_unmatched_reports", (("kind", "complaint"),))] == 1

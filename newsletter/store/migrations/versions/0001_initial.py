@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 03:36:33.927766
+Create Date: 2026-12-02 06:20:00.007163
 """
 
 from __future__ import annotations
@@ -126,6 +126,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_suppressions")),
         sa.UniqueConstraint("email_hash", name=op.f("uq_suppressions_email_hash")),
     )
+    op.create_table(
+        "unmatched_reports",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("message_id", sa.String(length=300), nullable=False),
+        sa.Column("reason", sa.String(length=300), nullable=False),
+        sa.Column("created_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_unmatched_reports")),
+        sa.UniqueConstraint("digest", name=op.f("uq_unmatched_reports_digest")),
+    )
+    with op.batch_alter_table("unmatched_reports", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_unmatched_reports_created_at"), ["created_at"], unique=False
+        )
+
     op.create_table(
         "consent_records",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -314,8 +330,12 @@ def upgrade() -> None:
         sa.Column("max_subscriber_id", sa.BigInteger(), nullable=False),
         sa.Column("last_subscriber_id", sa.BigInteger(), nullable=False),
         sa.Column("total", sa.Integer(), nullable=False),
-        sa.Column("fanout_claimed_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("fanout_finished_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "fanout_claimed_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.Column(
+            "fanout_finished_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.Column("attempt_count", sa.Integer(), nullable=False),
         sa.Column("error_count", sa.Integer(), nullable=False),
         sa.Column("created_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=False),
@@ -526,6 +546,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_consent_records_subscriber")
 
     op.drop_table("consent_records")
+    with op.batch_alter_table("unmatched_reports", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_unmatched_reports_created_at"))
+
+    op.drop_table("unmatched_reports")
     op.drop_table("suppressions")
     with op.batch_alter_table("subscribers", schema=None) as batch_op:
         batch_op.drop_index("ix_subscribers_status_id")
