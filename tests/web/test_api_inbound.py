@@ -26,7 +26,7 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 def token(db: Session) -> str:
     """A bearer token of the mail service."""
-    _row, plaintext = create_token(db, "mail service")
+    _row, plaintext = create_token(db, "mail service", ["inbound:write"])
     db.commit()
     return plaintext
 
