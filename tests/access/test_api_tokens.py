@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -29,6 +31,9 @@ CONTRACT = {
 }
 
 
+README = Path(__file__).parents[2] / "README.md"
+
+
 def tokens_stored(db: Session) -> int:
     return db.scalar(select(func.count()).select_from(ApiToken)) or 0
 
@@ -38,6 +43,12 @@ def test_the_scopes_are_the_contract_each_with_a_one_line_description() -> None:
     assert all(text and "\n" not in text for text in SCOPES.values())
     with pytest.raises(TypeError):
         SCOPES["admin"] = "everything"  # type: ignore[index]
+
+
+def test_the_readme_documents_every_scope_in_its_table() -> None:
+    rows = [line for line in README.read_text().splitlines() if line.startswith("| `")]
+    documented = {line.split("`")[1] for line in rows}
+    assert set(SCOPES) | {"all"} <= documented
 
 
 def test_a_token_has_exactly_the_scopes_it_was_created_with(db: Session) -> None:
