@@ -1,10 +1,12 @@
-"""Bearer tokens for the JSON API: shown once when created, stored only as SHA-256."""
+"""Bearer tokens for the JSON API: shown once when created, stored only as SHA-256, and scoped."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,20 +16,71 @@ from newsletter.store.models import ApiToken
 
 PREFIX = "nlt_"
 
+# What a token may do. The names are a contract (routes, the CLI, the README and other work
+# name them), so they live here only; a route names the one scope it needs.
+SCOPES: Mapping[str, str] = MappingProxyType(
+    {
+        "posts:write": "push posts from the CMS and retract them",
+        "posts:read": "list the posts the service holds",
+        "issues:read": "list and show issues, their progress and previews",
+        "issues:write": "create and edit drafts (digests and campaigns)",
+        "issues:send": "send, pause, resume, cancel, resend failed, hold, release, test-send",
+        "schedules:read": "list schedules",
+        "schedules:write": "create, change and delete schedules",
+        "inbound:write": "deliver inbound mail (bounces, complaints, unsubscribes) by webhook",
+        "metrics:read": "scrape /metrics",
+    }
+)
+# Shorthand for every scope known when the token is created; it is stored expanded, so a scope
+# added later is never granted to an old token by surprise.
+ALL = "all"
+
+
+class ScopeError(ValueError):
+    """A token was asked for with no scope or an unknown one."""
+
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, name: str) -> tuple[ApiToken, str]:
-    """Create a token named ``name``; return the row and the plaintext (shown only now)."""
+def scope_list() -> str:
+    """Every scope with its description, one a line (for help and error messages)."""
+    width = max(len(name) for name in SCOPES)
+    return "\n".join(f"  {name.ljust(width)}  {text}" for name, text in SCOPES.items())
+
+
+def normalise_scopes(requested: Iterable[str]) -> list[str]:
+    """The scopes asked for, ``all`` expanded, in SCOPES order; ScopeError if none or unknown."""
+    wanted = {name.strip() for name in requested}
+    unknown = sorted(wanted - set(SCOPES) - {ALL})
+    if unknown:
+        raise ScopeError(f"unknown scope {unknown[0]!r}; the scopes are:\n{scope_list()}")
+    if not wanted:
+        raise ScopeError(f"a token needs at least one scope; the scopes are:\n{scope_list()}")
+    return [name for name in SCOPES if ALL in wanted or name in wanted]
+
+
+def create_token(session: Session, name: str, scopes: Iterable[str]) -> tuple[ApiToken, str]:
+    """Create a token named ``name`` allowed ``scopes``; return the row and the plaintext."""
     if not name.strip():
         raise ValueError("a token needs a name, e.g. 'cms' or 'editor-console'")
+    granted = normalise_scopes(scopes)
     plaintext = PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(name=name.strip(), token_hash=_digest(plaintext))
+    row = ApiToken(name=name.strip(), token_hash=_digest(plaintext), scopes=" ".join(granted))
     session.add(row)
     session.flush()
     return row, plaintext
+
+
+def token_scopes(token: ApiToken) -> list[str]:
+    """The scopes a token was granted, in SCOPES order."""
+    return token.scopes.split()
+
+
+def has_scope(token: ApiToken, scope: str) -> bool:
+    """True when ``token`` was granted ``scope``."""
+    return scope in token_scopes(token)
 
 
 def authenticate(session: Session, presented: str) -> ApiToken | None:

@@ -1,11 +1,19 @@
-"""``newsletter tokens``: bearer tokens for the JSON API (the CMS, scripts)."""
+"""``newsletter tokens``: scoped bearer tokens for the JSON API and /metrics (CMS, scripts)."""
 
 from __future__ import annotations
 
 import click
 from flask.cli import AppGroup
 
-from newsletter.access.api_tokens import create_token, list_tokens, revoke_token
+from newsletter.access.api_tokens import (
+    ALL,
+    SCOPES,
+    create_token,
+    list_tokens,
+    revoke_token,
+    scope_list,
+    token_scopes,
+)
 from newsletter.cli.common import ID, domain_session, fail, session, table
 
 
@@ -14,39 +22,69 @@ def tokens_group() -> None:
     """Create, list and revoke API tokens."""
 
 
-@tokens_group.command("create")
+EXAMPLE = "newsletter tokens create cms --scope posts:write --scope posts:read"
+
+
+def _require_scopes(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Refuse a create without --scope, listing the scopes and an example (usage error, 2)."""
+    if not value:
+        raise click.UsageError(
+            f"a token needs at least one --scope; the scopes are:\n{SCOPE_HELP}\n"
+            f"For example: {EXAMPLE}",
+            ctx,
+        )
+    return value
+
+
+SCOPE_HELP = f"{scope_list()}\n  {ALL.ljust(max(map(len, SCOPES)))}  every scope above"
+
+
+@tokens_group.command("create", epilog=f"\b\nScopes:\n{SCOPE_HELP}\n\nFor example: {EXAMPLE}")
 @click.argument("name")
-def create_command(name: str) -> None:
-    """Create a token called NAME and print it (it is shown only this once)."""
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice([*SCOPES, ALL]),
+    metavar="SCOPE",
+    callback=_require_scopes,
+    help=f"What the token may do (repeat for several; '{ALL}' grants every scope known now).",
+)
+def create_command(name: str, scopes: tuple[str, ...]) -> None:
+    """Create a token called NAME allowed SCOPEs and print it (it is shown only this once)."""
     with domain_session(ValueError) as db:
-        row, plaintext = create_token(db, name)
-        token_id = row.id
+        row, plaintext = create_token(db, name, scopes)
+        token_id, granted = row.id, token_scopes(row)
     click.echo(plaintext)
     click.echo(
-        f"Token {token_id} ({name.strip()}) created. Store it now: only its hash is kept. "
-        "Send it as 'Authorization: Bearer <token>'.",
+        f"Token {token_id} ({name.strip()}) created with scopes: {' '.join(granted)}. "
+        "Store it now: only its hash is kept. Send it as 'Authorization: Bearer <token>'.",
         err=True,
     )
 
 
 @tokens_group.command("list")
 def list_command() -> None:
-    """Show every token (never the secret itself)."""
+    """Show every token and its scopes (never the secret itself)."""
     with session() as db:
         rows = [
             (
                 t.id,
                 t.name,
                 "revoked" if t.revoked_at else "active",
+                " ".join(token_scopes(t)) or "(none)",
                 t.created_at.strftime("%Y-%m-%d %H:%M"),
                 t.last_used_at.strftime("%Y-%m-%d %H:%M") if t.last_used_at else "never",
             )
             for t in list_tokens(db)
         ]
     if not rows:
-        click.echo("No API tokens yet. Create one with: newsletter tokens create NAME")
+        click.echo(f"No API tokens yet. Create one with, e.g.: {EXAMPLE}")
         return
-    click.echo(table(["id", "name", "status", "created (UTC)", "last used (UTC)"], rows))
+    headers = ["id", "name", "status", "scopes", "created (UTC)", "last used (UTC)"]
+    click.echo(table(headers, rows))
 
 
 @tokens_group.command("revoke")

@@ -463,13 +463,17 @@ class ScheduleFiring(Base):
 
 
 class ApiToken(Base):
-    """A bearer token for the JSON API. Only its SHA-256 is stored."""
+    """A bearer token for the JSON API and /metrics. Only its SHA-256 is stored."""
 
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Space-separated scope names (as in OAuth 2's ``scope``): readable in psql and no JSON
+    # quirks across SQLite and PostgreSQL. Names are checked against access.api_tokens.SCOPES
+    # when a token is created; a token with none may do nothing.
+    scopes: Mapped[str] = mapped_column(String(500), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -1,4 +1,4 @@
-"""The JSON API under /api/v1: bearer-token auth and JSON errors. Routes live beside it."""
+"""The JSON API under /api/v1: scoped bearer-token auth and JSON errors. Routes live beside it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from newsletter.access.api_tokens import authenticate
+from newsletter.access.api_tokens import SCOPES, authenticate, has_scope
+from newsletter.store.models import ApiToken
 from newsletter.web import db
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -33,23 +34,46 @@ def api_error(exc: ApiError) -> tuple[Response, int]:
     return jsonify(body), exc.status
 
 
-def require_token(view: F) -> F:
-    """Refuse requests without a valid ``Authorization: Bearer <token>`` header."""
+def require_token(scope: str) -> Callable[[F], F]:
+    """Refuse requests without a valid ``Authorization: Bearer <token>`` (401) or whose token
+    lacks ``scope`` (403, naming it)."""
+    if scope not in SCOPES:  # a typo fails at import, not as a 403 for everyone
+        raise ValueError(f"unknown scope {scope!r}")
 
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        header = request.headers.get("Authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not presented.strip():
-            raise ApiError(401, "missing bearer token; create one with `newsletter tokens create`")
-        token = authenticate(db(), presented.strip())
-        if token is None:
-            raise ApiError(401, "invalid or revoked token")
-        db().commit()  # last_used_at
-        g.api_token = token
-        return view(*args, **kwargs)
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            token = _bearer_token()
+            if not has_scope(token, scope):
+                raise ApiError(
+                    403,
+                    f"this token lacks the scope '{scope}'; create one that has it with "
+                    f"`newsletter tokens create NAME --scope {scope}`",
+                    scope=scope,
+                )
+            g.api_token = token
+            return view(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+        wrapper.required_scope = scope  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _bearer_token() -> ApiToken:
+    """The live token the request presents; 401 when it has none or a bad one."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise ApiError(
+            401,
+            "missing bearer token; create one with `newsletter tokens create NAME --scope SCOPE`",
+        )
+    token = authenticate(db(), presented.strip())
+    if token is None:
+        raise ApiError(401, "invalid or revoked token")
+    db().commit()  # last_used_at, also when the scope is missing: the token was presented
+    return token
 
 
 def json_body() -> dict[str, Any]:

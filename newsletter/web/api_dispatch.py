@@ -1,5 +1,5 @@
 """JSON API for editors and ops: issues (create, send, pause, resume, cancel, resend, test),
-schedules and previews. Routes on the /api/v1 blueprint, bearer token required.
+schedules and previews. Routes on the /api/v1 blueprint, each needing a token with its scope.
 
 Illegal transitions answer 409, unknown ids 404, bad input 400, each with a message that says
 what to do. Sending answers 202: the work continues in the workers; poll ``GET /issues/<id>``.
@@ -107,7 +107,7 @@ def _issue_body(issue_id: int) -> dict[str, Any]:
 
 
 @bp.get("/issues")
-@require_token
+@require_token("issues:read")
 @domain_errors
 def list_issues() -> Response:
     """Newest issues first: ?newsletter=SLUG&status=sending&limit=50."""
@@ -125,7 +125,7 @@ def list_issues() -> Response:
 
 
 @bp.post("/issues")
-@require_token
+@require_token("issues:write")
 @domain_errors
 def create_issue() -> tuple[Response, int]:
     """Create a digest (planned from posts) or a campaign draft; ``send_at`` schedules it."""
@@ -160,7 +160,7 @@ def create_issue() -> tuple[Response, int]:
 
 
 @bp.get("/issues/<int:issue_id>")
-@require_token
+@require_token("issues:read")
 @domain_errors
 def show_issue(issue_id: int) -> Response:
     """One issue with its live progress (counts, rate, ETA)."""
@@ -168,7 +168,7 @@ def show_issue(issue_id: int) -> Response:
 
 
 @bp.patch("/issues/<int:issue_id>")
-@require_token
+@require_token("issues:write")
 @domain_errors
 def edit_issue(issue_id: int) -> Response:
     """Edit subject, preheader or a campaign's html/text before it goes out."""
@@ -187,7 +187,7 @@ def edit_issue(issue_id: int) -> Response:
 
 
 @bp.post("/issues/<int:issue_id>/send")
-@require_token
+@require_token("issues:send")
 @domain_errors
 def send_issue(issue_id: int) -> tuple[Response, int]:
     """Send now, or at ``send_at`` when it is in the future."""
@@ -201,7 +201,7 @@ def send_issue(issue_id: int) -> tuple[Response, int]:
 
 
 @bp.post("/issues/<int:issue_id>/pause")
-@require_token
+@require_token("issues:send")
 @domain_errors
 def pause_issue(issue_id: int) -> Response:
     """Stop after the mail in flight; the rest stays queued."""
@@ -210,7 +210,7 @@ def pause_issue(issue_id: int) -> Response:
 
 
 @bp.post("/issues/<int:issue_id>/resume")
-@require_token
+@require_token("issues:send")
 @domain_errors
 def resume_issue(issue_id: int) -> tuple[Response, int]:
     """Continue a paused (or failed) send."""
@@ -219,7 +219,7 @@ def resume_issue(issue_id: int) -> tuple[Response, int]:
 
 
 @bp.post("/issues/<int:issue_id>/cancel")
-@require_token
+@require_token("issues:send")
 @domain_errors
 def cancel_issue(issue_id: int) -> Response:
     """Stop for good; what was not sent is skipped."""
@@ -228,7 +228,7 @@ def cancel_issue(issue_id: int) -> Response:
 
 
 @bp.post("/issues/<int:issue_id>/resend-failed")
-@require_token
+@require_token("issues:send")
 @domain_errors
 def resend_failed(issue_id: int) -> tuple[Response, int]:
     """Queue the failed deliveries again (not to bounced, unsubscribed or suppressed readers)."""
@@ -240,7 +240,7 @@ def resend_failed(issue_id: int) -> tuple[Response, int]:
 
 
 @bp.post("/issues/<int:issue_id>/hold")
-@require_token
+@require_token("issues:send")
 @domain_errors
 def hold_issue(issue_id: int) -> Response:
     """The editor's veto: a held scheduled issue does not go out."""
@@ -249,7 +249,7 @@ def hold_issue(issue_id: int) -> Response:
 
 
 @bp.post("/issues/<int:issue_id>/release")
-@require_token
+@require_token("issues:send")
 @domain_errors
 def release_issue(issue_id: int) -> Response:
     """Lift the hold: the issue goes out at its time (or at the next tick if that passed)."""
@@ -258,7 +258,7 @@ def release_issue(issue_id: int) -> Response:
 
 
 @bp.post("/issues/<int:issue_id>/test")
-@require_token
+@require_token("issues:send")
 @domain_errors
 def test_issue(issue_id: int) -> Response:
     """Send the issue to ``{"to": [addresses]}`` now, subject prefixed "[TEST]"."""
@@ -278,7 +278,7 @@ def test_issue(issue_id: int) -> Response:
 
 
 @bp.get("/schedules")
-@require_token
+@require_token("schedules:read")
 def list_schedules() -> Response:
     """Every schedule with its next send times."""
     rows = schedules.list_schedules(db())
@@ -286,7 +286,7 @@ def list_schedules() -> Response:
 
 
 @bp.post("/schedules")
-@require_token
+@require_token("schedules:write")
 @domain_errors
 def create_schedule() -> tuple[Response, int]:
     """Add a schedule: newsletter, cron, timezone, frequency, reader_local_time, ..."""
@@ -307,7 +307,7 @@ def create_schedule() -> tuple[Response, int]:
 
 
 @bp.patch("/schedules/<int:schedule_id>")
-@require_token
+@require_token("schedules:write")
 @domain_errors
 def update_schedule(schedule_id: int) -> Response:
     """Change any of cron, timezone, frequency, reader_local_time, prepare_minutes, name,
@@ -332,7 +332,7 @@ def update_schedule(schedule_id: int) -> Response:
 
 
 @bp.delete("/schedules/<int:schedule_id>")
-@require_token
+@require_token("schedules:write")
 @domain_errors
 def delete_schedule(schedule_id: int) -> tuple[str, int]:
     """Remove a schedule (its past issues stay)."""
@@ -345,7 +345,7 @@ def delete_schedule(schedule_id: int) -> tuple[str, int]:
 
 
 @bp.get("/newsletters/<slug>/preview")
-@require_token
+@require_token("issues:read")
 @domain_errors
 def preview(slug: str) -> Response:
     """What the newsletter would send now: subject, html, text and a signed preview link."""

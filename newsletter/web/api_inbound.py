@@ -18,7 +18,7 @@ ACCEPTED_TYPES = ("message/rfc822",)
 
 
 @bp.post("/inbound")
-@require_token
+@require_token("inbound:write")
 def inbound_message() -> tuple[Response, int]:
     """Recognise one raw message and act on it; 200 with what was done, 400 for non-mail."""
     # Mail with attachments is larger than forms: this route has its own body limit (413).

@@ -63,7 +63,7 @@ def _pushed_posts() -> list[PostInput]:
 
 
 @bp.post("/posts")
-@require_token
+@require_token("posts:write")
 def push_posts() -> tuple[Response, int]:
     """Create or update posts pushed by the CMS; 201 when any is new, else 200."""
     items = _pushed_posts()
@@ -91,7 +91,7 @@ def push_posts() -> tuple[Response, int]:
 
 
 @bp.get("/posts")
-@require_token
+@require_token("posts:read")
 def list_posts() -> Response:
     """Recent live posts, newest first: ``?since=ISO-8601&limit=N`` (limit 1..100, default 20)."""
     since = None
@@ -111,7 +111,7 @@ def list_posts() -> Response:
 
 
 @bp.delete("/posts/<path:key>")
-@require_token
+@require_token("posts:write")
 def delete_post(key: str) -> Response:
     """Retract a post (by guid, or by id) so no digest sends it again; idempotent."""
     session = db()

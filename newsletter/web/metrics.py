@@ -1,4 +1,4 @@
-"""``/metrics`` for Prometheus, behind an API bearer token (the figures are not public)."""
+"""``/metrics`` for Prometheus, behind a bearer token with ``metrics:read`` (not public)."""
 
 from __future__ import annotations
 
@@ -6,28 +6,48 @@ from flask import Blueprint, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from newsletter.access.api_tokens import authenticate
+from newsletter.access.api_tokens import authenticate, has_scope
 from newsletter.ops.metrics import DatabaseCollector
 from newsletter.web import db
 
 bp = Blueprint("metrics", __name__)
+SCOPE = "metrics:read"
 
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Prometheus text format; 401 without a valid ``Authorization: Bearer`` token."""
+    """Prometheus text format; 401 without a valid bearer token, 403 without ``metrics:read``."""
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or authenticate(db(), presented.strip()) is None:
-        return Response(
-            "a bearer token is required: create one with `newsletter tokens create prometheus`\n",
-            status=401,
-            mimetype="text/plain",
-            headers={"WWW-Authenticate": "Bearer"},
+    token = authenticate(db(), presented.strip()) if scheme.lower() == "bearer" else None
+    if token is None:
+        return _refusal(
+            401,
+            "a bearer token is required: create one with "
+            f"`newsletter tokens create prometheus --scope {SCOPE}`",
         )
     db().commit()  # the token's last_used_at
+    if not has_scope(token, SCOPE):
+        return _refusal(
+            403,
+            f"this token lacks the scope '{SCOPE}': create one with "
+            f"`newsletter tokens create prometheus --scope {SCOPE}`",
+        )
     # A registry per scrape: the collector reads through this request's session.
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(db()))
     response = Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _refusal(status: int, message: str) -> Response:
+    """A plain-text refusal, like the scrape itself; a 403 names the scope as RFC 6750 does."""
+    challenge = "Bearer"
+    if status == 403:
+        challenge = f'Bearer error="insufficient_scope", scope="{SCOPE}"'
+    return Response(
+        message + "\n",
+        status=status,
+        mimetype="text/plain",
+        headers={"WWW-Authenticate": challenge},
+    )

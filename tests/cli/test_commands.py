@@ -20,13 +20,14 @@ import requests
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
-from newsletter.access.api_tokens import authenticate
+from newsletter.access.api_tokens import SCOPES, authenticate, token_scopes
 from newsletter.cli import cli
 from newsletter.ops.demo import DEMO_FEED
 from newsletter.ops.devserver import recent_dates
 from newsletter.store.db import dispose_engines, session_scope
 from newsletter.store.models import (
     MAX_ID,
+    ApiToken,
     Newsletter,
     Subscriber,
     SubscriberStatus,
@@ -179,19 +180,24 @@ def test_tokens_create_prints_a_working_token_once_and_revoke_disables_it(
     cli_env: dict[str, str],
 ) -> None:
     invoke("db", "upgrade")
-    created = CliRunner().invoke(cli, ["tokens", "create", "cms"], catch_exceptions=False)
+    args = ["tokens", "create", "cms", "--scope", "posts:write", "--scope", "posts:read"]
+    created = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert created.exit_code == 0
     token = created.stdout.strip()
     assert token.startswith("nlt_") and "\n" not in token
     assert "only its hash is kept" in created.stderr
+    assert "with scopes: posts:write posts:read." in created.stderr
 
     with session_scope(database_url(cli_env)) as db:
         row = authenticate(db, token)
         assert row is not None and row.name == "cms"
+        assert token_scopes(row) == ["posts:write", "posts:read"]
         token_id = row.id
 
     listed = invoke("tokens", "list")
-    assert "cms" in listed.output and "active" in listed.output
+    assert "scopes" in listed.output.splitlines()[0]
+    [line] = [line for line in listed.output.splitlines() if " cms " in line]
+    assert "active" in line and "posts:write posts:read" in line
     assert token not in listed.output
 
     assert invoke("tokens", "revoke", str(token_id)).exit_code == 0
@@ -206,9 +212,47 @@ def test_tokens_create_prints_a_working_token_once_and_revoke_disables_it(
 
 def test_tokens_create_needs_a_name(cli_env: dict[str, str]) -> None:
     invoke("db", "upgrade")
-    result = invoke("tokens", "create", "  ")
+    result = invoke("tokens", "create", "  ", "--scope", "posts:write")
     assert result.exit_code == 1
     assert "needs a name" in result.output
+
+
+def test_tokens_create_all_grants_every_scope_and_list_shows_them(
+    cli_env: dict[str, str],
+) -> None:
+    invoke("db", "upgrade")
+    created = CliRunner().invoke(cli, ["tokens", "create", "console", "--scope", "all"])
+    assert created.exit_code == 0
+    assert f"with scopes: {' '.join(SCOPES)}." in created.stderr
+    assert " ".join(SCOPES) in invoke("tokens", "list").output
+
+
+@pytest.mark.parametrize(
+    ("scopes", "message"),
+    [
+        ((), "a token needs at least one --scope"),
+        (("--scope", "posts:wirte"), "'posts:wirte' is not one of"),
+        (("--scope", "posts:write", "--scope", "admin"), "'admin' is not one of"),
+    ],
+)
+def test_tokens_create_without_a_scope_or_with_an_unknown_one_is_a_usage_error(
+    cli_env: dict[str, str], scopes: tuple[str, ...], message: str
+) -> None:
+    invoke("db", "upgrade")
+    result = invoke("tokens", "create", "cms", *scopes)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert all(scope in result.output for scope in SCOPES)  # it lists what to choose from
+    assert "Traceback" not in result.output
+    with session_scope(database_url(cli_env)) as db:
+        assert db.scalar(select(func.count()).select_from(ApiToken)) == 0
+
+
+def test_tokens_create_without_a_scope_shows_an_example(cli_env: dict[str, str]) -> None:
+    invoke("db", "upgrade")
+    result = invoke("tokens", "create", "cms")
+    assert "For example: newsletter tokens create cms --scope posts:write" in result.output
+    assert "every scope above" in result.output  # `all`, explicitly
 
 
 def test_subscribers_export_prints_json_or_says_there_is_nobody(cli_env: dict[str, str]) -> None:

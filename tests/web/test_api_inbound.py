@@ -52,7 +52,7 @@ def world(app: Flask, db: Session, settings: Settings, smtp_sink: SMTPSink) -> I
 @pytest.fixture
 def token(db: Session) -> str:
     """A bearer token of the mail service."""
-    _row, plaintext = create_token(db, "mail service")
+    _row, plaintext = create_token(db, "mail service", ["inbound:write"])
     db.commit()
     return plaintext
 

@@ -20,7 +20,7 @@ from tests.support.readers import row_counts
 
 @pytest.fixture
 def token(db: Session) -> str:
-    _row, plaintext = create_token(db, "cms")
+    _row, plaintext = create_token(db, "cms", ["posts:write", "posts:read"])
     db.commit()
     return plaintext
 
@@ -111,7 +111,7 @@ def test_push_needs_a_valid_token(
 
 
 def test_a_revoked_token_is_refused(client: FlaskClient, db: Session) -> None:
-    row, plaintext = create_token(db, "old-cms")
+    row, plaintext = create_token(db, "old-cms", ["posts:read"])
     revoke_token(db, row.id)
     db.commit()
     assert client.get("/api/v1/posts", headers=auth(plaintext)).status_code == 401
@@ -248,7 +248,7 @@ def test_the_api_size_limit_is_a_setting(settings: Settings, token: str) -> None
 @pytest.fixture
 def api(app: Flask, db: Session) -> FlaskClient:
     """A test client with a valid bearer token."""
-    _, token = create_token(db, "review")
+    _, token = create_token(db, "review", ["posts:write", "posts:read"])
     db.commit()
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"

@@ -8,7 +8,7 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
 
-from newsletter.access.api_tokens import create_token
+from newsletter.access.api_tokens import SCOPES, create_token
 from newsletter.store.db import utcnow
 from newsletter.store.models import (
     Delivery,
@@ -40,6 +40,17 @@ def test_metrics_need_a_token(client: FlaskClient, db: Session) -> None:
     assert "newsletter tokens create" in response.text
 
 
+def test_metrics_need_the_metrics_read_scope(client: FlaskClient, db: Session) -> None:
+    _, token = create_token(db, "cms", [s for s in SCOPES if s != "metrics:read"])
+    db.commit()
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 403
+    assert "lacks the scope 'metrics:read'" in response.text
+    assert "--scope metrics:read" in response.text
+    assert 'scope="metrics:read"' in response.headers["WWW-Authenticate"]
+    assert "newsletter_subscribers" not in response.text
+
+
 def test_metrics_report_what_the_database_holds(client: FlaskClient, db: Session) -> None:
     lists = make_lists(db)
     ada = add_subscriber(db, "ada@example.org", SubscriberStatus.ACTIVE, [lists.daily])
@@ -65,7 +76,7 @@ def test_metrics_report_what_the_database_holds(client: FlaskClient, db: Session
     db.add(Feed(url="https://news.example.com/feed/", error_count=2, last_fetched_at=fetched))
     db.add(Suppression(email_hash="0" * 64, reason="bounce"))
     db.add(UnmatchedReport(digest="1" * 64, kind="complaint", reason="no evidence"))
-    _, token = create_token(db, "prometheus")
+    _, token = create_token(db, "prometheus", ["metrics:read"])
     db.commit()
 
     response = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 06:20:00.007163
+Create Date: 2026-12-02 06:46:18.398163
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("scopes", sa.String(length=500), server_default="", nullable=False),
         sa.Column("created_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("last_used_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("revoked_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True),
