@@ -185,6 +185,8 @@ def address_field(name: str, value: str) -> bytes:
     The display name is taken as text (``parseaddr`` decodes no encoded-words) and encoded here.
     """
     display_name, address = parseaddr(value)
-    if "@" not in address:
-        raise ValueError(f"{name} is not a mail address: {value!r}")
+    # parseaddr guesses at malformed input; a guess that is not the value's end is refused.
+    value = value.strip()
+    if "@" not in address or (value != address and not value.endswith(f"<{address}>")):
+        raise ValueError(f"{name} is not one mail address: {value!r}")
     return mailbox(name, display_name, address)
