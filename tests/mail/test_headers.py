@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import email.policy
-from email.header import decode_header, make_header
 from email.parser import BytesParser
 
 import pytest
@@ -25,6 +24,7 @@ from newsletter.mail.headers import (
     structured,
     unstructured,
 )
+from tests.support.mail_headers import legacy_display_name
 
 PARSER = BytesParser(policy=email.policy.default)
 BREAKS = ("\r", "\n", "\r\n", "\x85", "\u2028", "\u2029", "\x0b", "\x0c", "\x00", "\x1b")
@@ -93,13 +93,6 @@ def test_plain_ascii_stays_readable() -> None:
     )
     assert mailbox("To", "Ana Lopez", "ana@example.com") == b"To: Ana Lopez <ana@example.com>\r\n"
     assert mailbox("To", "", "ana@example.com") == b"To: ana@example.com\r\n"
-
-
-def legacy_display_name(field: bytes) -> str:
-    """The display name decoded as RFC 2047 section 6.2 says (space between encoded-words
-    dropped; the modern parser keeps it)."""
-    unfolded = field.decode("ascii").split(":", 1)[1].replace("\r\n", "").strip()
-    return str(make_header(decode_header(unfolded.rsplit(" <", 1)[0])))
 
 
 @pytest.mark.parametrize(
