@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from newsletter.content.sanitize import truncate_words
+from newsletter.mail.headers import one_line
 from newsletter.settings import Settings
 from newsletter.store.models import (
     Frequency,
@@ -383,7 +384,5 @@ def digest_preheader(posts: Sequence[PostView]) -> str:
 
 
 def clean_line(value: str) -> str:
-    """One line of plain text: control characters dropped, whitespace collapsed."""
-    if value.isprintable():
-        return " ".join(value.split())
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
+    """One line of plain text: line breaks and controls as spaces, format characters dropped."""
+    return one_line(value)

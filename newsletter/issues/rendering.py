@@ -52,6 +52,7 @@ from newsletter.issues.content import (
 from newsletter.issues.links import archive_url, preview_url
 from newsletter.mail.compose import inline_css, list_id
 from newsletter.mail.dkim import DKIMSigner
+from newsletter.mail.headers import address_field, mailbox, structured, unstructured
 from newsletter.mail.mime_plan import (
     CRLF,
     Hole,
@@ -64,11 +65,9 @@ from newsletter.mail.mime_plan import (
     date_header,
     escape_attribute,
     escape_text,
-    fold_header,
     inside_tag,
     qp,
     raw_header,
-    to_header,
 )
 from newsletter.mail.verp import is_verp, verp_address
 from newsletter.readers import links, tokens
@@ -351,12 +350,12 @@ class PreparedIssue:
         """Fold the headers every reader's copy shares; pick a MIME boundary."""
         s, content = self.settings, self.content
         self.boundary = f"=_nl_{secrets.token_hex(16)}"
-        top = [fold_header("From", s.mail_from)]
+        top = [address_field("From", s.mail_from)]
         if s.reply_to:
-            top.append(fold_header("Reply-To", s.reply_to))
+            top.append(address_field("Reply-To", s.reply_to))
         feedback = f"{self.issue_id}:{content.newsletter.slug}:{content.kind.value}"
         bottom = [
-            fold_header("List-Id", list_id(s, content.newsletter.slug, content.newsletter.name)),
+            structured("List-Id", list_id(s, content.newsletter.slug, content.newsletter.name)),
             raw_header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
             raw_header("Precedence", "bulk"),
             raw_header("Feedback-ID", f"{feedback}:{s.feedback_id_sender}"),
@@ -436,7 +435,7 @@ class PreparedIssue:
             posts = [self.content.posts[i] for i in chosen]
             subject = subject_for(self.settings, self.content, posts)
             found = (
-                fold_header("Subject", subject),
+                unstructured("Subject", subject),
                 subject,
                 preheader_for(self.content, posts),
             )
@@ -513,7 +512,7 @@ class PreparedIssue:
         mid = f"<{uuid.uuid4().hex}@{self._domain}>"  # as compose.message_id, domain cached
         pieces = [
             self._head_top,
-            to_header(reader.email, name),
+            mailbox("To", name, reader.email),
             subject_header,
             date_header(),
             f"Message-ID: {mid}{CRLF}".encode("ascii"),

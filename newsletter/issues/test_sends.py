@@ -6,11 +6,10 @@ Works on the prebuilt bytes (the renderer's output), so a test shows exactly wha
 from __future__ import annotations
 
 import re
-from email.header import decode_header, make_header
-from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import default
 
 from newsletter.mail.dkim import DKIMSigner
+from newsletter.mail.headers import unstructured
 from newsletter.settings import Settings
 
 PREFIX = "[TEST]"
@@ -42,14 +41,21 @@ def mark_as_test(settings: Settings, message: bytes) -> bytes:
         if name == b"dkim-signature":
             continue
         if name == b"subject":
-            raw = b"\r\n".join(field).split(b":", 1)[1].decode("ascii", "replace")
-            old = str(make_header(decode_header(raw.replace("\r\n", "").strip())))
-            fresh = EmailMessage(policy=SMTP)
-            fresh["Subject"] = f"{PREFIX} {old}".strip()
-            field = fresh.as_bytes().split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+            field = _test_subject(field)
         fields.append(field)
     result = b"\r\n".join(b"\r\n".join(f) for f in fields) + sep + body
     return _sign(settings, result)
+
+
+def _test_subject(field: list[bytes]) -> list[bytes]:
+    """The Subject field with "[TEST]" before its text, written again by our own encoder.
+
+    Our Subject holds its text in encoded-words, so decoding it gives back the literal text;
+    that text (even a decoded line break, were it there) goes back through ``unstructured``.
+    """
+    raw = b"".join(field).split(b":", 1)[1].decode("ascii", "replace")
+    old = str(default.header_factory("Subject", raw.strip()))
+    return unstructured("Subject", f"{PREFIX} {old}").rstrip(b"\r\n").split(b"\r\n")
 
 
 def _sign(settings: Settings, message: bytes) -> bytes:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import email.policy
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, parseaddr
 from typing import Any
 
 import css_inline
 from jinja2 import Environment
 
+from newsletter.mail.headers import address_field, phrase, structured, unstructured
 from newsletter.settings import Settings
 from newsletter.store.db import utcnow
 
@@ -64,65 +63,37 @@ def message_id(settings: Settings) -> str:
 
 
 def list_id(settings: Settings, slug: str, name: str) -> str:
-    """RFC 2919 List-Id for one newsletter: ``Name <slug.domain>``, the name a valid phrase."""
-    phrase = _phrase(name)
+    """RFC 2919 List-Id for one newsletter: ``Name <slug.domain>``, the name an encoded phrase."""
     label = f"<{slug}.{settings.mail_from_domain}>"
-    return f"{phrase} {label}" if phrase else label
-
-
-_ATOM_TEXT = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+")
-_SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]+')
-
-
-def _phrase(name: str) -> str:
-    """An RFC 5322 phrase for a display name: atoms as they are, else a quoted string.
-
-    Non-ASCII names become RFC 2047 encoded-words when the header is written, and an
-    encoded-word may not stand inside quotes, so their punctuation is dropped instead.
-    """
-    name = " ".join(name.split())
-    if not name or _ATOM_TEXT.fullmatch(name):
-        return name
-    if name.isascii():
-        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return " ".join(_SPECIALS.sub(" ", name).split())
+    name_phrase = phrase(name)
+    return f"{name_phrase} {label}" if name_phrase else label
 
 
 def build_message(settings: Settings, envelope: Envelope, rendered: Rendered) -> bytes:
-    """Assemble a multipart/alternative message and serialise it with CRLF line ends."""
-    msg = EmailMessage(policy=SMTP_POLICY)
-    msg["From"] = envelope.from_
-    msg["To"] = envelope.to
-    msg["Subject"] = rendered.subject
-    msg["Date"] = format_datetime(utcnow())
-    msg["Message-ID"] = message_id(settings)
+    """Assemble a multipart/alternative message and serialise it with CRLF line ends.
+
+    The header fields are written by :mod:`newsletter.mail.headers` (never by ``email.policy``,
+    which would decode encoded-words in the subject); only the MIME body comes from the library.
+    """
+    head = [
+        address_field("From", envelope.from_),
+        address_field("To", envelope.to),
+        unstructured("Subject", rendered.subject),
+        structured("Date", format_datetime(utcnow())),
+        structured("Message-ID", message_id(settings)),
+    ]
     if settings.reply_to:
-        msg["Reply-To"] = settings.reply_to
-    for name, value in envelope.headers.items():
-        _check_header_value(value)
-        msg[name] = value
-    msg.set_content(_crlf_safe(rendered.text), subtype="plain", cte="quoted-printable")
-    msg.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
-    return msg.as_bytes()
-
-
-def _check_header_value(value: str) -> None:
-    """Refuse CR/LF in header values: they would let a value inject headers."""
-    if "\r" in value or "\n" in value:
-        raise ValueError("header values must not contain line breaks")
+        head.append(address_field("Reply-To", settings.reply_to))
+    head += [structured(name, value) for name, value in envelope.headers.items()]
+    body = EmailMessage(policy=SMTP_POLICY)
+    body.set_content(_crlf_safe(rendered.text), subtype="plain", cte="quoted-printable")
+    body.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+    return b"".join(head) + body.as_bytes()
 
 
 def _crlf_safe(text: str) -> str:
     """Normalise line ends; the SMTP policy writes them back as CRLF."""
     return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def format_recipient(email: str, name: str = "") -> str:
-    """A To header value; the name is encoded by the policy, never trusted raw."""
-    local, _, domain = email.rpartition("@")
-    if name:
-        return str(Address(display_name=name, username=local, domain=domain))
-    return email
 
 
 def bare_address(value: str) -> str:
@@ -135,8 +106,6 @@ __all__ = [
     "Rendered",
     "bare_address",
     "build_message",
-    "format_recipient",
-    "formataddr",
     "inline_css",
     "list_id",
     "message_id",

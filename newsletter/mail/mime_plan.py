@@ -6,18 +6,15 @@ markers is encoded once; per reader only the few lines that hold a marker are en
 (``binascii.b2a_qp`` in C, a microsecond a line). The result is byte-for-byte a valid
 quoted-printable body: soft breaks keep lines under 78 octets, CRLF everywhere.
 
-Headers get the same treatment: the static ones are folded once with :mod:`email.policy`, and
-the per-reader ``To`` is built by a small, strict encoder instead of ``EmailMessage``
-(a full ``EmailMessage.as_bytes()`` costs ~3 ms a mail on this project's 2-core machine,
-about a hundred times the splice; bench/profile_send.py shows where a mail's time goes).
+Headers get the same treatment: the static ones are encoded and folded once, and the per-reader
+``To`` is built by the same small, strict encoder (:mod:`newsletter.mail.headers`) instead of
+``EmailMessage`` (a full ``EmailMessage.as_bytes()`` costs ~3 ms a mail on this project's 2-core
+machine, about a hundred times the splice; bench/profile_send.py shows where a mail's time goes).
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
-import email.policy
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,11 +24,6 @@ from email.utils import format_datetime
 
 CRLF = "\r\n"
 MAX_QP_LINE = 76  # RFC 2045: encoded lines are at most 76 characters
-HEADER_POLICY = email.policy.SMTP  # folds at 78 columns, CRLF line ends
-# An encoded-word is at most 75 characters: "=?utf-8?b?" + base64 of 45 bytes (60) + "?=".
-_WORD_BYTES = 45
-# Characters allowed unquoted in a display name (RFC 5322 atext plus spaces between atoms).
-_PLAIN_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]+")
 
 
 def qp(text: str) -> bytes:
@@ -258,57 +250,14 @@ def inside_tag(html: str, position: int) -> bool:
 # --- Headers -------------------------------------------------------------------------------------
 
 
-def fold_header(name: str, value: str) -> bytes:
-    """One header folded and RFC 2047-encoded by the standard library (slow: once per issue)."""
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"{name} must not contain line breaks")
-    header = HEADER_POLICY.header_factory(name, value)
-    return header.fold(policy=HEADER_POLICY).encode("ascii")
-
-
 def raw_header(name: str, value: str) -> bytes:
-    """An ASCII header written as is (values we build ourselves, known to be safe)."""
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"{name} must not contain line breaks")
-    return f"{name}: {value}{CRLF}".encode("ascii")
+    """An ASCII header written as is (values we build ourselves, known to be safe).
 
-
-def encoded_words(text: str) -> str:
-    """RFC 2047 base64 encoded-words for ``text``, each whole characters, folded between words."""
-    words: list[bytes] = []
-    buf = b""
-    for ch in text:
-        data = ch.encode("utf-8")
-        if len(buf) + len(data) > _WORD_BYTES:
-            words.append(buf)
-            buf = b""
-        buf += data
-    if buf:
-        words.append(buf)
-    return (CRLF + " ").join(
-        "=?utf-8?b?" + base64.b64encode(word).decode("ascii") + "?=" for word in words
-    )
-
-
-def display_phrase(name: str) -> str:
-    """A display name as an RFC 5322 phrase: plain atoms, a quoted string or encoded-words.
-
-    ``name`` must already be one line of printable text (see ``digests.clean_line``).
+    Values from content or people go through :mod:`newsletter.mail.headers` instead.
     """
-    if name.isascii() and "=?" not in name:
-        if _PLAIN_PHRASE.fullmatch(name) and name == name.strip():
-            return name
-        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return encoded_words(name)
-
-
-def to_header(address: str, name: str) -> bytes:
-    """The ``To`` header for a reader, built without ``EmailMessage`` (≈2 µs instead of ≈100)."""
-    if "\r" in address or "\n" in address or "<" in address or ">" in address:
-        raise ValueError("a recipient address must not contain line breaks or angle brackets")
-    if not name:
-        return f"To: {address}{CRLF}".encode()
-    return f"To: {display_phrase(name)} <{address}>{CRLF}".encode()
+    if not value.isascii() or not value.isprintable():
+        raise ValueError(f"{name} must be printable ASCII on one line")
+    return f"{name}: {value}{CRLF}".encode("ascii")
 
 
 _date_cache: tuple[int, bytes] = (0, b"")
