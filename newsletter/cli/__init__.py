@@ -110,7 +110,9 @@ class NewsletterGroup(FlaskGroup):
     ) -> tuple[str | None, click.Command | None, list[str]]:
         """Refuse to run a command that needs the database where there is none."""
         name, command, rest = super().resolve_command(ctx, args)
-        if name is not None and not HELP.intersection(rest):
+        # A bare group (`newsletter issues`) only shows its usage, and help is never refused.
+        bare_group = isinstance(command, click.Group) and not rest
+        if name is not None and not bare_group and not HELP.intersection(rest):
             wanted = (name, *rest[:1])
             if not any(wanted[: len(path)] == path for path in CREATE_DATABASE | NO_DATABASE):
                 require_database()

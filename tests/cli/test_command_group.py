@@ -47,8 +47,12 @@ def test_a_command_in_the_wrong_folder_says_where_it_looked_and_creates_nothing(
     assert "NEWSLETTER_DATA_DIR" in result.stderr and "relative to this folder" in result.stderr
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
-    # Asking for help is never refused.
+    # Asking for help is never refused, nor a group's usage.
     assert newsletter(["issues", "list", "--help"], tmp_path).returncode == 0
+    bare = newsletter(["issues"], tmp_path)
+    assert "Usage: newsletter issues" in bare.stdout + bare.stderr and "no database" not in (
+        bare.stderr
+    )
     assert list(tmp_path.iterdir()) == []
 
 
