@@ -5,7 +5,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    NEWSLETTER_DATA_DIR=/var/lib/newsletter
+    NEWSLETTER_DATA_DIR=/var/lib/newsletter \
+    NEWSLETTER_ENV=production
+# Production unless told otherwise: the image refuses to start without a real
+# NEWSLETTER_SECRET_KEY and has no dev mail viewer. Development runs `scripts/dev` instead.
 
 # An unprivileged user owns only the data directory (beat's schedule file lives there).
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/newsletter --create-home \

@@ -308,9 +308,18 @@ class Settings:
 
 
 def redact_url(url: str) -> str:
-    """Hide the password of a URL so it can be logged or shown."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """Hide the password of a URL so it can be logged or shown.
+
+    Read by hand rather than with urlsplit: a password typed with an unescaped ``/``, ``#``,
+    ``?`` or ``@`` ends urlsplit's netloc early, and the rest would be shown in clear. Everything
+    from the ``:`` after the user to the last ``@`` is hidden (more than the password when a
+    query holds an ``@``, never less).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
         return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return parts._replace(netloc=netloc).geturl()
+    userinfo, _, host = rest.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if not colon:
+        return url
+    return f"{scheme}://{user}:***@{host}"

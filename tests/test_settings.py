@@ -118,6 +118,18 @@ def test_redact_url_hides_only_the_password() -> None:
         "smtp://user:***@mail.example.com:587?starttls=true"
     )
     assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert redact_url("redis://:hunter2@redis:6379/0") == "redis://:***@redis:6379/0"
+    assert redact_url("smtp://user@mail.example.com") == "smtp://user@mail.example.com"
+
+
+@pytest.mark.parametrize("password", ["pa/ss", "pa#ss", "pa?ss", "p@ss", "a/b?c#d@e", "::"])
+def test_redact_url_hides_a_password_with_url_characters_typed_as_they_are(
+    password: str,
+) -> None:
+    url = f"postgresql+psycopg://news:{password}@db.example.com:5432/newsletter"
+    shown = redact_url(url)
+    assert shown == "postgresql+psycopg://news:***@db.example.com:5432/newsletter"
+    assert password not in shown
 
 
 def test_addresses_derived_from_the_sender() -> None:

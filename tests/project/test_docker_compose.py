@@ -16,6 +16,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from newsletter.cli import cli
+from newsletter.settings import Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -140,6 +141,21 @@ def test_dockerfile_installs_the_package_and_runs_as_a_non_root_user() -> None:
         assert any(i[0] == "COPY" and copied in i[1] for i in instructions), copied
     cmd = next(i[1] for i in instructions if i[0] == "CMD")
     assert parse_newsletter_command(json.loads(cmd))  # exec form is a JSON array
+
+
+def test_the_image_and_compose_run_in_production_by_default(compose: dict[str, Any]) -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    env_block = dockerfile.split("\nENV ", 1)[1].split("\n\n", 1)[0]
+    assert re.search(r"\bNEWSLETTER_ENV=production\b", env_block)
+    for name in APP_SERVICES:
+        env = compose["services"][name]["environment"]
+        assert interpolate(env["NEWSLETTER_ENV"]) == "production", name
+
+
+def test_production_settings_refuse_the_default_secret_key() -> None:
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({"NEWSLETTER_ENV": "production", "NEWSLETTER_DATA_DIR": "/nonexistent"})
+    assert "NEWSLETTER_SECRET_KEY" in str(refused.value)
 
 
 def test_dockerignore_keeps_secrets_and_local_state_out_of_the_image() -> None:
