@@ -164,7 +164,7 @@ def test_hostile_cms_titles_reach_the_wire_as_one_subject_line(
     client: FlaskClient,
 ) -> None:
     seed.newsletter(db, "daily")
-    _row, token = create_token(db, "cms")
+    _row, token = create_token(db, "cms", ["posts:write"])
     db.commit()
     published = email.utils.localtime().isoformat()
     posts = [
