@@ -442,9 +442,9 @@ def stop_profilers(profilers: list[subprocess.Popen[bytes]]) -> None:
 
 
 def trigger(env: dict[str, str]) -> int:
-    """``newsletter digest send --newsletter daily``; returns the issue id it printed."""
+    """``newsletter digest send --newsletter daily --quiet``; returns the issue id it printed."""
     done = subprocess.run(
-        [NEWSLETTER_BIN, "digest", "send", "--newsletter", "daily"],
+        [NEWSLETTER_BIN, "digest", "send", "--newsletter", "daily", "--quiet"],
         env=env,
         capture_output=True,
         text=True,
@@ -453,7 +453,7 @@ def trigger(env: dict[str, str]) -> int:
     )
     if done.returncode != 0:
         raise RuntimeError(f"digest send failed:\n{done.stdout}\n{done.stderr}")
-    return int(done.stdout.strip().splitlines()[0])
+    return int(done.stdout.strip())
 
 
 def wait_finished(url: str, issue_id: int, expected: int, timeout: float) -> str:
