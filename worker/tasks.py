@@ -19,7 +19,7 @@ from newsletter.delivery.fan_out import advance
 from newsletter.delivery.tick import tick as run_tick
 from newsletter.mail.transport import TemporaryFailure
 from newsletter.readers import signup_mails
-from newsletter.readers.subscriptions import purge_pending as purge
+from newsletter.readers.purge import purge_pending as purge
 from newsletter.settings import Settings
 from newsletter.store.db import session_scope
 

@@ -36,7 +36,7 @@ from newsletter.issues.status import finish_if_done, issue_status, set_issue_sta
 from newsletter.mail.transport import PermanentFailure, TemporaryFailure, Transport, get_transport
 from newsletter.readers.addresses import email_hash
 from newsletter.readers.eligibility import eligible_clause, suppressed_hashes
-from newsletter.readers.subscriptions import suppress
+from newsletter.readers.suppression import suppress
 from newsletter.settings import Settings
 from newsletter.store.db import utcnow
 from newsletter.store.models import DeliveryStatus, Issue, IssueStatus, SubscriberStatus

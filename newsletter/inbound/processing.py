@@ -42,13 +42,9 @@ from sqlalchemy.orm import Session
 from newsletter.inbound.parsing import Failure, Inbound, MessageKind, NotAMessage, read_message
 from newsletter.mail.verp import VerpClaim, read_verp
 from newsletter.readers.addresses import InvalidAddress, email_key, normalise
-from newsletter.readers.subscriptions import (
-    InvalidLink,
-    is_suppressed,
-    read_manage_link,
-    suppress,
-    unsubscribe,
-)
+from newsletter.readers.manage import read_manage_link, unsubscribe
+from newsletter.readers.subscriptions import InvalidLink
+from newsletter.readers.suppression import is_suppressed, suppress
 from newsletter.settings import Settings
 from newsletter.store.db import utcnow
 from newsletter.store.models import (

@@ -27,15 +27,15 @@ from newsletter.mail.transport import PermanentFailure, get_transport
 from newsletter.readers import links
 from newsletter.readers.list_headers import list_headers
 from newsletter.readers.mail_queue import MailQueue
-from newsletter.readers.subscriptions import (
+from newsletter.readers.signup import (
     SignupAction,
     SignupResult,
     confirm_token_for,
-    is_suppressed,
     log_signup_mail,
     signup_mails_sent,
-    subscriptions_of,
 )
+from newsletter.readers.subscriptions import subscriptions_of
+from newsletter.readers.suppression import is_suppressed
 from newsletter.settings import Settings
 from newsletter.store.db import utcnow
 from newsletter.store.models import (

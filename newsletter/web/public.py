@@ -30,34 +30,31 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from newsletter.readers import links
 from newsletter.readers.addresses import email_hash
+from newsletter.readers.choices import available_timezones, available_topics, resolve_newsletters
+from newsletter.readers.confirmation import confirm, read_confirmation
 from newsletter.readers.consent import export_subscriber_by_id
+from newsletter.readers.manage import (
+    ManageLink,
+    pause,
+    read_manage_link,
+    resubscribe,
+    switch_frequency,
+    unsubscribe,
+)
 from newsletter.readers.newsletters import (
     choosable_newsletters,
     default_signup_newsletter,
     newsletter_names,
     public_newsletters,
 )
+from newsletter.readers.preferences import Preferences, update_preferences
+from newsletter.readers.signup import Signup, subscribe
 from newsletter.readers.signup_mails import enqueue_signup_mail, enqueue_welcome
 from newsletter.readers.subscriptions import (
     InvalidLink,
-    ManageLink,
-    Preferences,
-    Signup,
     SubscriptionError,
     UnknownNewsletter,
-    available_timezones,
-    available_topics,
-    confirm,
-    pause,
-    read_confirmation,
-    read_manage_link,
-    resolve_newsletters,
-    resubscribe,
-    subscribe,
     subscriptions_of,
-    switch_frequency,
-    unsubscribe,
-    update_preferences,
 )
 from newsletter.store.models import (
     Frequency,

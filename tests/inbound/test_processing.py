@@ -25,7 +25,7 @@ from newsletter.issues.rendering import envelope_sender
 from newsletter.mail.transport import close_transports
 from newsletter.mail.verp import verp_tag
 from newsletter.readers import links
-from newsletter.readers.subscriptions import is_suppressed
+from newsletter.readers.suppression import is_suppressed
 from newsletter.settings import Settings
 from newsletter.store.db import utcnow
 from newsletter.store.models import (

@@ -13,13 +13,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.mail.transport import TemporaryFailure
+from newsletter.readers.signup import Signup, subscribe
 from newsletter.readers.signup_mails import (
     MailOutcome,
     send_already_subscribed,
     send_confirmation,
     send_welcome,
 )
-from newsletter.readers.subscriptions import Signup, subscribe, suppress
+from newsletter.readers.suppression import suppress
 from newsletter.settings import Settings
 from newsletter.store.db import utcnow
 from newsletter.store.models import (

@@ -10,30 +10,26 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.readers import consent, links
-from newsletter.readers.subscriptions import (
-    InvalidLink,
-    Preferences,
-    Signup,
-    SignupAction,
-    SubscriptionError,
-    UnknownNewsletter,
-    available_topics,
-    confirm,
-    confirm_token_for,
-    is_suppressed,
-    log_signup_mail,
+from newsletter.readers.choices import available_topics, resolve_newsletters
+from newsletter.readers.confirmation import confirm, read_confirmation
+from newsletter.readers.manage import (
     pause,
-    purge_pending,
-    read_confirmation,
     read_manage_link,
-    resolve_newsletters,
     resubscribe,
-    subscribe,
-    suppress,
     switch_frequency,
     unsubscribe,
-    update_preferences,
 )
+from newsletter.readers.preferences import Preferences, update_preferences
+from newsletter.readers.purge import purge_pending
+from newsletter.readers.signup import (
+    Signup,
+    SignupAction,
+    confirm_token_for,
+    log_signup_mail,
+    subscribe,
+)
+from newsletter.readers.subscriptions import InvalidLink, SubscriptionError, UnknownNewsletter
+from newsletter.readers.suppression import is_suppressed, suppress
 from newsletter.settings import Settings
 from newsletter.store.db import utcnow
 from newsletter.store.models import (

@@ -7,7 +7,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from newsletter.readers import links
-from newsletter.readers.subscriptions import Signup, confirm_token_for, subscribe
+from newsletter.readers.signup import Signup, confirm_token_for, subscribe
 from newsletter.readers.tokens import (
     ConfirmClaim,
     ManageClaim,

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.access.api_tokens import create_token
 from newsletter.mail.transport import close_transports
-from newsletter.readers.subscriptions import is_suppressed
+from newsletter.readers.suppression import is_suppressed
 from newsletter.settings import Settings
 from newsletter.store.models import DeliveryStatus, SubscriberStatus
 from tests.support.inbound import (

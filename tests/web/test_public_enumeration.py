@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from newsletter.readers.subscriptions import suppress
+from newsletter.readers.suppression import suppress
 from newsletter.settings import Settings
 from newsletter.store.models import SubscriberStatus, SubscriptionStatus
 from tests.support.readers import (

@@ -1,0 +1,176 @@
+"""The preferences form: lists, frequency, topics, name and time zone, applied at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.readers.choices import available_topics, valid_timezone
+from newsletter.readers.consent import record_consent
+from newsletter.readers.newsletters import choosable_newsletters
+from newsletter.readers.subscriptions import (
+    SubscriptionError,
+    UnknownNewsletter,
+    clean_name,
+    settle_status,
+    subscription_to,
+)
+from newsletter.readers.suppression import is_suppressed
+from newsletter.settings import Settings
+from newsletter.store.db import utcnow
+from newsletter.store.models import (
+    Frequency,
+    Newsletter,
+    NewsletterKind,
+    Subscriber,
+    Subscription,
+    SubscriptionStatus,
+)
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What the preferences form submits."""
+
+    name: str
+    timezone: str
+    newsletter_ids: frozenset[int]
+    topics: tuple[str, ...] = ()
+    frequencies: dict[int, Frequency] = field(default_factory=dict)
+    consent_text: str = ""
+    consent_version: str = ""
+
+
+@dataclass(frozen=True)
+class PreferencesChange:
+    """Lists added and removed by a preferences update."""
+
+    added: tuple[int, ...]
+    removed: tuple[int, ...]
+
+
+def update_preferences(
+    session: Session,
+    settings: Settings,
+    subscriber: Subscriber,
+    prefs: Preferences,
+    *,
+    ip: str = "",
+    user_agent: str = "",
+    source: str = "preferences page",
+    now: datetime | None = None,
+) -> PreferencesChange:
+    """Apply the preferences form. Lists added here need no new opt-in: the link proves the
+    mailbox, and a consent record is written, confirmed at once."""
+    now = now or utcnow()
+    name = _check_preferences(session, subscriber, prefs)
+    current = {s.newsletter_id: s for s in subscriber.subscriptions}
+    newsletters = {
+        n.id: n
+        for n in session.scalars(
+            select(Newsletter).where(Newsletter.id.in_(prefs.newsletter_ids | set(current)))
+        )
+    }
+    added, removed = _list_changes(current, prefs.newsletter_ids)
+    if added and is_suppressed(session, subscriber.email):
+        raise SubscriptionError(
+            "This address is on our do-not-mail list, so we cannot add newsletters to it. "
+            "Please contact us if that is a mistake."
+        )
+
+    subscriber.name = name
+    subscriber.timezone = prefs.timezone
+    subscriber.topics = sorted(set(prefs.topics), key=str.casefold)
+    _join(session, subscriber, current, [newsletters[i] for i in added], now)
+    _leave(current, removed, now)
+    _set_frequencies(current, newsletters, prefs.frequencies)
+    if added:
+        # The link proves the mailbox: the consent is confirmed at once, no new opt-in.
+        record_consent(
+            session,
+            subscriber,
+            newsletter_slugs=[newsletters[i].slug for i in added],
+            version=prefs.consent_version or settings.consent_version,
+            text=prefs.consent_text,
+            source=source,
+            ip=ip,
+            user_agent=user_agent,
+            now=now,
+            confirmed=True,
+        )
+        subscriber.confirmed_at = subscriber.confirmed_at or now
+    settle_status(subscriber)
+    session.flush()
+    return PreferencesChange(tuple(added), tuple(sorted(removed)))
+
+
+def _list_changes(
+    current: dict[int, Subscription], chosen: frozenset[int]
+) -> tuple[list[int], list[int]]:
+    """The lists the form joins (not active yet) and leaves (not already unsubscribed)."""
+    added = [
+        i
+        for i in sorted(chosen)
+        if i not in current or current[i].status != SubscriptionStatus.ACTIVE
+    ]
+    removed = [
+        i
+        for i, s in current.items()
+        if i not in chosen and s.status != SubscriptionStatus.UNSUBSCRIBED
+    ]
+    return added, removed
+
+
+def _check_preferences(session: Session, subscriber: Subscriber, prefs: Preferences) -> str:
+    """Refuse a zone, topic or list the form never offered; return the cleaned name."""
+    if not valid_timezone(prefs.timezone):
+        raise SubscriptionError("Please choose a time zone from the list.")
+    name = clean_name(prefs.name)
+    allowed_topics = set(available_topics(session))
+    unknown = [t for t in prefs.topics if t not in allowed_topics]
+    if unknown:
+        raise SubscriptionError(f"We have no topic called {unknown[0][:40]!r}.")
+    allowed_ids = {n.id for n in choosable_newsletters(session, subscriber.id)}
+    if not prefs.newsletter_ids <= allowed_ids:
+        raise UnknownNewsletter("One of the chosen newsletters does not exist.")
+    return name
+
+
+def _join(
+    session: Session,
+    subscriber: Subscriber,
+    current: dict[int, Subscription],
+    newsletters: list[Newsletter],
+    now: datetime,
+) -> None:
+    """Activate these lists for the reader, creating the subscriptions they never had."""
+    for newsletter in newsletters:
+        sub = subscription_to(session, subscriber, current, newsletter, now)
+        sub.status = SubscriptionStatus.ACTIVE
+        sub.confirmed_at = sub.confirmed_at or now
+        sub.unsubscribed_at = None
+
+
+def _leave(current: dict[int, Subscription], newsletter_ids: list[int], now: datetime) -> None:
+    """Unsubscribe the reader from these lists (a pause ends with them)."""
+    for newsletter_id in newsletter_ids:
+        sub = current[newsletter_id]
+        sub.status = SubscriptionStatus.UNSUBSCRIBED
+        sub.unsubscribed_at = now
+        sub.paused_until = None
+
+
+def _set_frequencies(
+    current: dict[int, Subscription],
+    newsletters: dict[int, Newsletter],
+    frequencies: dict[int, Frequency],
+) -> None:
+    """Set the chosen frequency on the reader's digest subscriptions (campaigns have none)."""
+    for newsletter_id, frequency in frequencies.items():
+        sub = current.get(newsletter_id)
+        newsletter = newsletters.get(newsletter_id)
+        if sub is not None and newsletter and newsletter.kind == NewsletterKind.DIGEST:
+            sub.frequency = frequency
