@@ -14,7 +14,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.readers.addresses import email_key, normalise
+from newsletter.readers.confirmation import confirm, read_confirmation
 from newsletter.readers.newsletters import create_newsletter
+from newsletter.readers.signup import Signup, confirm_token_for
 from newsletter.settings import Settings
 from newsletter.store.db import Base, utcnow
 from newsletter.store.models import (
@@ -171,3 +173,33 @@ def link_in(msg: EmailMessage, path_prefix: str) -> str:
 def path_of(url: str) -> str:
     """The path of an absolute URL, for the test client."""
     return "/" + url.split("://", 1)[1].split("/", 1)[1]
+
+
+def signup_for(address: str, *newsletter_ids: int, name: str = "") -> Signup:
+    """A signup as the form would make it, for these lists."""
+    return Signup(
+        email=address,
+        newsletter_ids=tuple(newsletter_ids),
+        name=name,
+        source="/",
+        ip="203.0.113.9",
+        user_agent="pytest",
+        consent_text="I agree.",
+        consent_version="v-test",
+    )
+
+
+def subs_of(db: Session, subscriber_id: int) -> dict[int, Subscription]:
+    """A reader's subscription rows by newsletter id, freshly read."""
+    db.expire_all()
+    rows = db.scalars(select(Subscription).where(Subscription.subscriber_id == subscriber_id))
+    return {s.newsletter_id: s for s in rows}
+
+
+def confirm_signup(db: Session, settings: Settings, consent_id: int) -> tuple[int, tuple[int, ...]]:
+    """Confirm a consent record through its real link; (reader id, lists activated)."""
+    token = confirm_token_for(settings, db, consent_id)
+    assert token
+    result = confirm(db, read_confirmation(db, settings, token), ip="198.51.100.1", user_agent="UA")
+    db.commit()
+    return result.subscriber_id, result.activated
