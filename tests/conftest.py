@@ -11,6 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
+from newsletter import create_app
 from newsletter.settings import Settings
 from newsletter.store.db import dispose_engines, get_sessionmaker
 from newsletter.store.migrate import upgrade
@@ -33,7 +34,6 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def app(settings: Settings) -> Iterator[Flask]:
     """The Flask app over the test settings."""
-    from newsletter import create_app
 
     application = create_app(settings)
     yield application

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import click
 from flask.cli import AppGroup
+from kombu import Connection
 
 from newsletter.cli.common import settings
 from newsletter.cli.db import head_revision
@@ -73,8 +74,6 @@ def check_broker(s: Settings) -> Finding:
     """The Celery broker accepts a connection (or its folder is writable when embedded)."""
     if s.broker_is_embedded:
         return _writable("broker", s.broker_dir, "embedded broker folder")
-    from kombu import Connection
-
     url = redact_url(s.broker_url)
     try:
         with Connection(s.broker_url, connect_timeout=TIMEOUT) as conn:

@@ -17,9 +17,11 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from newsletter.cli.feeds import feeds_group
 from newsletter.content.feed_formats import FeedFormatError, parse_feed
 from newsletter.content.feeds import (
     FeedError,
+    _claim,
     add_feed,
     backoff,
     fetch,
@@ -32,6 +34,7 @@ from newsletter.content.feeds import (
 )
 from newsletter.settings import Settings
 from newsletter.store.models import MAX_ID, Feed, Post
+from worker.tasks import ingest_feeds
 
 HUGE = str(MAX_ID + 1)  # one past the largest id an id column holds
 
@@ -479,7 +482,6 @@ def test_disabled_and_removed_feeds_are_not_fetched(
 def test_the_task_ingests_due_feeds_and_isolates_failures(
     app: Flask, server: FeedServer, settings: Settings, db: Session
 ) -> None:
-    from worker.tasks import ingest_feeds
 
     server.routes["/good"] = Route(data("sample-feed.xml"))
     server.routes["/bad"] = Route(b"", status=500)
@@ -497,7 +499,6 @@ def test_the_task_ingests_due_feeds_and_isolates_failures(
 def test_a_claimed_feed_is_skipped_by_an_overlapping_run(
     settings: Settings, db: Session, tmp_path: Path
 ) -> None:
-    from newsletter.content.feeds import _claim
 
     path = tmp_path / "feed.xml"
     path.write_bytes(data("atom.xml"))
@@ -513,7 +514,6 @@ def test_a_claimed_feed_is_skipped_by_an_overlapping_run(
 
 
 def test_cli_add_list_ingest_remove(app: Flask, server: FeedServer, db: Session) -> None:
-    from newsletter.cli.feeds import feeds_group
 
     runner = app.test_cli_runner()
     server.routes["/feed"] = Route(data("sample-feed.xml"), etag='"1"')
@@ -545,7 +545,6 @@ def test_cli_add_list_ingest_remove(app: Flask, server: FeedServer, db: Session)
 
 
 def test_cli_ingest_of_a_file_and_failures(app: Flask, server: FeedServer, tmp_path: Path) -> None:
-    from newsletter.cli.feeds import feeds_group
 
     runner = app.test_cli_runner()
     ok = runner.invoke(feeds_group, ["ingest", str(DATA / "atom.xml")])

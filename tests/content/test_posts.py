@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from newsletter.content.feeds import _claim, add_feed
 from newsletter.content.posts import (
     InvalidPost,
     PostInput,
@@ -22,6 +23,9 @@ from newsletter.content.posts import (
     upsert_posts,
 )
 from newsletter.content.sanitize import clean_html, clean_title, html_to_text, summary_text
+from newsletter.settings import Settings
+from newsletter.store.db import get_sessionmaker
+from newsletter.store.migrate import upgrade
 from newsletter.store.models import Post
 
 T0 = datetime(2024, 7, 14, 8, 0, tzinfo=UTC)
@@ -354,8 +358,6 @@ def test_post_input_from_json_names_the_bad_field(change: dict[str, object], fie
 @pytest.fixture
 def pg_session() -> Iterator[Session]:
     """A session on a fresh, migrated PostgreSQL database (skipped when none is reachable)."""
-    from newsletter.store.db import get_sessionmaker
-    from newsletter.store.migrate import upgrade
     from tests.support.services import fresh_postgres_database, postgres_up
 
     if not postgres_up():
@@ -370,8 +372,6 @@ def pg_session() -> Iterator[Session]:
 
 
 def test_storage_and_queries_on_postgresql(pg_session: Session) -> None:
-    from newsletter.content.feeds import _claim, add_feed
-    from newsletter.settings import Settings
 
     db = pg_session
     local = datetime(2024, 7, 14, 4, 0, tzinfo=timezone(timedelta(hours=-4)))

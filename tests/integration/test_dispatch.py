@@ -26,12 +26,14 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from newsletter.issues import lifecycle
+from newsletter import create_app
+from newsletter.issues import lifecycle, schedules
 from newsletter.issues.progress import Progress
 from newsletter.issues.progress import progress as progress_of
+from newsletter.mail.transport import close_transports
 from newsletter.readers.addresses import email_hash
 from newsletter.settings import Settings
-from newsletter.store.db import dispose_engines, get_engine, utcnow
+from newsletter.store.db import dispose_engines, get_engine, get_sessionmaker, utcnow
 from newsletter.store.models import (
     Delivery,
     DeliveryStatus,
@@ -59,6 +61,7 @@ from tests.support.worker import (
     run_newsletter,
     service_env,
 )
+from worker.tasks import CeleryQueue
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -125,14 +128,11 @@ class Stack:
 
     def session(self) -> Session:
         """A session on the test database."""
-        from newsletter.store.db import get_sessionmaker
 
         return get_sessionmaker(self.database_url)()
 
     def queue(self) -> Any:
         """The Celery queue of an app built on this stack's settings (enqueue from the test)."""
-        from newsletter import create_app
-        from worker.tasks import CeleryQueue
 
         create_app(self.settings)  # makes its Celery app (Redis broker) the default
         return CeleryQueue()
@@ -191,7 +191,6 @@ def stack_factory(tmp_path: Path) -> Iterator[Any]:
             for stack in made:
                 for process in reversed(stack.processes):
                     process.stop(timeout=10)
-            from newsletter.mail.transport import close_transports
 
             close_transports()
             dispose_engines()
@@ -484,7 +483,6 @@ def test_every_eligible_reader_gets_exactly_their_digest(
     assert {s for _, _, s in rows} <= {DeliveryStatus.SENT, DeliveryStatus.SKIPPED}
 
     # One-click unsubscribe (RFC 8058) from a few of the mails, through the web app.
-    from newsletter import create_app
 
     app = create_app(stack.settings)
     client = app.test_client()
@@ -666,8 +664,6 @@ def test_two_beats_and_a_restarted_one_fire_each_slot_once(
     stack: Stack = stack_factory(smtp_sink.url)
     population = seed_population(stack.database_url, readers=80, seed=3)
     with stack.session() as db:
-        from newsletter.issues import schedules
-
         # Created a minute ago with "every minute": the current minute's slot is due now.
         schedules.create_schedule(
             db,

@@ -16,6 +16,7 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
+from newsletter import create_app
 from newsletter.content.selection import Reader, plan_digest
 from newsletter.issues.links import archive_url
 from newsletter.issues.rendering import (
@@ -27,6 +28,7 @@ from newsletter.issues.rendering import (
     prepare_issue,
     render_reference,
 )
+from newsletter.mail.mime_plan import Encoder, Hole, Literal, PlanBuilder, qp
 from newsletter.mail.transport import get_transport
 from newsletter.mail.verp import VerpClaim, read_verp, verp_tag
 from newsletter.readers import links
@@ -431,7 +433,6 @@ def test_overridden_templates_that_defeat_splicing_fall_back_to_the_plain_render
         "{% for post in posts %}{{ loop.index }}. {{ post.title }}\n{% endfor %}"
         "{% endblock %}"
     )
-    from newsletter import create_app
 
     settings = replace(scene.settings, template_dir=str(override))
     app = create_app(settings)
@@ -536,8 +537,6 @@ def test_splicing_quoted_printable_equals_encoding_the_whole_text() -> None:
     import binascii
     import random
 
-    from newsletter.mail.mime_plan import Encoder, Literal, qp
-
     rng = random.Random(7)
     alphabet = ["a", " ", "=", "é", "😀", "\r\n", "\t", ".", "-", "x" * 90, "  \r\n", "李"]
     for _ in range(500):
@@ -561,8 +560,6 @@ def test_splicing_quoted_printable_equals_encoding_the_whole_text() -> None:
 
 def test_a_plan_filled_per_reader_equals_encoding_the_whole_text() -> None:
     import random
-
-    from newsletter.mail.mime_plan import Hole, Literal, PlanBuilder, qp
 
     rng = random.Random(11)
     alphabet = ["a", " ", "=", "é", "{", "}", "{x}", "\r\n", "\t", ".", "x" * 90, "  \r\n"]

@@ -8,11 +8,11 @@ from sqlalchemy.orm import Session
 from newsletter.readers.choices import available_topics, resolve_newsletters
 from newsletter.readers.subscriptions import SubscriptionError, UnknownNewsletter
 from newsletter.store.db import utcnow
+from newsletter.store.models import Post
 from tests.support.readers import Lists
 
 
 def test_topics_come_from_posts_and_lists(db: Session, lists: Lists) -> None:
-    from newsletter.store.models import Post
 
     db.add_all(
         [

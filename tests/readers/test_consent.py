@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy.orm import Session
 
 from newsletter.readers import consent
@@ -30,6 +32,5 @@ def test_export_subscriber_includes_subscriptions_and_consent(
     assert record["confirmed_at"] and "nonce" not in record
     assert data["suppressed"] is None
     assert consent.export_subscriber(db, "nobody@example.com") is None
-    import json
 
     json.dumps(data)  # JSON-ready as it is

@@ -41,6 +41,7 @@ from tests.support.readers import (
     text_part,
 )
 from tests.support.smtp import SMTPSink
+from worker import tasks
 
 
 @pytest.fixture
@@ -209,7 +210,6 @@ def test_confirmed_or_purged_consent_sends_nothing(
 def test_tasks_run_inside_the_app(
     app: Flask, db: Session, settings: Settings, lists: Lists
 ) -> None:
-    from worker import tasks
 
     consent_id = _pending(db, settings, lists)
     reader = add_subscriber(db, "task@example.com", SubscriberStatus.ACTIVE, [lists.daily])
@@ -236,7 +236,6 @@ def test_tasks_run_inside_the_app(
 def test_purge_task_forgets_expired_signups(
     app: Flask, db: Session, settings: Settings, lists: Lists
 ) -> None:
-    from worker import tasks
 
     old = utcnow() - timedelta(days=settings.confirm_expiry_days, hours=1)
     result = subscribe(

@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from newsletter import create_app
 from newsletter.access.api_tokens import create_token, revoke_token
 from newsletter.settings import Settings
 from newsletter.store.models import Post
@@ -235,7 +236,6 @@ def test_delete_retracts_by_guid_or_id(client: FlaskClient, token: str, db: Sess
 
 
 def test_the_api_size_limit_is_a_setting(settings: Settings, token: str) -> None:
-    from newsletter import create_app
 
     app = create_app(replace(settings, posts_api_max_bytes=2000))
     client = app.test_client()

@@ -13,7 +13,7 @@ from werkzeug.test import TestResponse
 
 from newsletter.readers.suppression import suppress
 from newsletter.settings import Settings
-from newsletter.store.models import SubscriberStatus, SubscriptionStatus
+from newsletter.store.models import SubscriberStatus, Subscription, SubscriptionStatus
 from tests.support.readers import (
     Lists,
     add_subscriber,
@@ -158,8 +158,6 @@ def test_confirmed_reader_gets_already_subscribed_note(
     # Nothing about the reader changed.
     db.expire_all()
     from sqlalchemy import select
-
-    from newsletter.store.models import Subscription
 
     statuses = {s.status for s in db.scalars(select(Subscription))}
     assert SubscriptionStatus.ACTIVE in statuses

@@ -13,9 +13,11 @@ from sqlalchemy.orm import Session
 
 from newsletter.readers import links
 from newsletter.settings import Settings
+from newsletter.store.db import utcnow
 from newsletter.store.models import (
     ConsentRecord,
     Frequency,
+    Post,
     Subscriber,
     SubscriberStatus,
     Subscription,
@@ -238,8 +240,6 @@ def _prefs_csrf(client: FlaskClient, path: str) -> str:
 def test_preferences_page_shows_current_choices(
     client: FlaskClient, settings: Settings, db: Session, lists: Lists, reader: Subscriber
 ) -> None:
-    from newsletter.store.db import utcnow
-    from newsletter.store.models import Post
 
     db.add(
         Post(guid="g", link="https://n/g", title="t", categories=["Sport"], published_at=utcnow())

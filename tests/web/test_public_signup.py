@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
+from newsletter import create_app
 from newsletter.settings import Settings
 from newsletter.store.db import dispose_engines
 from newsletter.store.models import (
@@ -60,7 +61,6 @@ def eager_client(app: Flask, lists: Lists) -> FlaskClient:
 @pytest.fixture
 def app_with() -> Iterator[Callable[..., Flask]]:
     """Build an app over modified settings (for limits, caps, SMTP)."""
-    from newsletter import create_app
 
     def build(settings: Settings, **changes: Any) -> Flask:
         return make_eager(create_app(replace(settings, **changes)))
@@ -122,7 +122,6 @@ def test_signup_link_for_one_list_preticks_only_that_list(
 
 
 def test_single_public_list_needs_no_checkbox(client: FlaskClient, db: Session) -> None:
-    from newsletter.store.models import Newsletter
 
     db.add(Newsletter(slug="only", name="The Only List"))
     db.commit()
