@@ -6,10 +6,11 @@ Commands registered on the group run inside the Flask app context (FlaskGroup pu
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from flask import current_app, has_app_context
@@ -76,12 +77,22 @@ def run(action: Callable[..., T], *args: object, **kwargs: object) -> T:
 
 
 def script_output(command: Callable[..., T]) -> Callable[..., T]:
-    """Add ``--quiet`` (only the new id, for scripts) and ``--json`` to a command that creates."""
-    command = click.option(
+    """Add ``--quiet`` (only the new id, for scripts) and ``--json`` to a command that creates.
+
+    Asking for both is refused before the command runs, so nothing is created by a bad call.
+    """
+
+    @functools.wraps(command)
+    def checked(*args: Any, quiet: bool, as_json: bool, **kwargs: Any) -> T:
+        if quiet and as_json:
+            raise click.UsageError("use either --quiet or --json, not both")
+        return command(*args, quiet=quiet, as_json=as_json, **kwargs)
+
+    with_json = click.option(
         "--json", "as_json", is_flag=True, help="Print what was created as one JSON object."
-    )(command)
+    )(checked)
     return click.option("--quiet", "-q", is_flag=True, help="Print only the new id (for scripts).")(
-        command
+        with_json
     )
 
 
@@ -89,8 +100,6 @@ def created(
     kind: str, item_id: int, summary: str, data: dict[str, object], *, quiet: bool, as_json: bool
 ) -> None:
     """Report a new row: ``KIND ID created: SUMMARY``, or its bare id, or JSON."""
-    if quiet and as_json:
-        fail("use either --quiet or --json", code=2)
     if as_json:
         click.echo(json.dumps({kind.lower(): data}))
     elif quiet:

@@ -253,3 +253,6 @@ def test_create_commands_print_only_the_id_or_json_for_scripts(readers: dict[str
         "schedules", "create", "--newsletter", "daily", "--cron", "0 11 * * *", "-q", "--json"
     )
     assert both.exit_code == 2 and "either --quiet or --json" in both.output
+    with session_scope(database_url(readers)) as db:
+        crons = set(db.scalars(select(Schedule.cron)))
+    assert "0 11 * * *" not in crons  # refused before anything was created
