@@ -100,6 +100,10 @@ def confirm(
     subscriber = confirmation.subscriber
     if not mark_confirmed(confirmation.consent, ip=ip, user_agent=user_agent, now=now):
         return ConfirmResult(subscriber.id, (), first_time=False)
+    if not subscriber.name and confirmation.consent.name:
+        # The name typed with the signup, now that the mailbox's owner confirmed it; a name the
+        # reader already has is never replaced by one typed into a form.
+        subscriber.name = confirmation.consent.name
     current = {s.newsletter_id: s for s in subscriber.subscriptions}
     activated: list[int] = []
     for newsletter in confirmation.newsletters:

@@ -50,6 +50,7 @@ def record_consent(
     user_agent: str = "",
     now: datetime | None = None,
     confirmed: bool = False,
+    name: str = "",
 ) -> ConsentRecord:
     """Add a consent record (confirmed at once when the reader already proved the mailbox)."""
     now = now or utcnow()
@@ -62,6 +63,7 @@ def record_consent(
         signup_at=now,
         signup_ip=ip[:_IP_MAX],
         signup_user_agent=user_agent[:_UA_MAX],
+        name=name,
         nonce=new_nonce(),
     )
     if confirmed:

@@ -1,8 +1,9 @@
 """Signup: a pending subscription and a consent record, never a change to an existing reader.
 
 * A signup adds pending subscriptions for lists the reader is not on and a consent record; only
-  the confirmation link activates them. The name typed into a signup form is stored only for a
-  brand-new address, so nobody can rename someone else through the public form.
+  the confirmation link activates them. The name typed into a signup form is kept with the
+  consent record and becomes the reader's only when that signup is confirmed, and never replaces
+  a name the reader has, so nobody can rename someone else through the public form.
 * What a signup *does* is decided here and returned to the caller as a :class:`SignupAction`,
   but the web response never depends on it (no enumeration of who is subscribed).
 """
@@ -92,6 +93,7 @@ def _subscribe(session: Session, settings: Settings, signup: Signup, now: dateti
     if is_suppressed(session, signup.email):
         return SignupResult(SignupAction.NONE)
     newsletters = _chosen_newsletters(session, signup)
+    name = clean_name(signup.name)  # refused alike for every address, stored with the consent
     subscriber, created = _signup_subscriber(session, signup, now)
     if not created and subscriber.status == SubscriberStatus.BOUNCED:
         return SignupResult(SignupAction.NONE, subscriber.id)
@@ -117,6 +119,7 @@ def _subscribe(session: Session, settings: Settings, signup: Signup, now: dateti
         ip=signup.ip,
         user_agent=signup.user_agent,
         now=now,
+        name=name,
     )
     session.flush()
     return SignupResult(SignupAction.CONFIRM, subscriber.id, record.id)
@@ -145,7 +148,6 @@ def _signup_subscriber(session: Session, signup: Signup, now: datetime) -> tuple
     subscriber = Subscriber(
         email=signup.email,
         email_key=key,
-        name=clean_name(signup.name),
         status=SubscriberStatus.PENDING,
         created_at=now,
     )

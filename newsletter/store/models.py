@@ -161,6 +161,9 @@ class ConsentRecord(Base):
     newsletter_slugs: Mapped[list[str]] = mapped_column(JSON, default=list)
     consent_text_version: Mapped[str] = mapped_column(String(64))
     consent_text: Mapped[str] = mapped_column(Text, default="")
+    # The name typed with this signup: it becomes the reader's only when this signup is
+    # confirmed, so a stranger's signup cannot put words into someone's welcome mail.
+    name: Mapped[str] = mapped_column(String(200), default="")
     source: Mapped[str] = mapped_column(String(500), default="")
     signup_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     signup_ip: Mapped[str] = mapped_column(String(64), default="")

@@ -38,7 +38,7 @@ def test_new_address_becomes_pending_with_consent_record(
     subscriber = db.get(Subscriber, result.subscriber_id)
     assert subscriber is not None
     assert subscriber.status == SubscriberStatus.PENDING
-    assert subscriber.name == "Ann"
+    assert subscriber.name == ""  # the name waits for the confirmation, with the consent record
     assert {i: s.status for i, s in subs_of(db, subscriber.id).items()} == {
         lists.daily.id: SubscriptionStatus.PENDING
     }
@@ -50,6 +50,7 @@ def test_new_address_becomes_pending_with_consent_record(
     assert record.signup_ip == "203.0.113.9"
     assert record.signup_user_agent == "pytest"
     assert record.source == "/"
+    assert record.name == "Ann"
     assert record.confirmed_at is None
     assert len(record.nonce) >= 24
 
@@ -128,3 +129,34 @@ def test_signup_requires_known_lists(db: Session, settings: Settings, lists: Lis
         resolve_newsletters(db, ["staff"])  # not public
     got = resolve_newsletters(db, ["offers", str(lists.daily.id), "daily"])
     assert [n.slug for n in got] == ["daily", "offers"]
+
+
+def test_the_name_of_a_signup_is_the_readers_only_once_that_signup_is_confirmed(
+    db: Session, settings: Settings, lists: Lists
+) -> None:
+    stranger = subscribe(db, settings, signup_for("v@example.com", lists.daily.id, name="Idiot"))
+    own = subscribe(db, settings, signup_for("v@example.com", lists.offers.id, name="Vera"))
+    db.commit()
+    assert stranger.consent_id is not None and own.consent_id is not None
+    reader = db.get(Subscriber, own.subscriber_id)
+    assert reader is not None and reader.name == ""  # neither signup has been confirmed
+    confirm_signup(db, settings, own.consent_id)
+    db.expire_all()
+    assert db.get(Subscriber, own.subscriber_id).name == "Vera"  # type: ignore[union-attr]
+    # Confirming the stranger's signup later adds its list but never renames the reader.
+    confirm_signup(db, settings, stranger.consent_id)
+    db.expire_all()
+    assert db.get(Subscriber, own.subscriber_id).name == "Vera"  # type: ignore[union-attr]
+
+
+def test_a_bad_name_is_refused_alike_for_new_and_known_addresses(
+    db: Session, settings: Settings, lists: Lists
+) -> None:
+    add_subscriber(db, "known@example.com", SubscriberStatus.ACTIVE, [lists.daily])
+    for address in ("known@example.com", "fresh@example.com"):
+        with pytest.raises(SubscriptionError, match="not allowed"):
+            subscribe(db, settings, signup_for(address, lists.offers.id, name="a\x00b"))
+        db.rollback()
+    assert (
+        db.scalar(select(Subscriber.id).where(Subscriber.email_key == "fresh@example.com")) is None
+    )

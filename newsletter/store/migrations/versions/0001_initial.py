@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 06:46:18.398163
+Create Date: 2026-12-02 07:25:25.897700
 """
 
 from __future__ import annotations
@@ -152,6 +152,7 @@ def upgrade() -> None:
         sa.Column("newsletter_slugs", sa.JSON(), nullable=False),
         sa.Column("consent_text_version", sa.String(length=64), nullable=False),
         sa.Column("consent_text", sa.Text(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("source", sa.String(length=500), nullable=False),
         sa.Column("signup_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("signup_ip", sa.String(length=64), nullable=False),
