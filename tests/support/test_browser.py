@@ -3,14 +3,12 @@ tests with the reason, and under CI=true that skip fails the run."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.pytest_run import ROOT, run_pytest
+
 BROWSER_TESTS = [
     "tests/web/test_archive.py::test_preview_page_renders_the_mail_in_chromium",
     "tests/integration/test_browser.py",
@@ -19,32 +17,7 @@ BROWSER_TESTS = [
 
 def run_browser_tests(chromium: str, ci: str | None) -> subprocess.CompletedProcess[str]:
     """Run the browser tests in a pytest subprocess with TEST_CHROMIUM and CI as given."""
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
-    env["TEST_CHROMIUM"] = chromium
-    if ci is not None:
-        env["CI"] = ci
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "tests.support.ci_skips",
-            "-q",
-            "-rs",
-            "-p",
-            "no:cacheprovider",
-            "-o",
-            "addopts=",
-            *BROWSER_TESTS,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_pytest(BROWSER_TESTS, cwd=ROOT, ci=ci, TEST_CHROMIUM=chromium)
 
 
 def test_without_chromium_the_browser_tests_skip_with_the_reason() -> None:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support.ci_skips import is_service_skip
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.pytest_run import run_pytest
 
 SAMPLE = """
 import pytest
@@ -33,31 +30,7 @@ def test_runs():
 def run_sample(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess[str]:
     """Run pytest with the plugin on a sample file, with or without CI set."""
     (tmp_path / "test_sample.py").write_text(SAMPLE)
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
-    env["PYTHONPATH"] = str(ROOT)
-    if ci is not None:
-        env["CI"] = ci
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "tests.support.ci_skips",
-            "-q",
-            "-rs",
-            "-p",
-            "no:cacheprovider",
-            "-o",
-            "addopts=",
-            str(tmp_path / "test_sample.py"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return run_pytest([str(tmp_path / "test_sample.py")], cwd=tmp_path, ci=ci)
 
 
 def test_in_ci_service_skips_fail_the_run(tmp_path: Path) -> None:
