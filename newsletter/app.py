@@ -31,6 +31,7 @@ from newsletter.web import (
     health,
     metrics,
     public,
+    reader_links,
 )
 from newsletter.web.extensions import csrf, limiter
 from worker.app import celery_init_app
@@ -101,6 +102,7 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     app.register_blueprint(health.bp)  # /healthz for load balancers and compose
     app.register_blueprint(metrics.bp)  # /metrics for Prometheus (bearer token)
     app.register_blueprint(public.bp)
+    app.register_blueprint(reader_links.bp)  # /unsubscribe, /preferences, /data (mailed links)
     app.register_blueprint(archive.bp)  # /archive/<token>, /preview/<token>
     csrf.exempt(api.bp)  # bearer-token auth, no cookies: CSRF does not apply
     app.register_blueprint(api.bp)

@@ -18,7 +18,7 @@ from newsletter.delivery.batches import send_batch
 from newsletter.delivery.fan_out import advance
 from newsletter.delivery.tick import tick as run_tick
 from newsletter.mail.transport import TemporaryFailure
-from newsletter.readers import signup_mails
+from newsletter.readers import link_mails, signup_mails
 from newsletter.readers.purge import purge_pending as purge
 from newsletter.settings import Settings
 from newsletter.store.db import session_scope
@@ -105,6 +105,34 @@ def send_already_subscribed(self: Task, subscriber_id: int) -> str:
     return result.outcome.value
 
 
+@shared_task(
+    name="newsletter.send_manage_link",
+    **SIGNUP_MAIL_TASK,
+)
+def send_manage_link(self: Task, subscriber_id: int) -> str:
+    """Mail a reader the new preferences link after "log out all links"."""
+
+    with session_scope(settings().database_url) as session:
+        result = link_mails.send_manage_link(
+            session, settings(), current_app.jinja_env, subscriber_id
+        )
+    return result.outcome.value
+
+
+@shared_task(
+    name="newsletter.send_data_link",
+    **SIGNUP_MAIL_TASK,
+)
+def send_data_link(self: Task, subscriber_id: int) -> str:
+    """Mail a reader the one-hour link to their data."""
+
+    with session_scope(settings().database_url) as session:
+        result = link_mails.send_data_link(
+            session, settings(), current_app.jinja_env, subscriber_id
+        )
+    return result.outcome.value
+
+
 class CeleryMailQueue:
     """The reader path's MailQueue: enqueue the signup mail tasks (callers commit first)."""
 
@@ -119,6 +147,14 @@ class CeleryMailQueue:
     def send_welcome(self, subscriber_id: int, newsletter_ids: Sequence[int]) -> None:
         """Enqueue the welcome mail for the lists just confirmed."""
         send_welcome.delay(subscriber_id, list(newsletter_ids))
+
+    def send_manage_link(self, subscriber_id: int) -> None:
+        """Enqueue the mail with a reader's new preferences link."""
+        send_manage_link.delay(subscriber_id)
+
+    def send_data_link(self, subscriber_id: int) -> None:
+        """Enqueue the mail with the one-hour link to a reader's data."""
+        send_data_link.delay(subscriber_id)
 
 
 @shared_task(name="newsletter.purge_pending", bind=True, acks_late=True, max_retries=0)

@@ -196,13 +196,14 @@ class PersonalLinks:
 
 def personal_links(settings: Settings, content: IssueContent, reader: Reader) -> PersonalLinks:
     """Sign the reader's links; the unsubscribe link leaves this newsletter only."""
-    token = links.unsubscribe_token(
-        settings, reader.subscriber_id, reader.token_version, content.newsletter.id
+    claim = links.claim_for(
+        reader.subscriber_id, reader.token_version, reader.email, content.newsletter.id
     )
+    token = links.unsubscribe_token(settings, claim)
     https = links.absolute(settings, f"/unsubscribe/{token}")
     mailto = links.unsubscribe_mailto(settings, token)
     return PersonalLinks(
-        preferences_url=links.preferences_url(settings, reader.subscriber_id, reader.token_version),
+        preferences_url=links.preferences_url(settings, claim),
         unsubscribe_url=https,
         unsubscribe_mailto=mailto,
     )

@@ -71,6 +71,8 @@ from newsletter.mail.mime_plan import (
 )
 from newsletter.mail.verp import is_verp, verp_address
 from newsletter.readers import links, tokens
+from newsletter.readers.addresses import email_key
+from newsletter.readers.tokens import address_digest
 from newsletter.settings import Settings
 from newsletter.store.models import Issue, NewsletterKind
 
@@ -282,24 +284,35 @@ class _TokenMinter:
         signature = hmac.digest(self._keys[salt], body, "sha1")
         return (body + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
 
-    def manage(self, subscriber_id: int, version: int) -> str:
-        """The token behind a preferences link."""
-        return self._sign(tokens.MANAGE_SALT, f"[{int(subscriber_id)},{int(version)}]")
+    def manage(self, subscriber_id: int, version: int, address: str) -> str:
+        """The token behind a preferences link (``address``: the hex address digest)."""
+        payload = f'[{int(subscriber_id)},{int(version)},"{_hex(address)}"]'
+        return self._sign(tokens.MANAGE_SALT, payload)
 
-    def unsubscribe(self, subscriber_id: int, version: int, newsletter_id: int) -> str:
+    def unsubscribe(
+        self, subscriber_id: int, version: int, address: str, newsletter_id: int
+    ) -> str:
         """The token behind a one-newsletter unsubscribe link."""
-        payload = f"[{int(subscriber_id)},{int(version)},{int(newsletter_id)}]"
+        payload = f'[{int(subscriber_id)},{int(version)},"{_hex(address)}",{int(newsletter_id)}]'
         return self._sign(tokens.UNSUBSCRIBE_SALT, payload)
 
     def matches_reference(self, settings: Settings, newsletter_id: int) -> bool:
         """True when these tokens equal :mod:`newsletter.readers.links` ones (sample readers)."""
-        for sid, version in ((1, 0), (987654321012, 7)):
-            if self.manage(sid, version) != links.manage_token(settings, sid, version):
+        for sid, version, email in ((1, 0, "a@example.com"), (987654321012, 7, "Zoë@example.org")):
+            claim = links.claim_for(sid, version, email, newsletter_id)
+            if self.manage(sid, version, claim.address) != links.manage_token(settings, claim):
                 return False
-            expected = links.unsubscribe_token(settings, sid, version, newsletter_id)
-            if self.unsubscribe(sid, version, newsletter_id) != expected:
+            expected = links.unsubscribe_token(settings, claim)
+            if self.unsubscribe(sid, version, claim.address, newsletter_id) != expected:
                 return False
         return True
+
+
+def _hex(value: str) -> str:
+    """``value`` if it is lower-case hex (all an address digest can be), so JSON needs no escape."""
+    if value.strip("0123456789abcdef"):
+        raise ValueError("an address digest is lower-case hex")
+    return value
 
 
 # --- PreparedIssue -------------------------------------------------------------------------------
@@ -448,9 +461,10 @@ class PreparedIssue:
         sid, version = reader.subscriber_id, reader.token_version
         if self._minter is None:
             return personal_links(self.settings, self.content, reader)
-        token = self._minter.unsubscribe(sid, version, self.content.newsletter.id)
+        address = address_digest(email_key(reader.email))
+        token = self._minter.unsubscribe(sid, version, address, self.content.newsletter.id)
         return PersonalLinks(
-            preferences_url=self._preferences_prefix + self._minter.manage(sid, version),
+            preferences_url=self._preferences_prefix + self._minter.manage(sid, version, address),
             unsubscribe_url=self._unsubscribe_prefix + token,
             unsubscribe_mailto=self._mailto_prefix + token,
         )

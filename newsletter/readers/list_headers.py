@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from newsletter.mail.compose import list_id
 from newsletter.readers import links
+from newsletter.readers.tokens import ManageClaim
 from newsletter.settings import Settings
 
 
 def list_headers(
     settings: Settings,
+    claim: ManageClaim,
     *,
-    subscriber_id: int,
-    token_version: int,
-    newsletter_id: int | None,
     newsletter_slug: str,
     newsletter_name: str,
 ) -> dict[str, str]:
     """List-Id, List-Unsubscribe (https + mailto) and List-Unsubscribe-Post for one reader.
 
-    With ``newsletter_id`` the one-click link leaves that newsletter only; with None, all of them.
+    With the claim's ``newsletter_id`` the one-click link leaves that newsletter only; with None,
+    all of them.
     """
-    token = links.unsubscribe_token(settings, subscriber_id, token_version, newsletter_id)
+    token = links.unsubscribe_token(settings, claim)
     https = links.absolute(settings, f"/unsubscribe/{token}")
     mailto = links.unsubscribe_mailto(settings, token)
     return {

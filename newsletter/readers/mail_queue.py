@@ -1,8 +1,9 @@
 """The port through which the reader's path asks for its mails to be sent in the background.
 
-Signup, confirmation and welcome mails go out from a worker after the request committed, so a
-slow mail server never slows the page. The app factory provides the implementation
-(``worker.tasks.CeleryMailQueue``); the core never imports ``worker``.
+Signup, confirmation, welcome and the mails asked for from the preferences page go out from a
+worker after the request committed, so a slow mail server never slows the page. The app factory
+provides the implementation (``worker.tasks.CeleryMailQueue``); the core never imports
+``worker``.
 """
 
 from __future__ import annotations
@@ -24,4 +25,12 @@ class MailQueue(Protocol):
 
     def send_welcome(self, subscriber_id: int, newsletter_ids: Sequence[int]) -> None:
         """Enqueue the welcome mail for the lists a reader just confirmed."""
+        ...
+
+    def send_manage_link(self, subscriber_id: int) -> None:
+        """Enqueue the mail with a reader's new preferences link ("log out all links")."""
+        ...
+
+    def send_data_link(self, subscriber_id: int) -> None:
+        """Enqueue the mail with the one-hour link to what we hold about a reader."""
         ...

@@ -1,4 +1,9 @@
-"""The preferences form: lists, frequency, topics, name and time zone, applied at once."""
+"""The preferences form: lists, frequency, topics, name and time zone, applied at once.
+
+The link proves the mailbox to a reader who still gets our mails, so lists added here need no new
+opt-in. A reader who left everything is different: the link may sit in an old or forwarded mail,
+so lists ticked again wait for a new confirmation by mail (:attr:`PreferencesChange.consent_id`).
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from newsletter.store.models import (
     Newsletter,
     NewsletterKind,
     Subscriber,
+    SubscriberStatus,
     Subscription,
     SubscriptionStatus,
 )
@@ -46,10 +52,12 @@ class Preferences:
 
 @dataclass(frozen=True)
 class PreferencesChange:
-    """Lists added and removed by a preferences update."""
+    """Lists added and removed by a preferences update, and those waiting for a confirmation."""
 
     added: tuple[int, ...]
     removed: tuple[int, ...]
+    to_confirm: tuple[int, ...] = ()
+    consent_id: int | None = None  # the consent record whose confirmation mail is to be sent
 
 
 def update_preferences(
@@ -63,8 +71,8 @@ def update_preferences(
     source: str = "preferences page",
     now: datetime | None = None,
 ) -> PreferencesChange:
-    """Apply the preferences form. Lists added here need no new opt-in: the link proves the
-    mailbox, and a consent record is written, confirmed at once."""
+    """Apply the preferences form; lists added by a reader who left everything wait for a
+    confirmation (see the module doc), others are joined with a consent record confirmed at once."""
     now = now or utcnow()
     name = _check_preferences(session, subscriber, prefs)
     current = {s.newsletter_id: s for s in subscriber.subscriptions}
@@ -84,12 +92,14 @@ def update_preferences(
     subscriber.name = name
     subscriber.timezone = prefs.timezone
     subscriber.topics = sorted(set(prefs.topics), key=str.casefold)
-    _join(session, subscriber, current, [newsletters[i] for i in added], now)
+    needs_confirmation = subscriber.status != SubscriberStatus.ACTIVE
+    if not needs_confirmation:
+        _join(session, subscriber, current, [newsletters[i] for i in added], now)
     _leave(current, removed, now)
     _set_frequencies(current, newsletters, prefs.frequencies)
+    record = None
     if added:
-        # The link proves the mailbox: the consent is confirmed at once, no new opt-in.
-        record_consent(
+        record = record_consent(
             session,
             subscriber,
             newsletter_slugs=[newsletters[i].slug for i in added],
@@ -99,11 +109,14 @@ def update_preferences(
             ip=ip,
             user_agent=user_agent,
             now=now,
-            confirmed=True,
+            confirmed=not needs_confirmation,
         )
-        subscriber.confirmed_at = subscriber.confirmed_at or now
+        if not needs_confirmation:
+            subscriber.confirmed_at = subscriber.confirmed_at or now
     settle_status(subscriber)
     session.flush()
+    if needs_confirmation and record is not None:
+        return PreferencesChange((), tuple(sorted(removed)), tuple(added), record.id)
     return PreferencesChange(tuple(added), tuple(sorted(removed)))
 
 

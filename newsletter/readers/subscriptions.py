@@ -2,7 +2,7 @@
 
 The steps of the path live beside this module: :mod:`~newsletter.readers.signup`,
 :mod:`~newsletter.readers.confirmation`, :mod:`~newsletter.readers.manage` (unsubscribe, pause,
-resubscribe), :mod:`~newsletter.readers.preferences` and :mod:`~newsletter.readers.purge`.
+undo), :mod:`~newsletter.readers.preferences` and :mod:`~newsletter.readers.purge`.
 None of them commits: the caller (a view, a task, a command) commits and only then enqueues mail,
 so a worker never looks for rows that are not there yet.
 
@@ -13,7 +13,7 @@ is for bounces, complaints and explicit "never mail me").
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,12 +27,6 @@ from newsletter.store.models import (
 )
 
 PAUSE_WEEKS = (2, 4, 8)
-
-
-# "Resubscribe" on the page after unsubscribing reactivates, without a new opt-in, only the lists
-# just left through that same link and only for this long. The link proves the reader holds the
-# mailbox (as the preferences page does), and lists they had confirmed before are all it restores.
-RESUBSCRIBE_WINDOW = timedelta(days=30)
 
 
 NAME_MAX = 200

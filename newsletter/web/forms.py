@@ -133,7 +133,7 @@ class ManageActionForm(SafeForm):
             SelectChoice("all", "Leave all newsletters"),
             SelectChoice("pause", "Pause"),
             SelectChoice("weekly", "Switch to weekly"),
-            SelectChoice("resubscribe", "Resubscribe"),
+            SelectChoice("undo", "Undo"),
         ],
         validate_choice=True,
     )
@@ -141,10 +141,8 @@ class ManageActionForm(SafeForm):
         choices=[SelectChoice(str(w), f"{w} weeks") for w in PAUSE_WEEKS],
         default=str(PAUSE_WEEKS[0]),
     )
-    scope = SelectField(
-        choices=[SelectChoice("list", "This newsletter"), SelectChoice("all", "All newsletters")],
-        default="list",
-    )
+    # The signed, 15-minute token of the "undo" button shown right after leaving.
+    undo = HiddenField(validators=[Length(max=2000)])
 
 
 class PreferencesForm(SafeForm):

@@ -67,7 +67,7 @@ def test_command_reads_files_maildirs_and_mboxes_and_reports_each_message(
     maildir.add(sample("postfix-5.1.1.eml", verp=verp, email=BOB, original_headers="X: y"))
     maildir.add((DATA / "out-of-office.eml").read_bytes())
     box = mailbox.mbox(tmp_path / "mbox")
-    bob_token = links.unsubscribe_token(cli_env, bob_id, 0, None)
+    bob_token = links.unsubscribe_token(cli_env, links.claim_for(bob_id, 0, BOB))
     box.add(
         sample(
             "unsubscribe-request.eml",

@@ -453,7 +453,7 @@ def test_the_mailto_of_a_real_list_unsubscribe_header_unsubscribes(world: World)
 
 def test_a_manage_token_in_the_mailto_leaves_every_list(world: World) -> None:
     bob = world.reader(BOB)
-    token = links.unsubscribe_token(world.settings, bob.id, bob.token_version, None)
+    token = links.unsubscribe_token(world.settings, links.subscriber_claim(bob))
     mailto = links.unsubscribe_mailto(world.settings, token)
     outcome = world.twice(mailto_request(f"<{mailto}>", sender="anyone@example.net"))
     assert outcome.result == Result.UNSUBSCRIBED
@@ -464,12 +464,14 @@ def test_a_manage_token_in_the_mailto_leaves_every_list(world: World) -> None:
 
 def test_forged_revoked_or_missing_tokens_are_ignored_and_reported(world: World) -> None:
     bob = world.reader(BOB)
-    good = links.unsubscribe_token(world.settings, bob.id, bob.token_version, None)
+    good = links.unsubscribe_token(world.settings, links.subscriber_claim(bob))
     other_secret = replace(world.settings, secret_key="another-secret-key-0123456789-abcdefghij")
     forged = [
         good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB"),  # tampered signature
-        links.unsubscribe_token(other_secret, bob.id, bob.token_version, None),
-        links.unsubscribe_token(world.settings, bob.id, bob.token_version + 1, None),  # revoked
+        links.unsubscribe_token(other_secret, links.subscriber_claim(bob)),
+        links.unsubscribe_token(
+            world.settings, links.claim_for(bob.id, bob.token_version + 1, bob.email)
+        ),  # revoked
     ]
     state = snapshot(world.db)
     for token in forged:

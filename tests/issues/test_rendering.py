@@ -194,7 +194,9 @@ def test_headers_of_a_digest_mail(scene: Scene) -> None:
     assert msg["MIME-Version"] == "1.0"
     assert "Reply-To" not in msg
 
-    unsubscribe = links.unsubscribe_url(s, 41, 3, scene.newsletter.id)
+    unsubscribe = links.unsubscribe_url(
+        s, links.claim_for(41, 3, "ana@example.com", scene.newsletter.id)
+    )
     token = unsubscribe.rsplit("/", 1)[1]
     assert msg["List-Unsubscribe"] == (
         f"<{unsubscribe}>, <mailto:unsubscribe@news.example.com?subject=unsubscribe-{token}>"
@@ -356,7 +358,7 @@ def test_html_part_is_built_for_mail_clients(scene: Scene) -> None:
     assert "Read more" in html
     # Footer: why, links, postal address; the archive link at the top.
     assert "You are receiving Morning Briefing because you subscribed to it" in html
-    assert links.preferences_url(scene.settings, 41, 3) in html
+    assert links.preferences_url(scene.settings, links.claim_for(41, 3, "ana@example.com")) in html
     assert scene.settings.postal_address in html
     assert archive_url(scene.settings, scene.issue.id) in html
 
@@ -373,8 +375,13 @@ def test_text_part_reads_well_alone(scene: Scene) -> None:
         assert post.link in lines  # every link alone on its line, so it stays clickable
         assert "* " + post.title in text
     assert "By Zoë Ünal" in text
-    assert links.unsubscribe_url(scene.settings, 41, 3, scene.newsletter.id) in lines
-    assert links.preferences_url(scene.settings, 41, 3) in lines
+    assert (
+        links.unsubscribe_url(
+            scene.settings, links.claim_for(41, 3, "ana@example.com", scene.newsletter.id)
+        )
+        in lines
+    )
+    assert links.preferences_url(scene.settings, links.claim_for(41, 3, "ana@example.com")) in lines
     assert archive_url(scene.settings, scene.issue.id) in lines
     assert scene.settings.postal_address in lines
     assert "<" not in text.replace("<script", "")  # no markup leaks into the text part
@@ -414,7 +421,9 @@ def test_campaign_goes_to_everyone_with_personal_links(scene: Scene) -> None:
             r'<a href="https://news.example.com/offer" rel="noopener"[^>]*>offer</a>', html
         )
         assert "<script" not in html and "alert(1)" not in html
-        unsubscribe = links.unsubscribe_url(scene.settings, who.subscriber_id, 3, offers.id)
+        unsubscribe = links.unsubscribe_url(
+            scene.settings, links.claim_for(who.subscriber_id, 3, who.email, offers.id)
+        )
         assert unsubscribe in text and unsubscribe in html
         with scene.app.app_context():
             content = load_content(scene.db, scene.settings, campaign)

@@ -1,18 +1,22 @@
-"""An unsubscribe link: leave one list or all, pause, switch to weekly, resubscribe."""
+"""An unsubscribe link: leave one list or all, pause, switch to weekly, undo."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
+from itsdangerous import TimestampSigner
 from sqlalchemy.orm import Session
 
 from newsletter.readers import links
 from newsletter.readers.manage import (
+    log_out_all_links,
     pause,
     read_manage_link,
-    resubscribe,
     switch_frequency,
+    undo_token,
+    undo_unsubscribe,
     unsubscribe,
 )
 from newsletter.readers.signup import (
@@ -62,7 +66,7 @@ def test_leaving_the_last_list_unsubscribes_the_reader(
     assert db.get(Subscriber, reader.id).status == SubscriberStatus.UNSUBSCRIBED  # type: ignore[union-attr]
 
 
-def test_resubscribe_restores_only_lists_just_left(
+def test_undo_restores_only_the_lists_that_unsubscribe_left(
     db: Session, settings: Settings, lists: Lists
 ) -> None:
     reader = add_subscriber(
@@ -70,21 +74,44 @@ def test_resubscribe_restores_only_lists_just_left(
     )
     now = utcnow()
     unsubscribe(db, reader, lists.weekly.id, now=now - timedelta(days=3))
-    unsubscribe(db, reader, None, now=now)
+    left = unsubscribe(db, reader, None, now=now)
     db.commit()
-    back = resubscribe(db, reader, None, now=now + timedelta(minutes=1))
+    token = undo_token(settings, reader, left)
+    back = undo_unsubscribe(db, settings, reader, token)
     db.commit()
-    assert sorted(back) == sorted([lists.daily.id, lists.offers.id])
+    assert back == sorted([lists.daily.id, lists.offers.id])
     subs = subs_of(db, reader.id)
     assert subs[lists.weekly.id].status == SubscriptionStatus.UNSUBSCRIBED
     assert reader.status == SubscriberStatus.ACTIVE
-    # Too late: after the window the reader must sign up (and confirm) again.
-    unsubscribe(db, reader, lists.daily.id, now=now)
+    assert undo_unsubscribe(db, settings, reader, token) == []  # done already: harmless
+
+
+def test_undo_lasts_fifteen_minutes_and_dies_with_the_links(
+    db: Session, settings: Settings, lists: Lists, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = add_subscriber(db, "late@example.com", SubscriberStatus.ACTIVE, [lists.daily])
+    left = unsubscribe(db, reader, None)
     db.commit()
-    assert resubscribe(db, reader, lists.daily.id, now=now + timedelta(days=31)) == []
+    sixteen_minutes_ago = int(time.time()) - 16 * 60
+    with monkeypatch.context() as m:
+        m.setattr(TimestampSigner, "get_timestamp", lambda self: sixteen_minutes_ago)
+        late = undo_token(settings, reader, left)
+    with pytest.raises(InvalidLink) as info:
+        undo_unsubscribe(db, settings, reader, late)
+    assert info.value.status == 410
+    fresh = undo_token(settings, reader, left)
+    log_out_all_links(db, reader)
+    db.commit()
+    with pytest.raises(InvalidLink) as info:
+        undo_unsubscribe(db, settings, reader, fresh)
+    assert info.value.status == 404
+    with pytest.raises(InvalidLink) as info:
+        undo_unsubscribe(db, settings, reader, fresh[:-3] + "abc")
+    assert info.value.status == 400
+    assert subs_of(db, reader.id)[lists.daily.id].status == SubscriptionStatus.UNSUBSCRIBED
 
 
-def test_resubscribe_never_activates_unconfirmed_lists(
+def test_undo_never_activates_unconfirmed_lists(
     db: Session, settings: Settings, lists: Lists
 ) -> None:
     result = subscribe(db, settings, signup_for("p@example.com", lists.daily.id))
@@ -93,7 +120,9 @@ def test_resubscribe_never_activates_unconfirmed_lists(
     assert reader is not None
     unsubscribe(db, reader, None)
     db.commit()
-    assert resubscribe(db, reader, None) == []
+    assert (
+        undo_unsubscribe(db, settings, reader, undo_token(settings, reader, [lists.daily.id])) == []
+    )
     assert subs_of(db, reader.id)[lists.daily.id].status == SubscriptionStatus.UNSUBSCRIBED
 
 
@@ -116,7 +145,7 @@ def test_pause_and_switch_frequency(db: Session, settings: Settings, lists: List
 
 def test_manage_link_checks_version(db: Session, settings: Settings, lists: Lists) -> None:
     reader = add_subscriber(db, "v@example.com", SubscriberStatus.ACTIVE, [lists.daily])
-    token = links.unsubscribe_token(settings, reader.id, reader.token_version, lists.daily.id)
+    token = links.unsubscribe_token(settings, links.subscriber_claim(reader, lists.daily.id))
     link = read_manage_link(db, settings, token)
     assert link.subscriber.id == reader.id and link.newsletter_id == lists.daily.id
     reader.token_version += 1

@@ -91,7 +91,7 @@ def test_a_manage_token_is_no_confirm_token_and_vice_versa(
     client: FlaskClient, settings: Settings, db: Session, pending: tuple[Subscriber, ConsentRecord]
 ) -> None:
     subscriber, record = pending
-    manage = links.manage_token(settings, subscriber.id, subscriber.token_version)
+    manage = links.manage_token(settings, links.subscriber_claim(subscriber))
     assert client.post(f"/confirm/{manage}").status_code == 400
     confirm = confirm_token_for(settings, db, record.id)
     assert client.get(f"/unsubscribe/{confirm}").status_code == 400
@@ -108,7 +108,7 @@ def test_unsubscribe_token_is_scoped_to_its_list(
     reader = add_subscriber(
         db, "scope@example.com", SubscriberStatus.ACTIVE, [lists.daily, lists.offers]
     )
-    token = links.unsubscribe_token(settings, reader.id, reader.token_version, lists.offers.id)
+    token = links.unsubscribe_token(settings, links.subscriber_claim(reader, lists.offers.id))
     client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
     db.expire_all()
     found = {s.newsletter_id: s.status for s in db.get(Subscriber, reader.id).subscriptions}  # type: ignore[union-attr]
@@ -118,15 +118,34 @@ def test_unsubscribe_token_is_scoped_to_its_list(
     }
 
 
-def test_tokens_for_deleted_readers_and_old_versions_are_404(
+def test_tokens_for_deleted_readers_other_addresses_and_old_versions_are_404(
     client: FlaskClient, settings: Settings, db: Session, lists: Lists
 ) -> None:
     reader = add_subscriber(db, "ver@example.com", SubscriberStatus.ACTIVE, [lists.daily])
-    stale = make_manage_token(settings.secret_key, ManageClaim(reader.id, reader.token_version - 1))
-    ghost = make_manage_token(settings.secret_key, ManageClaim(reader.id + 1000, 0))
-    for token in (stale, ghost):
+    here = address_digest(reader.email_key)
+    stale = make_manage_token(
+        settings.secret_key, ManageClaim(reader.id, reader.token_version - 1, here)
+    )
+    ghost = make_manage_token(settings.secret_key, ManageClaim(reader.id + 1000, 0, here))
+    # The same row id signed for another address: a reader erased and the id given again.
+    elsewhere = make_manage_token(
+        settings.secret_key,
+        ManageClaim(reader.id, reader.token_version, address_digest("old@example.com")),
+    )
+    for token in (ghost, elsewhere):
         assert client.get(f"/preferences/{token}").status_code == 404
         assert client.get(f"/unsubscribe/{token}").status_code == 404
+    # An old version opens no preferences; it may still unsubscribe (RFC 8058), nothing else.
+    assert client.get(f"/preferences/{stale}").status_code == 404
+    page = client.get(f"/unsubscribe/{stale}")
+    assert page.status_code == 200
+    assert 'value="pause"' not in page.text and "/preferences/" not in page.text
+    refused = client.post(f"/unsubscribe/{stale}", data={"action": "pause", "weeks": "2"})
+    assert refused.status_code == 404
+    left = client.post(f"/unsubscribe/{stale}", data={"action": "all"})
+    assert left.status_code == 200 and 'name="undo"' not in left.text
+    db.expire_all()
+    assert db.get(Subscriber, reader.id).status == SubscriberStatus.UNSUBSCRIBED  # type: ignore[union-attr]
 
 
 def test_tokens_carry_no_address(settings: Settings, lists: Lists, db: Session) -> None:
@@ -134,8 +153,8 @@ def test_tokens_carry_no_address(settings: Settings, lists: Lists, db: Session) 
 
     reader = add_subscriber(db, "secret.reader@example.com", SubscriberStatus.ACTIVE, [lists.daily])
     for url in (
-        links.preferences_url(settings, reader.id, reader.token_version),
-        links.unsubscribe_url(settings, reader.id, reader.token_version, lists.daily.id),
+        links.preferences_url(settings, links.subscriber_claim(reader)),
+        links.unsubscribe_url(settings, links.subscriber_claim(reader, lists.daily.id)),
     ):
         payload = url.rsplit("/", 1)[1].split(".")[0]
         decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
