@@ -8,8 +8,8 @@ commit, enqueue mail, render. Three rules shape them:
 
 * GET never changes anything (mail scanners prefetch every link); each state change is a POST.
 * The answer to a signup is the same whatever the address's state: no enumeration.
-* Links from mails carry signed tokens; those POSTs need no CSRF token (the URL is the secret),
-  and the one-click unsubscribe of RFC 8058 must work with neither cookies nor CSRF.
+* The confirmation link carries a signed token; its POST needs no CSRF token (the URL is the
+  secret).
 """
 
 from __future__ import annotations
