@@ -306,6 +306,20 @@ class Settings:
         """The mailto address offered in List-Unsubscribe."""
         return self.unsubscribe_mailto or f"unsubscribe@{self.mail_from_domain}"
 
+    @property
+    def street_address(self) -> str:
+        """The postal address without a leading site name: footers print the name once."""
+        address = self.postal_address.strip()
+        name = self.site_name.strip()
+        rest = address[len(name) :]
+        if name and address.casefold().startswith(name.casefold()) and rest[:1] in _SEPARATORS:
+            address = rest.lstrip("".join(_SEPARATORS)).strip()
+        return address
+
+
+# What may follow the site name at the start of a postal address ("" when it is all there is).
+_SEPARATORS = ("", " ", ",", "·", "-", "–", "—")
+
 
 def redact_url(url: str) -> str:
     """Hide the password of a URL so it can be logged or shown.

@@ -194,3 +194,18 @@ def test_the_readme_examples_of_settings_are_accepted(tmp_path: Path) -> None:
     }
     settings = Settings.from_env(environ)
     assert settings.redis_url == "redis://redis:6379/1"
+
+
+@pytest.mark.parametrize(
+    ("postal", "street"),
+    [
+        ("The Daily Brief, 1 Example Street, New York", "1 Example Street, New York"),
+        ("the daily brief · 1 Example Street", "1 Example Street"),
+        ("1 Example Street, New York", "1 Example Street, New York"),
+        ("The Daily Briefing Company, 2 Road", "The Daily Briefing Company, 2 Road"),
+        ("The Daily Brief", ""),
+    ],
+)
+def test_footers_print_the_site_name_once(postal: str, street: str) -> None:
+    settings = Settings(site_name="The Daily Brief", postal_address=postal)
+    assert settings.street_address == street

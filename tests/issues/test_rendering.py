@@ -6,6 +6,7 @@ import email
 import email.header
 import email.policy
 import re
+from html import unescape
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -359,7 +360,8 @@ def test_html_part_is_built_for_mail_clients(scene: Scene) -> None:
     # Footer: why, links, postal address; the archive link at the top.
     assert "You are receiving Morning Briefing because you subscribed to it" in html
     assert links.preferences_url(scene.settings, links.claim_for(41, 3, "ana@example.com")) in html
-    assert scene.settings.postal_address in html
+    assert f"{scene.settings.site_name} · {scene.settings.street_address}" in unescape(html)
+    assert scene.settings.postal_address not in html  # the site name once, not twice
     assert archive_url(scene.settings, scene.issue.id) in html
 
 
@@ -383,7 +385,7 @@ def test_text_part_reads_well_alone(scene: Scene) -> None:
     )
     assert links.preferences_url(scene.settings, links.claim_for(41, 3, "ana@example.com")) in lines
     assert archive_url(scene.settings, scene.issue.id) in lines
-    assert scene.settings.postal_address in lines
+    assert lines[-2:] == [scene.settings.site_name, scene.settings.street_address]
     assert "<" not in text.replace("<script", "")  # no markup leaks into the text part
 
 
