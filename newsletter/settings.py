@@ -318,7 +318,7 @@ class Settings:
 
 
 # What may follow the site name at the start of a postal address ("" when it is all there is).
-_SEPARATORS = ("", " ", ",", "·", "-", "–", "—")
+_SEPARATORS = ("", " ", ",", "\u00b7", "-", "\u2013", "\u2014")  # middle dot, dashes
 
 
 def redact_url(url: str) -> str:

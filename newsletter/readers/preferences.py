@@ -7,7 +7,7 @@ so lists ticked again wait for a new confirmation by mail (:attr:`PreferencesCha
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import select
@@ -51,6 +51,23 @@ class Preferences:
 
 
 @dataclass(frozen=True)
+class Consent:
+    """What a reader agreed to and where, for the consent record of lists they add."""
+
+    text: str
+    version: str = ""
+    source: str = "preferences page"
+    ip: str = ""
+    user_agent: str = ""
+
+
+_SUPPRESSED = (
+    "This address is on our do-not-mail list, so we cannot add newsletters to it. "
+    "Please contact us if that is a mistake."
+)
+
+
+@dataclass(frozen=True)
 class PreferencesChange:
     """Lists added and removed by a preferences update, and those waiting for a confirmation."""
 
@@ -84,40 +101,96 @@ def update_preferences(
     }
     added, removed = _list_changes(current, prefs.newsletter_ids)
     if added and is_suppressed(session, subscriber.email):
-        raise SubscriptionError(
-            "This address is on our do-not-mail list, so we cannot add newsletters to it. "
-            "Please contact us if that is a mistake."
-        )
+        raise SubscriptionError(_SUPPRESSED)
 
     subscriber.name = name
     subscriber.timezone = prefs.timezone
     subscriber.topics = sorted(set(prefs.topics), key=str.casefold)
-    needs_confirmation = subscriber.status != SubscriberStatus.ACTIVE
-    if not needs_confirmation:
-        _join(session, subscriber, current, [newsletters[i] for i in added], now)
+    consent = Consent(prefs.consent_text, prefs.consent_version, source, ip, user_agent)
+    change = _add_lists(
+        session, settings, subscriber, current, [newsletters[i] for i in added], consent, now
+    )
     _leave(current, removed, now)
     _set_frequencies(current, newsletters, prefs.frequencies)
-    record = None
-    if added:
-        record = record_consent(
-            session,
-            subscriber,
-            newsletter_slugs=[newsletters[i].slug for i in added],
-            version=prefs.consent_version or settings.consent_version,
-            text=prefs.consent_text,
-            source=source,
-            ip=ip,
-            user_agent=user_agent,
-            now=now,
-            confirmed=not needs_confirmation,
-        )
-        if not needs_confirmation:
-            subscriber.confirmed_at = subscriber.confirmed_at or now
     settle_status(subscriber)
     session.flush()
-    if needs_confirmation and record is not None:
-        return PreferencesChange((), tuple(sorted(removed)), tuple(added), record.id)
-    return PreferencesChange(tuple(added), tuple(sorted(removed)))
+    return replace(change, removed=tuple(sorted(removed)))
+
+
+def rejoin(
+    session: Session,
+    settings: Settings,
+    subscriber: Subscriber,
+    newsletter_id: int | None,
+    consent: Consent,
+    now: datetime | None = None,
+) -> PreferencesChange:
+    """Subscribe again, from the unsubscribe page, to a list left before (or all, with None).
+
+    The same rule as the preferences page: a reader who left everything gets a confirmation mail.
+    """
+    now = now or utcnow()
+    current = {s.newsletter_id: s for s in subscriber.subscriptions}
+    allowed = {n.id: n for n in choosable_newsletters(session, subscriber.id)}
+    wanted = [
+        allowed[i]
+        for i, sub in current.items()
+        if i in allowed
+        and (newsletter_id is None or i == newsletter_id)
+        and sub.status == SubscriptionStatus.UNSUBSCRIBED
+        and sub.confirmed_at is not None
+    ]
+    if wanted and is_suppressed(session, subscriber.email):
+        raise SubscriptionError(_SUPPRESSED)
+    change = _add_lists(session, settings, subscriber, current, wanted, consent, now)
+    settle_status(subscriber)
+    session.flush()
+    return change
+
+
+def rejoinable(subscriber: Subscriber, newsletter_id: int | None) -> bool:
+    """True when :func:`rejoin` has a list to put back for this link's scope."""
+    return any(
+        (newsletter_id is None or s.newsletter_id == newsletter_id)
+        and s.status == SubscriptionStatus.UNSUBSCRIBED
+        and s.confirmed_at is not None
+        for s in subscriber.subscriptions
+    )
+
+
+def _add_lists(
+    session: Session,
+    settings: Settings,
+    subscriber: Subscriber,
+    current: dict[int, Subscription],
+    newsletters: list[Newsletter],
+    consent: Consent,
+    now: datetime,
+) -> PreferencesChange:
+    """Join these lists at once, or, for a reader who left everything, record the consent
+    unconfirmed so that only the reader's click in a confirmation mail brings them back."""
+    if not newsletters:
+        return PreferencesChange((), ())
+    confirm_first = subscriber.status != SubscriberStatus.ACTIVE
+    if not confirm_first:
+        _join(session, subscriber, current, newsletters, now)
+        subscriber.confirmed_at = subscriber.confirmed_at or now
+    record = record_consent(
+        session,
+        subscriber,
+        newsletter_slugs=[n.slug for n in newsletters],
+        version=consent.version or settings.consent_version,
+        text=consent.text,
+        source=consent.source,
+        ip=consent.ip,
+        user_agent=consent.user_agent,
+        now=now,
+        confirmed=not confirm_first,
+    )
+    ids = tuple(sorted(n.id for n in newsletters))
+    if confirm_first:
+        return PreferencesChange((), (), ids, record.id)
+    return PreferencesChange(ids, ())
 
 
 def _list_changes(

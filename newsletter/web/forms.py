@@ -134,6 +134,7 @@ class ManageActionForm(SafeForm):
             SelectChoice("pause", "Pause"),
             SelectChoice("weekly", "Switch to weekly"),
             SelectChoice("undo", "Undo"),
+            SelectChoice("rejoin", "Subscribe again"),
         ],
         validate_choice=True,
     )

@@ -33,7 +33,13 @@ from newsletter.readers.manage import (
     unsubscribe,
 )
 from newsletter.readers.newsletters import choosable_newsletters, newsletter_names
-from newsletter.readers.preferences import Preferences, update_preferences
+from newsletter.readers.preferences import (
+    Consent,
+    Preferences,
+    rejoin,
+    rejoinable,
+    update_preferences,
+)
 from newsletter.readers.subscriptions import (
     InvalidLink,
     SubscriptionError,
@@ -114,6 +120,8 @@ def unsubscribe_submit(token: str) -> BaseResponse:
         form.weeks.errors = [str(exc)]
         return private(Response(_render_manage(link, form=form), 400))
     db().commit()
+    if outcome.get("consent_id") is not None:
+        mail_queue().send_confirmation(outcome["consent_id"])
     body = render_template(
         "web/manage_done.html",
         outcome=outcome,
@@ -141,6 +149,23 @@ def _manage_action(link: ManageLink, form: ManageActionForm) -> dict[str, Any]:
     if action == "weekly":
         changed = switch_frequency(db(), subscriber, link.newsletter_id, Frequency.WEEKLY)
         return _outcome("weekly", changed, link.newsletter_id is None)
+    if action == "rejoin":
+        consent = Consent(
+            consent_text("preferences"),
+            settings().consent_version,
+            "unsubscribe page",
+            client_ip(),
+            client_user_agent(),
+        )
+        change = rejoin(db(), settings(), subscriber, link.newsletter_id, consent)
+        if change.consent_id is not None:
+            return _outcome(
+                "confirm",
+                list(change.to_confirm),
+                link.newsletter_id is None,
+                consent_id=change.consent_id,
+            )
+        return _outcome("resubscribed", list(change.added), link.newsletter_id is None)
     back = undo_unsubscribe(db(), settings(), subscriber, form.undo.data or "")
     return _outcome("resubscribed", back, link.newsletter_id is None)
 
@@ -171,6 +196,7 @@ def _render_manage(link: ManageLink, form: ManageActionForm | None = None) -> st
             if s.status == SubscriptionStatus.ACTIVE and (s, n) not in in_scope
         ],
         can_go_weekly=can_go_weekly,
+        can_rejoin=not link.stale and not active and rejoinable(subscriber, link.newsletter_id),
         form=form,
         preferences_url="" if link.stale else _preferences_url(subscriber),
     )

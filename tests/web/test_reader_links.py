@@ -64,13 +64,15 @@ def browser(app: Flask, lists: Lists) -> Iterator[FlaskClient]:
     yield client
 
 
-def signed_up(browser: FlaskClient, settings: Settings, db: Session, lists: Lists) -> Subscriber:
-    """Sign up and confirm through the pages, as the reader would."""
+def signed_up(
+    browser: FlaskClient, settings: Settings, db: Session, lists: Lists, *more: int
+) -> Subscriber:
+    """Sign up (to the daily list and ``more``) and confirm through the pages, as a reader would."""
     form = {
         "csrf_token": csrf_token(browser),
         "email": READER,
         "name": "Crawl",
-        "newsletter": [str(lists.daily.id)],
+        "newsletter": [str(lists.daily.id), *map(str, more)],
     }
     assert browser.post("/", data=form).status_code in (200, 303)
     confirm = path_of(link_in(mails_to(settings, READER)[-1], "/confirm/"))
@@ -265,3 +267,42 @@ def test_undo_is_only_on_the_page_that_just_unsubscribed(
     assert back.status_code == 200 and "Welcome back" in back.get_data(as_text=True)
     db.expire_all()
     assert db.get(Subscriber, subscriber.id).status == SubscriberStatus.ACTIVE  # type: ignore[union-attr]
+
+
+def test_revisiting_an_unsubscribe_link_after_leaving_offers_to_subscribe_again(
+    browser: FlaskClient, settings: Settings, db: Session, lists: Lists
+) -> None:
+    subscriber = signed_up(browser, settings, db, lists, lists.offers.id)
+    leave_all = path_of(
+        next(u for u in urls_of(mails_to(settings, READER)[-1]) if "/unsubscribe/" in u)
+    )
+    # The welcome mail's link leaves every list; a digest's leaves its own. Use a list link.
+    raw = digest_for(browser.application, db, settings, lists, subscriber)
+    digest = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(digest, EmailMessage)
+    one_list = path_of(link_in(digest, "/unsubscribe/"))
+    assert one_list != leave_all
+    browser.post(one_list, data={"action": "unsubscribe"})
+
+    page = browser.get(one_list).get_data(as_text=True)
+    assert "You are not receiving" in page and "Morning Briefing" in page
+    assert 'value="unsubscribe"' not in page and "Subscribe again to Morning Briefing" in page
+    assert "mail to confirm" not in page  # still on Offers: the link proves the mailbox
+    back = browser.post(one_list, data={"action": "rejoin"})
+    assert back.status_code == 200 and "Welcome back" in back.get_data(as_text=True)
+    assert subs_of(db, subscriber.id)[lists.daily.id].status == SubscriptionStatus.ACTIVE
+
+    browser.post(leave_all, data={"action": "all"})
+    sent = len(mails_to(settings, READER))
+    page = browser.get(leave_all).get_data(as_text=True)
+    assert "any of our newsletters" in page and "mail to confirm first" in page
+    asked = browser.post(leave_all, data={"action": "rejoin"})
+    assert asked.status_code == 200 and "Check your inbox" in asked.get_data(as_text=True)
+    assert SubscriptionStatus.ACTIVE not in {s.status for s in subs_of(db, subscriber.id).values()}
+    mails = mails_to(settings, READER)
+    assert len(mails) == sent + 1
+    assert browser.post(path_of(link_in(mails[-1], "/confirm/"))).status_code == 200
+    subs = subs_of(db, subscriber.id)
+    assert {subs[lists.daily.id].status, subs[lists.offers.id].status} == {
+        SubscriptionStatus.ACTIVE
+    }
