@@ -6,15 +6,13 @@ import json
 import zoneinfo
 from collections.abc import Iterable
 from functools import lru_cache
+from importlib import resources
 
 from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from newsletter.readers.subscriptions import SubscriptionError, UnknownNewsletter
-from newsletter.store.models import (
-    Newsletter,
-    Post,
-)
+from newsletter.store.models import Newsletter, NewsletterKind, Post
 
 
 def resolve_newsletters(
@@ -52,14 +50,21 @@ def resolve_newsletters(
 
 
 def available_topics(session: Session) -> list[str]:
-    """Topics a reader can pick: the categories posts carry plus each list's own categories."""
+    """Topics a reader can pick: the categories a digest can carry. A digest list limited to
+    some categories offers those; one open to every category offers all that posts carry."""
     topics: set[str] = set()
-    # DISTINCT on the JSON text keeps this to one row per category combination, not per post
-    # (and works on PostgreSQL, whose json type has no equality operator).
-    for raw in session.scalars(select(cast(Post.categories, Text)).distinct()):
+    digests = session.scalars(
+        select(cast(Newsletter.categories, Text)).where(Newsletter.kind == NewsletterKind.DIGEST)
+    ).all()
+    if not digests:
+        return []
+    for raw in digests:
         topics.update(_json_strings(raw))
-    for raw in session.scalars(select(cast(Newsletter.categories, Text))):
-        topics.update(_json_strings(raw))
+    if any(not _json_strings(raw) for raw in digests):
+        # DISTINCT on the JSON text keeps this to one row per category combination, not per
+        # post (and works on PostgreSQL, whose json type has no equality operator).
+        for raw in session.scalars(select(cast(Post.categories, Text)).distinct()):
+            topics.update(_json_strings(raw))
     return sorted((t for t in topics if t.strip()), key=str.casefold)
 
 
@@ -76,15 +81,40 @@ def _json_strings(raw: str | None) -> list[str]:
 
 @lru_cache(maxsize=1)
 def available_timezones() -> tuple[str, ...]:
-    """IANA zone names a reader can choose (without the legacy aliases tzdata also ships)."""
-    skip = ("posix/", "right/", "Etc/", "SystemV/", "US/", "Canada/", "Brazil/", "Mexico/")
+    """The canonical IANA zones a form offers (tzdata's ``zone.tab``: Asia/Kolkata, never the
+    old alias Asia/Calcutta), plus UTC."""
+    table = resources.files("tzdata").joinpath("zoneinfo", "zone.tab").read_text("utf-8")
     names = {
-        name for name in zoneinfo.available_timezones() if "/" in name and not name.startswith(skip)
+        fields[2]
+        for line in table.splitlines()
+        if line and not line.startswith("#") and len(fields := line.split("\t")) >= 3
     }
-    names.add("UTC")
-    return tuple(sorted(names))
+    return ("UTC", *sorted(names & _known_zones()))
+
+
+def timezone_groups(current: str = "") -> list[tuple[str, list[tuple[str, str]]]]:
+    """The offered zones grouped by region, each as (name, label such as "Buenos Aires
+    (Argentina)"); a ``current`` zone the list lacks (an old alias) is kept, so saving works."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    zones = list(available_timezones())
+    if current and current not in zones and valid_timezone(current):
+        zones.append(current)
+    for name in zones:
+        region, _, place = name.partition("/")
+        parts = [p.replace("_", " ") for p in place.split("/")] if place else [name]
+        label = parts[-1] + (f" ({', '.join(parts[:-1])})" if len(parts) > 1 else "")
+        groups.setdefault(region if place else "Universal", []).append((name, label))
+    return [(region, sorted(items, key=lambda i: i[1])) for region, items in groups.items()]
 
 
 def valid_timezone(name: str) -> bool:
-    """True for a zone the preferences form offers."""
-    return name in set(available_timezones())
+    """True for any real IANA zone (the offered ones, and aliases a reader already has)."""
+    return name in _known_zones()
+
+
+@lru_cache(maxsize=1)
+def _known_zones() -> frozenset[str]:
+    """Every zone name tzdata knows but its posix/ and right/ copies."""
+    return frozenset(
+        n for n in zoneinfo.available_timezones() if not n.startswith(("posix/", "right/"))
+    )

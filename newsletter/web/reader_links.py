@@ -18,7 +18,7 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from werkzeug.wrappers import Response as BaseResponse
 
 from newsletter.readers import links
-from newsletter.readers.choices import available_timezones, available_topics
+from newsletter.readers.choices import available_topics, timezone_groups
 from newsletter.readers.consent import export_subscriber_by_id
 from newsletter.readers.manage import (
     ManageLink,
@@ -294,7 +294,14 @@ def _preferences_form(link: ManageLink) -> tuple[Any, dict[str, Any]]:
     rows = list(subscriptions_of(db(), subscriber.id))
     current = {newsletter.id: sub for sub, newsletter in rows}
     lists = choosable_newsletters(db(), subscriber.id)
-    digest_ids = [n.id for n in lists if n.kind == NewsletterKind.DIGEST]
+    # A daily digest can be had weekly; a weekly one (long reads for the weekend) stays weekly.
+    digest_ids = [
+        n.id
+        for n in lists
+        if n.kind == NewsletterKind.DIGEST and n.default_frequency == Frequency.DAILY
+    ]
+    zones = timezone_groups(subscriber.timezone)
+    topics = available_topics(db())
     active_ids = [
         str(nid) for nid, sub in current.items() if sub.status == SubscriptionStatus.ACTIVE
     ]
@@ -315,11 +322,19 @@ def _preferences_form(link: ManageLink) -> tuple[Any, dict[str, Any]]:
     form = preferences_form(
         newsletter_choices=[(str(n.id), n.name) for n in lists],
         digest_ids=digest_ids,
-        topics=available_topics(db()),
-        timezones=available_timezones(),
+        topics=topics,
+        timezones=[name for _, items in zones for name, _ in items],
         data=data,
     )
-    context = {"lists": lists, "current": current, "subscriber": subscriber}
+    names = {n.name.casefold() for n in lists}
+    context = {
+        "lists": lists,
+        "current": current,
+        "subscriber": subscriber,
+        "timezone_groups": zones,
+        # A topic spelt like a newsletter ("Offers") is labelled as the stories it stands for.
+        "topic_labels": {t: (f"{t} stories" if t.casefold() in names else t) for t in topics},
+    }
     return form, context
 
 

@@ -6,11 +6,11 @@ import email
 import email.header
 import email.policy
 import re
-from html import unescape
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from email.message import EmailMessage
+from html import unescape
 from pathlib import Path
 
 import pytest
