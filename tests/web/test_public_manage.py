@@ -376,3 +376,19 @@ def test_preferences_offer_no_download_only_a_mailed_link(
     page = client.get(preferences_path(settings, reader)).get_data(as_text=True)
     assert "Email me my data" in page and "export.json" not in page
     assert client.get(preferences_path(settings, reader) + "/export.json").status_code == 404
+
+
+def test_preferences_name_a_topic_apart_from_a_newsletter_and_offer_weekly_only_for_daily(
+    client: FlaskClient, settings: Settings, db: Session, lists: Lists, reader: Subscriber
+) -> None:
+    lists.offers.name = "Offers"
+    db.add(
+        Post(guid="o", link="https://n/o", title="o", categories=["Offers"], published_at=utcnow())
+    )
+    db.commit()
+    html = client.get(preferences_path(settings, reader)).get_data(as_text=True)
+    assert 'value="Offers"> Offers stories</label>' in html
+    assert f'name="frequency_{lists.daily.id}"' in html
+    assert f'name="frequency_{lists.weekly.id}"' not in html  # a weekly digest stays weekly
+    assert '<optgroup label="Europe">' in html and ">Kolkata</option>" in html
+    assert "Calcutta" not in html
