@@ -527,35 +527,68 @@ def _claim(session: Session, settings: Settings, feed_id: int, now: datetime) ->
     return bool(getattr(claimed, "rowcount", 0))
 
 
+def due_feeds(session: Session, settings: Settings, *, now: datetime | None = None) -> list[int]:
+    """Register the feeds of ``NEWSLETTER_FEEDS`` (committed), then the ids of those due now."""
+    sync_configured_feeds(session, settings.feeds)
+    session.commit()
+    return due_feed_ids(session, now or utcnow())
+
+
+def ingest_due_feed(
+    session: Session,
+    settings: Settings,
+    feed_id: int,
+    *,
+    now: datetime | None = None,
+    reraise: tuple[type[BaseException], ...] = (),
+) -> IngestResult | None:
+    """Claim a due feed and ingest it in a transaction of its own; None if it is not due (now).
+
+    Whatever goes wrong is recorded on the feed's row, except the exceptions in ``reraise``,
+    which the caller handles (the worker's soft time limit): it is left to call fail_feed.
+    """
+    now = now or utcnow()
+    if not _claim(session, settings, feed_id, now):
+        return None
+    feed = session.get(Feed, feed_id, populate_existing=True)
+    if feed is None:
+        return None
+    url = feed.url
+    try:
+        result = ingest_feed(session, settings, feed, now=now)
+        session.commit()
+    except reraise:
+        raise
+    except Exception as exc:  # isolation: an unexpected failure is this feed's alone
+        session.rollback()
+        log.exception("feed %s: unexpected error while ingesting", redact_url(url))
+        return fail_feed(session, settings, feed_id, f"internal error: {exc}", now=now)
+    return result
+
+
+def fail_feed(
+    session: Session, settings: Settings, feed_id: int, error: str, *, now: datetime | None = None
+) -> IngestResult:
+    """Record an ingest that broke off (rolled back by the caller) on the feed's row; commits."""
+    feed = session.get(Feed, feed_id, populate_existing=True)
+    if feed is None:
+        return IngestResult(source="", feed_id=feed_id, error=error)
+    record_failure(settings, feed, error, now=now or utcnow())
+    session.commit()
+    return IngestResult(source=feed.url, feed_id=feed_id, error=error)
+
+
 def ingest_due_feeds(
     session: Session, settings: Settings, *, now: datetime | None = None
 ) -> list[IngestResult]:
-    """Ingest every due, enabled feed (configured ones registered first), committing per feed.
+    """Ingest every due, enabled feed here and now (configured ones registered first).
 
     Each feed runs in its own transaction: whatever goes wrong with one is recorded on its row
-    and the others still run.
+    and the others still run. The worker does the same with one task per feed instead.
     """
     now = now or utcnow()
-    sync_configured_feeds(session, settings.feeds)
-    session.commit()
-    results: list[IngestResult] = []
-    for feed_id in due_feed_ids(session, now):
-        if not _claim(session, settings, feed_id, now):
-            continue
-        feed = session.get(Feed, feed_id, populate_existing=True)
-        if feed is None:
-            continue
-        url = feed.url
-        try:
-            result = ingest_feed(session, settings, feed, now=now)
-            session.commit()
-        except Exception as exc:  # isolation: an unexpected failure is this feed's alone
-            session.rollback()
-            log.exception("feed %s: unexpected error while ingesting", redact_url(url))
-            result = IngestResult(source=url, feed_id=feed_id, error=f"internal error: {exc}")
-            feed = session.get(Feed, feed_id, populate_existing=True)
-            if feed is not None:
-                record_failure(settings, feed, result.error, now=now)
-                session.commit()
-        results.append(result)
-    return results
+    results = (
+        ingest_due_feed(session, settings, feed_id, now=now)
+        for feed_id in due_feeds(session, settings, now=now)
+    )
+    return [result for result in results if result is not None]

@@ -34,7 +34,7 @@ from newsletter.content.feeds import (
 from newsletter.settings import Settings
 from newsletter.store.models import MAX_ID, Feed, Post
 from tests.support.feed_server import FeedServer, Route
-from worker.tasks import ingest_feeds
+from worker.tasks import ingest_feed, ingest_feeds
 
 HUGE = str(MAX_ID + 1)  # one past the largest id an id column holds
 
@@ -423,21 +423,29 @@ def test_disabled_and_removed_feeds_are_not_fetched(
     assert db.scalar(select(func.count()).select_from(Post)) == 4  # the posts stay
 
 
-def test_the_task_ingests_due_feeds_and_isolates_failures(
+def test_the_task_enqueues_one_task_per_due_feed_and_isolates_failures(
     app: Flask, server: FeedServer, settings: Settings, db: Session
 ) -> None:
 
     server.routes["/good"] = Route(data("sample-feed.xml"))
     server.routes["/bad"] = Route(b"", status=500)
-    add_feed(db, server.url("/bad"))
-    add_feed(db, server.url("/good"))
+    bad = add_feed(db, server.url("/bad"))
+    good = add_feed(db, server.url("/good"))
     db.commit()
+    celery = app.extensions["celery"]
+    celery.conf.task_always_eager = True  # the per-feed tasks run here, as they are enqueued
+    celery.conf.task_eager_propagates = True
     with app.app_context():
-        summary = ingest_feeds.run()
-    assert summary == {"feeds": 2, "failed": 1, "created": 4, "updated": 0}
+        assert ingest_feeds.run() == {"feeds": 2}
     assert len(posts(db)) == 4
-    bad = db.scalar(select(Feed).where(Feed.url == server.url("/bad")))
-    assert bad is not None and bad.error_count == 1
+    db.expire_all()
+    assert bad.error_count == 1 and "HTTP 500" in bad.last_error
+    assert good.error_count == 0
+    with app.app_context():
+        assert ingest_feeds.run() == {"feeds": 0}  # nothing is due any more
+        # A duplicate task (a redelivery, an overlapping dispatch) finds the feed not due.
+        assert ingest_feed.run(good.id) == {"feed": good.id, "skipped": True}
+    assert [r["path"] for r in server.requests].count("/good") == 1
 
 
 def test_a_claimed_feed_is_skipped_by_an_overlapping_run(
