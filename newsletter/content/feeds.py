@@ -196,6 +196,8 @@ def _get(
         raise FeedError(f"could not connect to {where}: {_reason(exc)}") from None
     except requests.RequestException as exc:
         raise FeedError(f"fetching {where} failed: {_reason(exc)}") from None
+    except ValueError as exc:  # a port beyond 65535, a host name IDNA cannot encode
+        raise FeedError(f"{where} is not a valid URL: {exc}") from None
 
 
 def _redirect_target(response: requests.Response, url: str, where: str) -> str:

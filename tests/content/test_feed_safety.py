@@ -23,6 +23,7 @@ from newsletter.content.feeds import FeedError, fetch, ingest_source
 from newsletter.content.public_http import BlockedAddress, IPAddress, public_session
 from newsletter.settings import Settings
 from newsletter.store.models import Feed
+from tests.support.faulty_smtp import self_signed_cert, server_tls_context
 from tests.support.feed_server import FeedServer, Route
 
 FEED = (Path(__file__).parents[1] / "data" / "feeds" / "sample-feed.xml").read_bytes()
@@ -111,12 +112,21 @@ def test_redirects_are_followed_up_to_five_hops(server: FeedServer, public_loopb
     assert len(server.requests) == 6
 
 
-@pytest.mark.parametrize("location", ["file:///etc/passwd", "ftp://example.com/feed", "gopher://x"])
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("file:///etc/passwd", "not an http\\(s\\) URL"),
+        ("ftp://example.com/feed", "not an http\\(s\\) URL"),
+        ("gopher://x", "not an http\\(s\\) URL"),
+        ("http://news.example.com:99999/", "not a valid URL"),
+        ("http://" + "x" * 70 + ".example/", "not a valid URL"),
+    ],
+)
 def test_a_redirect_must_stay_on_http(
-    server: FeedServer, public_loopback: None, location: str
+    server: FeedServer, public_loopback: None, location: str, message: str
 ) -> None:
     server.routes["/feed"] = Route(status=302, location=location)
-    with pytest.raises(FeedError, match="not an http\\(s\\) URL"):
+    with pytest.raises(FeedError, match=message):
         fetch(server.url("/feed"), timeout=5)
 
 
@@ -139,6 +149,24 @@ def test_the_vetted_connection_fetches_from_a_public_address(
         assert session.get(server.url("/feed"), timeout=5).content == FEED
         with pytest.raises(requests.ConnectionError):
             session.get(server.url("/feed").replace(str(server.port), "1"), timeout=5)
+
+
+def test_https_names_the_host_while_connecting_to_the_vetted_address(
+    tmp_path: Path, public_loopback: None
+) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    secure = FeedServer(tls=server_tls_context(cert, key)).start()
+    try:
+        secure.routes["/feed"] = Route(FEED)
+        with public_session() as session:
+            response = session.get(secure.url("/feed", host="localhost"), timeout=5, verify=cert)
+            assert response.content == FEED
+        # Verification is on: with the system's CAs only, the certificate is refused.
+        with public_session() as session, pytest.raises(requests.exceptions.SSLError):
+            session.get(secure.url("/feed", host="localhost"), timeout=5)
+    finally:
+        secure.stop()
+    assert secure.server_names[0] == "localhost"  # SNI names the host, not the address
 
 
 def test_private_networks_when_allowed(server: FeedServer, settings: Settings, db: Session) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ class FeedServer:
 
     routes: dict[str, Route] = field(default_factory=dict)
     requests: list[dict[str, str]] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None  # serve https with this context
+    server_names: list[str | None] = field(default_factory=list)  # SNI of each TLS handshake
 
     def start(self) -> FeedServer:
         """Listen on a free port of 127.0.0.1."""
@@ -78,6 +81,9 @@ class FeedServer:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if self.tls is not None:
+            self.tls.sni_callback = lambda _sock, name, _context: self.server_names.append(name)
+            self.httpd.socket = self.tls.wrap_socket(self.httpd.socket, server_side=True)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
@@ -90,8 +96,9 @@ class FeedServer:
         return port
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
-        """An http URL of ``path`` on this server (``host`` as given, e.g. localhost)."""
-        return f"http://{host}:{self.port}{path}"
+        """A URL of ``path`` on this server (``host`` as given, e.g. localhost)."""
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{host}:{self.port}{path}"
 
     def stop(self) -> None:
         """Shut down and close the socket."""
