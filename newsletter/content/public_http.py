@@ -33,9 +33,11 @@ class BlockedAddress(Exception):
 
 def address_problem(address: IPAddress) -> str:
     """What kind of non-public address ``address`` is ("a loopback address"), or "" if public."""
-    embedded = _embedded_ipv4(address)
-    if embedded is not None:
-        return address_problem(embedded)
+    translated = _translated_ipv4(address)
+    if translated is not None:
+        return address_problem(translated)
+    embedded = _tunnelled_ipv4(address)
+    problem = address_problem(embedded) if embedded is not None else ""
     for kind, flagged in (
         ("an unspecified", address.is_unspecified),
         ("a loopback", address.is_loopback),
@@ -45,23 +47,30 @@ def address_problem(address: IPAddress) -> str:
         ("a reserved", address.is_reserved),
         ("a non-global", not address.is_global),
     ):
-        if flagged:
-            return f"{kind} address"
-    return ""
+        if flagged and not problem:
+            problem = f"{kind} address"
+    return problem
 
 
-def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one stands for (mapped, 6to4, Teredo, NAT64), if any."""
+def _translated_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv4-mapped or NAT64 address reaches: exactly that one."""
     if isinstance(address, ipaddress.IPv4Address):
         return None
     if address.ipv4_mapped is not None:
         return address.ipv4_mapped
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _tunnelled_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 end of a 6to4 or Teredo address, checked as well as the address itself."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return None
     if address.sixtofour is not None:
         return address.sixtofour
     if address.teredo is not None:
         return address.teredo[1]
-    if address in _NAT64:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 
 

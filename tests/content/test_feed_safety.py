@@ -47,6 +47,37 @@ def public_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(public_http, "address_problem", problem)
 
 
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("127.0.0.1", "a loopback address"),
+        ("10.1.2.3", "a private address"),
+        ("172.16.0.1", "a private address"),
+        ("192.168.1.1", "a private address"),
+        ("169.254.169.254", "a link-local address"),
+        ("100.64.0.1", "a non-global address"),  # carrier-grade NAT
+        ("224.0.0.1", "a multicast address"),
+        ("0.0.0.0", "an unspecified address"),
+        ("240.0.0.1", "a private address"),
+        ("::1", "a loopback address"),
+        ("::", "an unspecified address"),
+        ("fe80::1", "a link-local address"),
+        ("fc00::1", "a private address"),
+        ("ff02::1", "a multicast address"),
+        ("::ffff:127.0.0.1", "a loopback address"),  # IPv4-mapped
+        ("::ffff:169.254.169.254", "a link-local address"),
+        ("64:ff9b::a9fe:a9fe", "a link-local address"),  # NAT64 of 169.254.169.254
+        ("2002:7f00:1::", "a loopback address"),  # 6to4 of 127.0.0.1
+        ("93.184.216.34", ""),
+        ("2606:4700::1111", ""),
+        ("::ffff:93.184.216.34", ""),
+        ("64:ff9b::5db8:d822", ""),
+    ],
+)
+def test_which_addresses_are_public(address: str, problem: str) -> None:
+    assert public_http.address_problem(ipaddress.ip_address(address)) == problem
+
+
 def test_the_default_is_public_networks_only() -> None:
     assert Settings().feed_allow_private_networks is False
     assert Settings.read_env(
