@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sys
 from typing import Any
 
 import requests
@@ -133,6 +134,7 @@ def _connect(conn: HTTPConnection) -> socket.socket:
             failure = exc
             continue
         _check_peer(sock)
+        sys.audit("http.client.connect", conn, conn.host, conn.port)  # as urllib3 does
         return sock
     raise NewConnectionError(conn, f"Failed to establish a new connection: {failure}")
 
@@ -161,10 +163,14 @@ class _PublicHTTPSConnection(HTTPSConnection):
 
 
 class _PublicHTTPPool(HTTPConnectionPool):
+    """A pool of public-only http connections."""
+
     ConnectionCls = _PublicHTTPConnection
 
 
 class _PublicHTTPSPool(HTTPSConnectionPool):
+    """A pool of public-only https connections."""
+
     ConnectionCls = _PublicHTTPSConnection
 
 
