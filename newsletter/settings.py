@@ -100,7 +100,10 @@ class Settings:
     # Digests and feeds
     feeds: tuple[str, ...] = ()
     feed_interval_minutes: int = 10
+    # One deadline per fetch: connecting, every redirect and the whole body.
     feed_timeout_seconds: float = 10.0
+    # Feeds are fetched from public addresses only, unless this is on (a feed on the LAN).
+    feed_allow_private_networks: bool = False
     feed_max_bytes: int = 5 * 1024 * 1024
     feed_max_backoff_minutes: int = 360
     posts_api_max_bytes: int = 2 * 1024 * 1024

@@ -16,6 +16,9 @@ from flask import Flask
 import worker.tasks  # noqa: F401
 from newsletter.settings import Settings
 
+TASK_SOFT_TIME_LIMIT = 300
+TASK_TIME_LIMIT = 360
+
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery configuration derived from our settings."""
@@ -30,6 +33,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # Every task has both limits (a task may set its own): at the soft one it gets
+        # SoftTimeLimitExceeded to clean up with, at the hard one its process is killed, so
+        # a hung task cannot hold a worker for ever.
+        "task_soft_time_limit": TASK_SOFT_TIME_LIMIT,
+        "task_time_limit": TASK_TIME_LIMIT,
         "broker_connection_retry_on_startup": True,
         "task_default_queue": "newsletter",
         "timezone": "UTC",

@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy.exc import OperationalError
 
-from newsletter.content.feeds import ingest_due_feeds
+from newsletter.content.feeds import due_feeds, fail_feed, ingest_due_feed
 from newsletter.delivery.batches import send_batch
 from newsletter.delivery.fan_out import advance
 from newsletter.delivery.tick import tick as run_tick
@@ -32,21 +33,55 @@ def settings() -> Settings:
     return value
 
 
-@shared_task(name="newsletter.ingest_feeds")
+# One feed a task: a slow or hostile feed holds up no other, and its time limit is its own.
+# A fetch ends within NEWSLETTER_FEED_TIMEOUT_SECONDS; parsing and storing take seconds more.
+FEED_SOFT_TIME_LIMIT = 120
+FEED_TIME_LIMIT = 150
+
+
+@shared_task(name="newsletter.ingest_feeds", acks_late=True)
 def ingest_feeds() -> dict[str, int]:
-    """Ingest every due feed; one failing feed is recorded on its row and never stops the rest."""
+    """Beat's job: enqueue one ingest_feed task per due feed (configured feeds registered first)."""
 
     with session_scope(settings().database_url) as session:
-        results = ingest_due_feeds(session, settings())
-    summary = {
-        "feeds": len(results),
-        "failed": sum(1 for r in results if not r.ok),
-        "created": sum(r.created for r in results),
-        "updated": sum(r.updated for r in results),
+        feed_ids = due_feeds(session, settings())
+    for feed_id in feed_ids:
+        ingest_feed.delay(feed_id)
+    if feed_ids:
+        log.info("feeds due: %d ingest tasks enqueued", len(feed_ids))
+    return {"feeds": len(feed_ids)}
+
+
+@shared_task(
+    name="newsletter.ingest_feed",
+    acks_late=True,
+    soft_time_limit=FEED_SOFT_TIME_LIMIT,
+    time_limit=FEED_TIME_LIMIT,
+)
+def ingest_feed(feed_id: int) -> dict[str, object]:
+    """Ingest one due feed; a feed already taken (a duplicate task, an overlap) is skipped."""
+
+    with session_scope(settings().database_url) as session:
+        try:
+            result = ingest_due_feed(session, settings(), feed_id, reraise=(SoftTimeLimitExceeded,))
+        except SoftTimeLimitExceeded:
+            session.rollback()
+            result = fail_feed(
+                session,
+                settings(),
+                feed_id,
+                f"stopped: ingesting took longer than {FEED_SOFT_TIME_LIMIT} seconds",
+            )
+    if result is None:
+        return {"feed": feed_id, "skipped": True}
+    if result.ok:
+        log.info("feed %s", result.describe())
+    return {
+        "feed": feed_id,
+        "ok": result.ok,
+        "created": result.created,
+        "updated": result.updated,
     }
-    if results:
-        log.info("feeds ingested: %s", summary)
-    return summary
 
 
 # --- reader flows: signup mails and pending purge (newsletter.readers) ---
@@ -199,9 +234,15 @@ def tick() -> dict[str, object]:
     return {"fired": report.fired, "started": report.started, **report.maintenance}
 
 
+# A fan-out of a large list and a batch held to the send rate may run long; their limits only
+# stop a task that hangs. (Both resume: a fan-out where it stopped, a batch's leases expire.)
+LONG_TASK_LIMITS: dict[str, Any] = {"soft_time_limit": 1800, "time_limit": 1860}
+
+
 @shared_task(
     name="newsletter.fan_out",
     acks_late=True,
+    **LONG_TASK_LIMITS,
     autoretry_for=(OperationalError,),
     retry_backoff=True,
     retry_jitter=True,
@@ -217,6 +258,7 @@ def fan_out_task(issue_id: int) -> None:
     name="newsletter.send_batch",
     bind=True,
     acks_late=True,
+    **LONG_TASK_LIMITS,
     autoretry_for=(OperationalError,),
     retry_backoff=True,
     retry_jitter=True,

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
 
 import requests
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
+from urllib3.exceptions import HTTPError, ReadTimeoutError
 
 from newsletter.content.feed_formats import FeedFormatError, parse_feed
 from newsletter.content.posts import upsert_posts
+from newsletter.content.public_http import BlockedAddress, check_host, public_session
 from newsletter.content.sanitize import is_http_url
 from newsletter.settings import Settings, redact_url
 from newsletter.store.db import utcnow
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = "newsletter-feed-fetcher/1.0 (+{site_url})"
 ERROR_MAX_CHARS = 2000
 _CHUNK = 64 * 1024
+MAX_REDIRECTS = 5
 _ERRNO = re.compile(r"(\[Errno [^\]]+\][^'\"()]*)")
 
 
@@ -126,30 +130,94 @@ def fetch(
     timeout: float = 10.0,
     max_bytes: int = 5 * 1024 * 1024,
     agent: str = "newsletter-feed-fetcher/1.0",
+    allow_private_networks: bool = False,
 ) -> Fetched:
-    """Fetch a feed with a conditional GET (or read a file); FeedError says why it failed."""
+    """Fetch a feed with a conditional GET (or read a file); FeedError says why it failed.
+
+    ``timeout`` is one deadline for everything: connecting, every redirect, the whole body.
+    Unless ``allow_private_networks``, only public addresses are connected to.
+    """
     if is_local(source):
         return _read_file(source, etag=etag, max_bytes=max_bytes)
     headers = _request_headers(agent, etag, last_modified)
-    where = redact_url(source)
+    deadline = time.monotonic() + timeout
+    session = requests.Session() if allow_private_networks else public_session()
+    url, first = source, redact_url(source)
+    with session:
+        for hop in range(MAX_REDIRECTS + 1):
+            where = redact_url(url) if hop == 0 else f"{redact_url(url)} (a redirect of {first})"
+            with _get(
+                session, url, headers, where, deadline, timeout, allow_private_networks
+            ) as response:
+                if not response.is_redirect:
+                    return _read_response(
+                        response,
+                        where,
+                        etag=etag,
+                        last_modified=last_modified,
+                        deadline=deadline,
+                        timeout=timeout,
+                        max_bytes=max_bytes,
+                    )
+                url = _redirect_target(response, url, where)
+    raise FeedError(f"{first} redirects more than {MAX_REDIRECTS} times")
+
+
+def _get(
+    session: requests.Session,
+    url: str,
+    headers: dict[str, str],
+    where: str,
+    deadline: float,
+    timeout: float,
+    allow_private_networks: bool,
+) -> requests.Response:
+    """One GET, redirects not followed, the body not yet read; FeedError when it fails."""
     try:
-        with requests.get(
-            source, headers=headers, timeout=(timeout, timeout), stream=True, allow_redirects=True
-        ) as response:
-            return _read_response(
-                response,
-                where,
-                etag=etag,
-                last_modified=last_modified,
-                timeout=timeout,
-                max_bytes=max_bytes,
-            )
+        if not allow_private_networks:
+            # The connection checks again, on the address it connects to; this check names
+            # the URL and resolves before any socket is opened.
+            parts = urlsplit(url)
+            check_host(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+        left = _time_left(deadline, timeout, where)
+        return session.get(
+            url, headers=headers, timeout=(left, left), stream=True, allow_redirects=False
+        )
+    except BlockedAddress as exc:
+        raise FeedError(
+            f"refused to fetch {where}: {exc} (set NEWSLETTER_FEED_ALLOW_PRIVATE_NETWORKS=true "
+            "to fetch from private networks)"
+        ) from None
+    except socket.gaierror as exc:
+        raise FeedError(f"could not connect to {where}: {exc.strerror or exc}") from None
     except requests.Timeout:
         raise FeedError(f"{where} did not answer within {timeout:g} seconds") from None
     except requests.ConnectionError as exc:
         raise FeedError(f"could not connect to {where}: {_reason(exc)}") from None
     except requests.RequestException as exc:
         raise FeedError(f"fetching {where} failed: {_reason(exc)}") from None
+    except ValueError as exc:  # a port beyond 65535, a host name IDNA cannot encode
+        raise FeedError(f"{where} is not a valid URL: {exc}") from None
+
+
+def _redirect_target(response: requests.Response, url: str, where: str) -> str:
+    """Where a redirect points, resolved against ``url``; FeedError unless it is http(s)."""
+    location = response.headers.get("Location", "")
+    try:
+        target = urljoin(url, location.strip())
+    except ValueError:
+        target = ""
+    if not is_http_url(target):
+        raise FeedError(f"{where} redirects to {location[:200]!r}, not an http(s) URL")
+    return target
+
+
+def _time_left(deadline: float, timeout: float, where: str) -> float:
+    """Seconds until the deadline; FeedError once it has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise FeedError(f"{where} did not send the whole feed within {timeout:g} seconds")
+    return left
 
 
 def _request_headers(agent: str, etag: str, last_modified: str) -> dict[str, str]:
@@ -172,6 +240,7 @@ def _read_response(
     *,
     etag: str,
     last_modified: str,
+    deadline: float,
     timeout: float,
     max_bytes: int,
 ) -> Fetched:
@@ -188,7 +257,7 @@ def _read_response(
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise FeedError(f"{where} is {int(declared)} bytes, over the {max_bytes} limit")
-    content = _read_capped(response, max_bytes, deadline=time.monotonic() + 3 * timeout)
+    content = _read_capped(response, where, max_bytes, deadline=deadline, timeout=timeout)
     return Fetched(
         content,
         etag=response.headers.get("ETag", ""),
@@ -198,16 +267,33 @@ def _read_response(
     )
 
 
-def _read_capped(response: requests.Response, max_bytes: int, *, deadline: float) -> bytes:
-    """The body, refusing more than ``max_bytes`` and a server that trickles past the deadline."""
+def _read_capped(
+    response: requests.Response, where: str, max_bytes: int, *, deadline: float, timeout: float
+) -> bytes:
+    """The body, refusing more than ``max_bytes`` and a server that trickles past the deadline.
+
+    read1 returns whatever has arrived, and the socket's timeout is cut to the time left before
+    each read, so one byte a second cannot stretch a read past the deadline.
+    """
     body = bytearray()
-    for chunk in response.iter_content(_CHUNK):
+    while True:
+        left = _time_left(deadline, timeout, where)
+        sock = getattr(response.raw.connection, "sock", None)
+        if sock is not None:
+            sock.settimeout(left)
+        try:
+            chunk = response.raw.read1(_CHUNK, decode_content=True)
+        except ReadTimeoutError:
+            raise FeedError(
+                f"{where} did not send the whole feed within {timeout:g} seconds"
+            ) from None
+        except (HTTPError, OSError) as exc:
+            raise FeedError(f"reading {where} failed: {_reason(exc)}") from None
+        if not chunk:
+            return bytes(body)
         body.extend(chunk)
         if len(body) > max_bytes:
-            raise FeedError(f"{redact_url(response.url)} is over the {max_bytes} byte limit")
-        if time.monotonic() > deadline:
-            raise FeedError(f"{redact_url(response.url)} is too slow to download")
-    return bytes(body)
+            raise FeedError(f"{where} is over the {max_bytes} byte limit")
 
 
 def _reason(exc: BaseException) -> str:
@@ -333,6 +419,7 @@ def ingest_feed(
             timeout=settings.feed_timeout_seconds,
             max_bytes=settings.feed_max_bytes,
             agent=user_agent(settings),
+            allow_private_networks=settings.feed_allow_private_networks,
         )
         if fetched.not_modified:
             result.not_modified = True
@@ -442,35 +529,68 @@ def _claim(session: Session, settings: Settings, feed_id: int, now: datetime) ->
     return bool(getattr(claimed, "rowcount", 0))
 
 
+def due_feeds(session: Session, settings: Settings, *, now: datetime | None = None) -> list[int]:
+    """Register the feeds of ``NEWSLETTER_FEEDS`` (committed), then the ids of those due now."""
+    sync_configured_feeds(session, settings.feeds)
+    session.commit()
+    return due_feed_ids(session, now or utcnow())
+
+
+def ingest_due_feed(
+    session: Session,
+    settings: Settings,
+    feed_id: int,
+    *,
+    now: datetime | None = None,
+    reraise: tuple[type[BaseException], ...] = (),
+) -> IngestResult | None:
+    """Claim a due feed and ingest it in a transaction of its own; None if it is not due (now).
+
+    Whatever goes wrong is recorded on the feed's row, except the exceptions in ``reraise``,
+    which the caller handles (the worker's soft time limit): it is left to call fail_feed.
+    """
+    now = now or utcnow()
+    if not _claim(session, settings, feed_id, now):
+        return None
+    feed = session.get(Feed, feed_id, populate_existing=True)
+    if feed is None:
+        return None
+    url = feed.url
+    try:
+        result = ingest_feed(session, settings, feed, now=now)
+        session.commit()
+    except reraise:
+        raise
+    except Exception as exc:  # isolation: an unexpected failure is this feed's alone
+        session.rollback()
+        log.exception("feed %s: unexpected error while ingesting", redact_url(url))
+        return fail_feed(session, settings, feed_id, f"internal error: {exc}", now=now)
+    return result
+
+
+def fail_feed(
+    session: Session, settings: Settings, feed_id: int, error: str, *, now: datetime | None = None
+) -> IngestResult:
+    """Record an ingest that broke off (rolled back by the caller) on the feed's row; commits."""
+    feed = session.get(Feed, feed_id, populate_existing=True)
+    if feed is None:
+        return IngestResult(source="", feed_id=feed_id, error=error)
+    record_failure(settings, feed, error, now=now or utcnow())
+    session.commit()
+    return IngestResult(source=feed.url, feed_id=feed_id, error=error)
+
+
 def ingest_due_feeds(
     session: Session, settings: Settings, *, now: datetime | None = None
 ) -> list[IngestResult]:
-    """Ingest every due, enabled feed (configured ones registered first), committing per feed.
+    """Ingest every due, enabled feed here and now (configured ones registered first).
 
     Each feed runs in its own transaction: whatever goes wrong with one is recorded on its row
-    and the others still run.
+    and the others still run. The worker does the same with one task per feed instead.
     """
     now = now or utcnow()
-    sync_configured_feeds(session, settings.feeds)
-    session.commit()
-    results: list[IngestResult] = []
-    for feed_id in due_feed_ids(session, now):
-        if not _claim(session, settings, feed_id, now):
-            continue
-        feed = session.get(Feed, feed_id, populate_existing=True)
-        if feed is None:
-            continue
-        url = feed.url
-        try:
-            result = ingest_feed(session, settings, feed, now=now)
-            session.commit()
-        except Exception as exc:  # isolation: an unexpected failure is this feed's alone
-            session.rollback()
-            log.exception("feed %s: unexpected error while ingesting", redact_url(url))
-            result = IngestResult(source=url, feed_id=feed_id, error=f"internal error: {exc}")
-            feed = session.get(Feed, feed_id, populate_existing=True)
-            if feed is not None:
-                record_failure(settings, feed, result.error, now=now)
-                session.commit()
-        results.append(result)
-    return results
+    results = (
+        ingest_due_feed(session, settings, feed_id, now=now)
+        for feed_id in due_feeds(session, settings, now=now)
+    )
+    return [result for result in results if result is not None]

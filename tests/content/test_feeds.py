@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -21,6 +19,7 @@ from newsletter.cli.feeds import feeds_group
 from newsletter.content.feed_formats import FeedFormatError, parse_feed
 from newsletter.content.feeds import (
     FeedError,
+    Fetched,
     _claim,
     add_feed,
     backoff,
@@ -34,7 +33,8 @@ from newsletter.content.feeds import (
 )
 from newsletter.settings import Settings
 from newsletter.store.models import MAX_ID, Feed, Post
-from worker.tasks import ingest_feeds
+from tests.support.feed_server import FeedServer, Route
+from worker.tasks import ingest_feed, ingest_feeds
 
 HUGE = str(MAX_ID + 1)  # one past the largest id an id column holds
 
@@ -45,74 +45,7 @@ def data(name: str) -> bytes:
     return (DATA / name).read_bytes()
 
 
-# --- a real HTTP server serving the fixtures ----------------------------------------------------
-
-
-@dataclass
-class Route:
-    """What the server answers on one path."""
-
-    body: bytes = b""
-    content_type: str = "application/rss+xml; charset=utf-8"
-    status: int = 200
-    etag: str = ""
-    last_modified: str = ""
-    delay: float = 0.0
-
-
-@dataclass
-class FeedServer:
-    """http.server in a thread on 127.0.0.1, honouring ETag / If-Modified-Since with 304."""
-
-    routes: dict[str, Route] = field(default_factory=dict)
-    requests: list[dict[str, str]] = field(default_factory=list)
-
-    def start(self) -> FeedServer:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                server.requests.append({"path": self.path, **headers})
-                route = server.routes.get(self.path)
-                if route is None:
-                    self.send_error(404)
-                    return
-                if route.delay:
-                    time.sleep(route.delay)
-                validators_match = (route.etag and headers.get("if-none-match") == route.etag) or (
-                    route.last_modified and headers.get("if-modified-since") == route.last_modified
-                )
-                if validators_match:
-                    self.send_response(304)
-                    self.end_headers()
-                    return
-                self.send_response(route.status)
-                self.send_header("Content-Type", route.content_type)
-                self.send_header("Content-Length", str(len(route.body)))
-                if route.etag:
-                    self.send_header("ETag", route.etag)
-                if route.last_modified:
-                    self.send_header("Last-Modified", route.last_modified)
-                self.end_headers()
-                with contextlib.suppress(OSError):  # the client gave up (timeout tests)
-                    self.wfile.write(route.body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-        return self
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+# --- a real HTTP server serving the fixtures (tests/support/feed_server.py) ----------------------
 
 
 @pytest.fixture
@@ -123,9 +56,20 @@ def server() -> Iterator[FeedServer]:
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The test settings, allowed to fetch from the local server on 127.0.0.1."""
+    return replace(settings, feed_allow_private_networks=True)
+
+
+@pytest.fixture
 def fast(settings: Settings) -> Settings:
     """Settings with a short fetch timeout, for the failure tests."""
     return replace(settings, feed_timeout_seconds=0.5)
+
+
+def local_fetch(url: str, **options: Any) -> Fetched:
+    """fetch() allowed to reach the local test server."""
+    return fetch(url, allow_private_networks=True, **options)
 
 
 def free_port() -> int:
@@ -267,10 +211,10 @@ def test_fetch_sends_conditional_get_and_handles_304(server: FeedServer) -> None
     server.routes["/feed"] = Route(
         data("sample-feed.xml"), etag='"v1"', last_modified="Sun, 14 Jul 2024 09:30:00 GMT"
     )
-    first = fetch(server.url("/feed"), agent="newsletter-test")
+    first = local_fetch(server.url("/feed"), agent="newsletter-test")
     assert first.content == data("sample-feed.xml")
     assert (first.etag, first.last_modified) == ('"v1"', "Sun, 14 Jul 2024 09:30:00 GMT")
-    second = fetch(server.url("/feed"), etag=first.etag, last_modified=first.last_modified)
+    second = local_fetch(server.url("/feed"), etag=first.etag, last_modified=first.last_modified)
     assert second.not_modified
     assert server.requests[0]["user-agent"] == "newsletter-test"
     assert server.requests[1]["if-none-match"] == '"v1"'
@@ -282,19 +226,19 @@ def test_fetch_errors_are_clear(server: FeedServer) -> None:
     server.routes["/big"] = Route(b"x" * 2048)
     server.routes["/slow"] = Route(data("sample-feed.xml"), delay=1.5)
     with pytest.raises(FeedError, match="HTTP 500"):
-        fetch(server.url("/boom"))
+        local_fetch(server.url("/boom"))
     with pytest.raises(FeedError, match="HTTP 404"):
-        fetch(server.url("/missing"))
+        local_fetch(server.url("/missing"))
     with pytest.raises(FeedError, match="over the 1024"):
-        fetch(server.url("/big"), max_bytes=1024)
+        local_fetch(server.url("/big"), max_bytes=1024)
     started = time.monotonic()
     with pytest.raises(FeedError, match=r"did not answer within 0\.3 seconds"):
-        fetch(server.url("/slow"), timeout=0.3)
+        local_fetch(server.url("/slow"), timeout=0.3)
     assert time.monotonic() - started < 1.4
     with pytest.raises(
         FeedError, match=r"could not connect to .*: \[Errno 111\] Connection refused$"
     ):
-        fetch(f"http://127.0.0.1:{free_port()}/feed", timeout=1)
+        local_fetch(f"http://127.0.0.1:{free_port()}/feed", timeout=1)
 
 
 def test_local_files_and_sources(tmp_path: Path) -> None:
@@ -479,21 +423,29 @@ def test_disabled_and_removed_feeds_are_not_fetched(
     assert db.scalar(select(func.count()).select_from(Post)) == 4  # the posts stay
 
 
-def test_the_task_ingests_due_feeds_and_isolates_failures(
+def test_the_task_enqueues_one_task_per_due_feed_and_isolates_failures(
     app: Flask, server: FeedServer, settings: Settings, db: Session
 ) -> None:
 
     server.routes["/good"] = Route(data("sample-feed.xml"))
     server.routes["/bad"] = Route(b"", status=500)
-    add_feed(db, server.url("/bad"))
-    add_feed(db, server.url("/good"))
+    bad = add_feed(db, server.url("/bad"))
+    good = add_feed(db, server.url("/good"))
     db.commit()
+    celery = app.extensions["celery"]
+    celery.conf.task_always_eager = True  # the per-feed tasks run here, as they are enqueued
+    celery.conf.task_eager_propagates = True
     with app.app_context():
-        summary = ingest_feeds.run()
-    assert summary == {"feeds": 2, "failed": 1, "created": 4, "updated": 0}
+        assert ingest_feeds.run() == {"feeds": 2}
     assert len(posts(db)) == 4
-    bad = db.scalar(select(Feed).where(Feed.url == server.url("/bad")))
-    assert bad is not None and bad.error_count == 1
+    db.expire_all()
+    assert bad.error_count == 1 and "HTTP 500" in bad.last_error
+    assert good.error_count == 0
+    with app.app_context():
+        assert ingest_feeds.run() == {"feeds": 0}  # nothing is due any more
+        # A duplicate task (a redelivery, an overlapping dispatch) finds the feed not due.
+        assert ingest_feed.run(good.id) == {"feed": good.id, "skipped": True}
+    assert [r["path"] for r in server.requests].count("/good") == 1
 
 
 def test_a_claimed_feed_is_skipped_by_an_overlapping_run(

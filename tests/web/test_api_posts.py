@@ -274,3 +274,25 @@ def test_posts_limit_and_key_with_non_ascii_digits(api: FlaskClient) -> None:
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == "limit"
     assert api.delete("/api/v1/posts/²").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        "<b>" * 20_000 + "</x>" * 20_000,
+        "<a b='" * 20_000,
+        "<![CDATA[" * 5_000 + "<!--" * 5_000,
+        "Lone \ud800 surrogate <b>bold",
+    ],
+)
+def test_hostile_markup_in_a_title_is_cleaned_never_a_500(
+    client: FlaskClient, token: str, db: Session, markup: str
+) -> None:
+    # As long as the API accepts: 10,000 characters of title, 100,000 of summary.
+    title, summary = "Headline " + markup[:9_000], markup[:99_000] + "<p>Summary</p>"
+    pushed = article(title=title, summary=summary, content_html=summary)
+    response = client.post("/api/v1/posts", json=pushed, headers=auth(token))
+    assert response.status_code == 201, response.get_data(as_text=True)[:500]
+    (post,) = stored(db)
+    assert post.title.startswith("Headline") and "<b" not in post.title
+    assert len(post.title) <= 1000 and len(post.summary) <= 500
