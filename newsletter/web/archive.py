@@ -8,7 +8,7 @@ or unsubscribe links, a "subscribe" link instead.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, Response, abort, render_template, request, url_for
 
 from newsletter.issues.content import (
     NothingToPreview,
@@ -28,10 +28,11 @@ bp = Blueprint("archive", __name__)
 PUBLIC_STATUSES = frozenset(
     {IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT, IssueStatus.FAILED}
 )
-# The mail's own HTML: no scripts, no forms, nothing but inline styles and images.
+# The site's page around the mail: our own script and styles; the mail, in a sandboxed srcdoc
+# frame that inherits this policy, needs its inline styles and its images.
 ARCHIVE_CSP = (
-    "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src https: http: data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 # The preview page frames the mail with srcdoc (which inherits this policy): no scripts anywhere.
 PREVIEW_CSP = (
@@ -52,8 +53,17 @@ def issue(token: str) -> Response:
     row = db().get(Issue, issue_id)
     if row is None or IssueStatus(row.status) not in PUBLIC_STATUSES:
         abort(404)
-    rendered = render_archive(app_env(), s, load_content(db(), s, row))
-    response = Response(rendered.html, mimetype="text/html")
+    content = load_content(db(), s, row)
+    rendered = render_archive(app_env(), s, content)
+    page = render_template(
+        "web/archive/issue.html",
+        subject=rendered.subject,
+        html=_links_in_new_tab(rendered.html),
+        newsletter=content.newsletter,
+        sent_at=row.finished_at or row.started_at,
+        subscribe_url=url_for("public.signup_page", newsletter=content.newsletter.slug),
+    )
+    response = Response(page, mimetype="text/html")
     response.headers["Content-Security-Policy"] = ARCHIVE_CSP
     response.headers["Cache-Control"] = "public, max-age=300"
     response.headers["X-Robots-Tag"] = "noindex"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from html import unescape
 
 import pytest
 from flask import Flask
@@ -15,7 +15,6 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from playwright.sync_api import Browser
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from werkzeug.serving import make_server
 
 from newsletter.content.selection import Reader, plan_digest
 from newsletter.issues.links import (
@@ -29,6 +28,7 @@ from newsletter.issues.rendering import NothingToPreview, clear_cache, prepare_i
 from newsletter.settings import Settings
 from newsletter.store.db import utcnow
 from newsletter.store.models import Issue, IssueStatus, Newsletter, NewsletterKind, Post
+from tests.support.live_app import live_app
 
 
 def path_of(url: str) -> str:
@@ -98,7 +98,10 @@ def test_view_in_browser_link_of_a_mail_opens_the_web_version(
     response = client.get(path_of(archive_url(settings, issue.id)))
 
     assert response.status_code == 200
-    page = response.get_data(as_text=True)
+    page = unescape(response.get_data(as_text=True))  # the mail sits in the frame's srcdoc
+    # The site's own masthead and footer around the mail, and a way to subscribe.
+    assert 'class="masthead__brand"' in page and 'class="site-footer"' in page
+    assert 'href="/?newsletter=daily">Subscribe to Morning Briefing</a>' in page
     assert "Bridge reopens after repairs" in page and "Café culture returns" in page
     assert 'alt="Bridge reopens after repairs"' in page
     # A generic reader: no greeting by name, no personal links, a way to subscribe instead.
@@ -240,14 +243,10 @@ def test_preview_function_for_the_cli(
 
 
 @pytest.fixture
-def live_server(app: Flask) -> Iterator[str]:
+def live_server(settings: Settings) -> Iterator[str]:
     """The app served over real HTTP on a free loopback port."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(5)
+    with live_app(settings) as (_, url):
+        yield url
 
 
 @pytest.mark.browser
@@ -279,10 +278,18 @@ def test_preview_page_renders_the_mail_in_chromium(
         assert "* Library extends opening hours" in page.locator("pre").inner_text()
 
         page.goto(live_server + path_of(archive_url(settings, issue.id)))
-        images = page.locator("img")
+        mail = page.frame_locator("iframe.archive__frame")
+        images = mail.locator("img")
         assert images.first.get_attribute("alt") == "Bridge reopens after repairs"
-        width = page.evaluate("document.querySelector('table.container').offsetWidth")
-        assert width <= 600
+        assert page.locator("a.masthead__brand").inner_text() == settings.site_name
+        # archive.js grew the frame to the whole mail: the page scrolls as one.
+        frame = page.locator("iframe.archive__frame")
+        page.wait_for_function(
+            "() => { const f = document.querySelector('iframe.archive__frame');"
+            " return f.offsetHeight >= f.contentDocument.documentElement.scrollHeight - 1; }"
+        )
+        width = mail.locator("table.container").evaluate("t => t.offsetWidth")
+        assert width <= 600 and frame.bounding_box()["height"] > 400
         assert not [e for e in errors if "Content Security Policy" in e]
     finally:
         page.close()
@@ -307,7 +314,7 @@ def test_web_version_of_a_campaign(client: FlaskClient, db: Session, settings: S
     response = client.get(path_of(archive_url(settings, campaign.id)))
 
     assert response.status_code == 200
-    page = response.get_data(as_text=True)
+    page = unescape(response.get_data(as_text=True))
     assert "<title>Summer sale</title>" in page
     assert re.search(r"Half price until <strong[^>]*>Sunday</strong>\.", page)
     assert "onerror" not in page
