@@ -75,6 +75,8 @@ class Settings:
     signup_rate_limit: str = "20/minute;200/hour"
     address_rate_limit: str = "5/hour"
     signup_mails_per_day: int = 3
+    # The per-address limit and the daily mail cap count per inbox: ann+x@ is ann@ when true.
+    inbox_strip_plus_tags: bool = True
     max_body_bytes: int = 64 * 1024
     # Delivery
     smtp_pool_size: int = 2

@@ -91,7 +91,7 @@ def send_confirmation(
         return MailResult(MailOutcome.NOTHING_TO_SAY)  # confirmed before this task ran
     if _blocked(session, subscriber):
         return MailResult(MailOutcome.SUPPRESSED)
-    if signup_mails_sent(session, subscriber.email, now) >= settings.signup_mails_per_day:
+    if signup_mails_sent(session, settings, subscriber.email, now) >= settings.signup_mails_per_day:
         log.info("signup mail cap reached; confirmation for consent %s not sent", consent_id)
         return MailResult(MailOutcome.CAPPED)
     token = confirm_token_for(settings, session, consent_id)
@@ -110,7 +110,7 @@ def send_confirmation(
     }
     # No list headers: the reader is not on a list yet, and no name in To (see module doc).
     outcome = _send(settings, env, "confirm", subscriber.email, context, headers={})
-    log_signup_mail(session, subscriber.email, "confirm", now)
+    log_signup_mail(session, settings, subscriber.email, "confirm", now)
     return MailResult(outcome, subscriber.email)
 
 
@@ -163,7 +163,7 @@ def send_already_subscribed(
     rows = _active(session, subscriber.id)
     if not rows or subscriber.status != SubscriberStatus.ACTIVE:
         return MailResult(MailOutcome.NOTHING_TO_SAY)
-    if signup_mails_sent(session, subscriber.email, now) >= settings.signup_mails_per_day:
+    if signup_mails_sent(session, settings, subscriber.email, now) >= settings.signup_mails_per_day:
         log.info("signup mail cap reached; already-subscribed note not sent")
         return MailResult(MailOutcome.CAPPED)
     context = _manage_context(settings, subscriber) | {
@@ -175,7 +175,7 @@ def send_already_subscribed(
     }
     headers = _headers(settings, subscriber, rows)
     outcome = _send(settings, env, "already_subscribed", subscriber.email, context, headers)
-    log_signup_mail(session, subscriber.email, "already", now)
+    log_signup_mail(session, settings, subscriber.email, "already", now)
     return MailResult(outcome, subscriber.email)
 
 

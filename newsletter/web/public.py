@@ -29,7 +29,7 @@ from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response as BaseResponse
 
 from newsletter.readers import links
-from newsletter.readers.addresses import email_hash
+from newsletter.readers.addresses import inbox_hash
 from newsletter.readers.choices import available_timezones, available_topics, resolve_newsletters
 from newsletter.readers.confirmation import confirm, read_confirmation
 from newsletter.readers.consent import export_subscriber_by_id
@@ -218,10 +218,14 @@ def _signup_done(next_url: str, template: str) -> BaseResponse | tuple[str, int]
 
 
 def _check_address_limit(email: str) -> None:
-    """Per-address rate limit, keyed on the address hash (never the address) → 429."""
+    """Per-inbox rate limit, keyed on the inbox hash (never the address) → 429.
+
+    Every spelling of one inbox (case, ``+tags``, Gmail's dots) counts against the same limit.
+    """
     strategy = limiter.limiter
+    key = inbox_hash(email, settings().inbox_strip_plus_tags)
     for item in parse_many(settings().address_rate_limit):
-        if not strategy.hit(item, "newsletter-signup-address", email_hash(email)):
+        if not strategy.hit(item, "newsletter-signup-address", key):
             raise TooManyRequests(
                 "This address was submitted too often. Please wait a while and try again."
             )
