@@ -1,9 +1,10 @@
 """Transactional mails of the signup path: confirmation, welcome and "already subscribed".
 
-Each function loads what it needs by id, re-checks the rules (suppression, the per-address daily
+Each function loads what it needs by id, re-checks the rules (suppression, the per-inbox daily
 cap on signup-triggered mails), renders ``templates/email/NAME.{html,txt}``, and hands the MIME
-bytes to the configured transport. Web requests never send: after their commit they enqueue the
-mail through the :class:`~newsletter.readers.mail_queue.MailQueue` port
+bytes to the configured transport. Web requests never send: a signup reaches the worker as a
+``process_signup`` task (:mod:`newsletter.readers.signup_requests`), which records it and then
+enqueues its mail through the :class:`~newsletter.readers.mail_queue.MailQueue` port
 (:func:`enqueue_signup_mail`), so the response takes the same time whatever the address's state.
 
 Nothing the signup form let a stranger type (the name) ever goes into a confirmation mail:

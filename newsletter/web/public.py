@@ -48,14 +48,17 @@ from newsletter.readers.newsletters import (
     public_newsletters,
 )
 from newsletter.readers.preferences import Preferences, update_preferences
-from newsletter.readers.signup import Signup, subscribe
-from newsletter.readers.signup_mails import enqueue_signup_mail, enqueue_welcome
+from newsletter.readers.signup import Signup
+from newsletter.readers.signup_mails import enqueue_welcome
+from newsletter.readers.signup_requests import signup_request
 from newsletter.readers.subscriptions import (
     InvalidLink,
     SubscriptionError,
     UnknownNewsletter,
+    clean_name,
     subscriptions_of,
 )
+from newsletter.store.db import utcnow
 from newsletter.store.models import (
     Frequency,
     NewsletterKind,
@@ -186,25 +189,29 @@ def _handle_signup(
         if not refs:
             raise SubscriptionError("Please choose at least one newsletter.")
         newsletters = resolve_newsletters(db(), refs)
-        email = form.email.data or ""
-        _check_address_limit(email)
-        signup = Signup(
-            email=email,
-            newsletter_ids=tuple(n.id for n in newsletters),
-            name=form.name.data or "",
-            source=form.source.data or _header_text(request.referrer, 500),
-            ip=_client_ip(),
-            user_agent=_header_text(request.user_agent.string, 500),
-            consent_text=consent_text(),
-            consent_version=settings().consent_version,
-        )
-        result = subscribe(db(), settings(), signup)
     except SubscriptionError as exc:
-        db().rollback()
         form.newsletter.errors = [str(exc)]
         return _render_signup(form, preselect=refs, status=400, template=template)
-    db().commit()
-    enqueue_signup_mail(mail_queue(), result)
+    try:
+        name = clean_name(form.name.data or "")
+    except SubscriptionError as exc:
+        form.name.errors = [str(exc)]
+        return _render_signup(form, preselect=refs, status=400, template=template)
+    email = form.email.data or ""
+    _check_address_limit(email)
+    signup = Signup(
+        email=email,
+        newsletter_ids=tuple(n.id for n in newsletters),
+        name=name,
+        source=form.source.data or _header_text(request.referrer, 500),
+        ip=_client_ip(),
+        user_agent=_header_text(request.user_agent.string, 500),
+        consent_text=consent_text(),
+        consent_version=settings().consent_version,
+    )
+    # Nothing about the address is read or written here: a worker records the signup, so this
+    # request does the same queries and enqueues the same task whatever the address's state.
+    mail_queue().process_signup(signup_request(signup, utcnow()))
     return _signup_done(next_url, template)
 
 
