@@ -24,7 +24,7 @@ from flask import (
     request,
     url_for,
 )
-from limits import parse_many
+from limits import RateLimitItemPerSecond, parse_many
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -49,6 +49,12 @@ from newsletter.readers.newsletters import (
 )
 from newsletter.readers.preferences import Preferences, update_preferences
 from newsletter.readers.signup import Signup
+from newsletter.readers.signup_challenge import (
+    CHALLENGE_LIFETIME,
+    InvalidSolution,
+    issue_challenge,
+    verify_solution,
+)
 from newsletter.readers.signup_mails import enqueue_welcome
 from newsletter.readers.signup_requests import signup_request
 from newsletter.readers.subscriptions import (
@@ -175,7 +181,7 @@ def _handle_signup(
     if (request.form.get("website") or "").strip():
         # The honeypot was filled: a bot. Answer exactly as for a real signup, do nothing.
         return _signup_done(next_url, template)
-    if not form.validate():
+    if not form.validate() or not _challenge_solved(form):
         return _render_signup(
             form, preselect=form.newsletter.data or [], status=400, template=template
         )
@@ -238,6 +244,25 @@ def _check_address_limit(email: str) -> None:
             )
 
 
+def _challenge_solved(form: SignupForm) -> bool:
+    """True when the proof of work is off or solved; else the form's error says why (→ 400)."""
+    if not settings().signup_challenge:
+        return True
+    try:
+        verify_solution(settings().secret_key, form.altcha.data or "", _first_use_of_challenge)
+    except InvalidSolution as exc:
+        form.altcha.errors = [str(exc)]
+        return False
+    return True
+
+
+def _first_use_of_challenge(challenge: str) -> bool:
+    """Mark a challenge used for its lifetime in the limiter's storage; False if it was already."""
+    # A limit of one hit per lifetime is a SET NX with a TTL, in Redis when configured.
+    once = RateLimitItemPerSecond(1, int(CHALLENGE_LIFETIME.total_seconds()))
+    return limiter.limiter.hit(once, "newsletter-signup-challenge", challenge)
+
+
 def safe_redirect_target(raw: str, allowed_hosts: tuple[str, ...]) -> str | None:
     """``raw`` with ``subscribed=1`` added if it is an http(s) URL on an allowed host, else None.
 
@@ -292,6 +317,12 @@ def _render_signup(
         newsletters = [n for n in newsletters if n.slug in selected]
     embed = template == "web/embed.html"
     action = url_for("public.embed_submit" if embed else "public.signup_submit")
+    config = settings()
+    challenge = (
+        issue_challenge(config.secret_key, config.signup_challenge_max_number)
+        if config.signup_challenge
+        else None
+    )
     body = render_template(
         template,
         form=form,
@@ -301,6 +332,7 @@ def _render_signup(
         action=action,
         # Errors from /subscribe are shown on our own page, whose form posts to "/" with CSRF.
         use_csrf=template == "web/signup.html",
+        challenge=challenge,
     )
     return body, status
 
