@@ -72,7 +72,7 @@ def verify_solution(secret_key: str, encoded: str, first_use: Callable[[str], bo
     key = challenge_key(secret_key)
     expected = altcha.hmac_hex(ALGORITHM, payload["challenge"].encode(), key)
     # Compared in constant time before the library's own checks, which compare with ==.
-    if not hmac.compare_digest(expected, payload["signature"]):
+    if not hmac.compare_digest(expected.encode(), payload["signature"].encode()):
         raise InvalidSolution(INVALID)
     solution = altcha.PayloadV1(
         ALGORITHM, payload["challenge"], payload["number"], payload["salt"], payload["signature"]

@@ -199,7 +199,7 @@ def _handle_signup(
         form.newsletter.errors = [str(exc)]
         return _render_signup(form, preselect=refs, status=400, template=template)
     try:
-        name = clean_name(form.name.data or "")
+        name = clean_name(form.name.data or "")  # refused alike for every address
     except SubscriptionError as exc:
         form.name.errors = [str(exc)]
         return _render_signup(form, preselect=refs, status=400, template=template)

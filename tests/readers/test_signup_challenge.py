@@ -109,7 +109,14 @@ def test_garbage_is_refused_with_a_message_not_an_error(encoded: str, message: s
 
 @pytest.mark.parametrize(
     "change",
-    [{"algorithm": "SHA-1"}, {"number": "7"}, {"number": 1.0}, {"signature": None}],
+    [
+        {"algorithm": "SHA-1"},
+        {"number": "7"},
+        {"number": 1.0},
+        {"number": True},
+        {"signature": None},
+        {"signature": "\u00e9" * 64},
+    ],
 )
 def test_fields_of_the_wrong_kind_are_refused(change: dict[str, object]) -> None:
     data = json.loads(issue_challenge(SECRET, 200))
