@@ -75,6 +75,12 @@ class Settings:
     signup_rate_limit: str = "20/minute;200/hour"
     address_rate_limit: str = "5/hour"
     signup_mails_per_day: int = 3
+    # The per-address limit and the daily mail cap count per inbox: ann+x@ is ann@ when true.
+    inbox_strip_plus_tags: bool = True
+    # A proof of work the signup forms' script solves (readers.signup_challenge); its difficulty
+    # is the largest secret number: a browser tries half of them on average.
+    signup_challenge: bool = False
+    signup_challenge_max_number: int = 50_000
     max_body_bytes: int = 64 * 1024
     # Delivery
     smtp_pool_size: int = 2
@@ -221,6 +227,8 @@ class Settings:
             raise SettingsError("NEWSLETTER_BATCH_SIZE must be at least 1")
         if self.confirm_expiry_days < 1:
             raise SettingsError("NEWSLETTER_CONFIRM_EXPIRY_DAYS must be at least 1")
+        if not 1 <= self.signup_challenge_max_number <= 10_000_000:
+            raise SettingsError("NEWSLETTER_SIGNUP_CHALLENGE_MAX_NUMBER must be 1 to 10000000")
         self._validate_urls()
         self._validate_mail()
 

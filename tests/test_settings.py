@@ -209,3 +209,23 @@ def test_the_readme_examples_of_settings_are_accepted(tmp_path: Path) -> None:
 def test_footers_print_the_site_name_once(postal: str, street: str) -> None:
     settings = Settings(site_name="The Daily Brief", postal_address=postal)
     assert settings.street_address == street
+
+
+def test_the_signup_trust_settings_default_and_parse(tmp_path: Path) -> None:
+    default = Settings.from_env({"NEWSLETTER_DATA_DIR": str(tmp_path)})
+    assert default.inbox_strip_plus_tags is True
+    assert default.signup_challenge is False and default.signup_challenge_max_number == 50_000
+    s = Settings.from_env(
+        {
+            "NEWSLETTER_DATA_DIR": str(tmp_path),
+            "NEWSLETTER_INBOX_STRIP_PLUS_TAGS": "false",
+            "NEWSLETTER_SIGNUP_CHALLENGE": "yes",
+            "NEWSLETTER_SIGNUP_CHALLENGE_MAX_NUMBER": "200000",
+        }
+    )
+    assert s.inbox_strip_plus_tags is False
+    assert s.signup_challenge is True and s.signup_challenge_max_number == 200_000
+    with pytest.raises(SettingsError, match="NEWSLETTER_SIGNUP_CHALLENGE_MAX_NUMBER"):
+        Settings.from_env(
+            {"NEWSLETTER_DATA_DIR": str(tmp_path), "NEWSLETTER_SIGNUP_CHALLENGE_MAX_NUMBER": "0"}
+        )

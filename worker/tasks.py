@@ -6,7 +6,7 @@ Tasks are declared with ``shared_task`` so this module never imports an app obje
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from celery import Task, shared_task
@@ -19,7 +19,7 @@ from newsletter.delivery.batches import send_batch
 from newsletter.delivery.fan_out import advance
 from newsletter.delivery.tick import tick as run_tick
 from newsletter.mail.transport import TemporaryFailure
-from newsletter.readers import link_mails, signup_mails
+from newsletter.readers import link_mails, signup_mails, signup_requests
 from newsletter.readers.purge import purge_pending as purge
 from newsletter.settings import Settings
 from newsletter.store.db import session_scope
@@ -84,7 +84,7 @@ def ingest_feed(feed_id: int) -> dict[str, object]:
     }
 
 
-# --- reader flows: signup mails and pending purge (newsletter.readers) ---
+# --- reader flows: signups, signup mails and pending purge (newsletter.readers) ---
 
 # A signup mail is retried on 4xx and connection trouble, with exponential backoff and jitter;
 # acks_late so a task cut short by a dead worker is redelivered: a second signup mail is harmless.
@@ -96,6 +96,25 @@ SIGNUP_MAIL_TASK: dict[str, Any] = {
     "retry_jitter": True,
     "max_retries": 8,
 }
+
+
+# A signup redelivered after a dead worker is recorded twice: one more consent record and at most
+# one more confirmation (under the daily cap), so it is retried like the rest when the database is.
+@shared_task(
+    name="newsletter.process_signup",
+    bind=True,
+    acks_late=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=8,
+)
+def process_signup(self: Task, signup: dict[str, Any]) -> str:
+    """Record a submitted signup and queue the mail it leads to (the web only validated it)."""
+
+    with session_scope(settings().database_url) as session:
+        result = signup_requests.process_signup(session, settings(), CeleryMailQueue(), signup)
+    return result.action.value
 
 
 @shared_task(
@@ -169,7 +188,11 @@ def send_data_link(self: Task, subscriber_id: int) -> str:
 
 
 class CeleryMailQueue:
-    """The reader path's MailQueue: enqueue the signup mail tasks (callers commit first)."""
+    """The reader path's MailQueue: enqueue the signup and signup mail tasks."""
+
+    def process_signup(self, signup: Mapping[str, Any]) -> None:
+        """Enqueue a submitted signup to be recorded by a worker."""
+        process_signup.delay(dict(signup))
 
     def send_confirmation(self, consent_id: int) -> None:
         """Enqueue the double opt-in mail of one consent record."""

@@ -1,12 +1,16 @@
-"""Email addresses: validation, normalisation and the hash the suppression list is keyed on."""
+"""Email addresses: validation, normalisation, the hash the suppression list is keyed on, and
+the inbox key the signup limits count on."""
 
 from __future__ import annotations
 
 import hashlib
 
+import idna
 from email_validator import EmailNotValidError, validate_email
 
 MAX_ADDRESS_LENGTH = 254  # RFC 5321 path limit minus the angle brackets
+# Gmail ignores dots in the local part, and googlemail.com is the same mailbox as gmail.com.
+GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}
 
 
 class InvalidAddress(ValueError):
@@ -41,3 +45,36 @@ def email_key(normalised: str) -> str:
 def email_hash(normalised: str) -> str:
     """SHA-256 of the address key: what the suppression list stores instead of the address."""
     return hashlib.sha256(email_key(normalised).encode()).hexdigest()
+
+
+def inbox_key(normalised: str, strip_plus_tags: bool) -> str:
+    """The inbox an address reaches, as one string: what the signup limits and caps count on.
+
+    Case-folded, the domain as an A-label (``xn--…``), a ``+tag`` dropped when
+    ``strip_plus_tags`` (most providers deliver ``ann+x@`` to ``ann@``), and for Gmail the dots
+    in the local part dropped and googlemail.com read as gmail.com. Many spellings of one inbox
+    then share one cap; the address itself is still stored (and unique) as typed.
+    """
+    local, _, domain = normalised.rpartition("@")
+    local = local.casefold()
+    domain = _ascii_domain(domain.casefold())
+    tagless = local.split("+", 1)[0]
+    if strip_plus_tags and tagless:
+        local = tagless
+    if domain in GMAIL_DOMAINS:
+        domain = "gmail.com"
+        local = local.replace(".", "") or local
+    return f"{local}@{domain}"
+
+
+def inbox_hash(normalised: str, strip_plus_tags: bool) -> str:
+    """SHA-256 of :func:`inbox_key`: the key of the per-inbox limits, never the address."""
+    return hashlib.sha256(inbox_key(normalised, strip_plus_tags).encode()).hexdigest()
+
+
+def _ascii_domain(domain: str) -> str:
+    """The domain in its ASCII (A-label) form; as given when it is not a valid IDN."""
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except UnicodeError:  # idna.IDNAError is one
+        return domain

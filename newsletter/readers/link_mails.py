@@ -52,7 +52,7 @@ def send_manage_link(
     }
     headers = reader_list_headers(settings, subscriber, rows) if rows else {}
     outcome = send_mail(settings, env, "links_renewed", subscriber.email, context, headers)
-    log_signup_mail(session, subscriber.email, "links", now)
+    log_signup_mail(session, settings, subscriber.email, "links", now)
     return MailResult(outcome, subscriber.email)
 
 
@@ -79,7 +79,7 @@ def send_data_link(
     rows = active_subscriptions(session, subscriber.id)
     headers = reader_list_headers(settings, subscriber, rows) if rows else {}
     outcome = send_mail(settings, env, "your_data", subscriber.email, context, headers)
-    log_signup_mail(session, subscriber.email, "data", now)
+    log_signup_mail(session, settings, subscriber.email, "data", now)
     return MailResult(outcome, subscriber.email)
 
 
@@ -92,7 +92,7 @@ def _recipient(
         return None, MailResult(MailOutcome.GONE)
     if blocked(session, subscriber):
         return None, MailResult(MailOutcome.SUPPRESSED)
-    sent_today = signup_mails_sent(session, subscriber.email, now or utcnow())
+    sent_today = signup_mails_sent(session, settings, subscriber.email, now or utcnow())
     if sent_today >= settings.signup_mails_per_day:
         log.info("daily mail cap reached; link mail for subscriber %s not sent", subscriber_id)
         return None, MailResult(MailOutcome.CAPPED)

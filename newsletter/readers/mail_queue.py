@@ -1,19 +1,24 @@
-"""The port through which the reader's path asks for its mails to be sent in the background.
+"""The port through which the reader's path has signups and mails handled in the background.
 
-Signup, confirmation, welcome and the mails asked for from the preferences page go out from a
-worker after the request committed, so a slow mail server never slows the page. The app factory
-provides the implementation (``worker.tasks.CeleryMailQueue``); the core never imports
-``worker``.
+A submitted signup is recorded by a worker (``process_signup``), never in the request, so the
+request does the same work for every address. Signup, confirmation, welcome and the mails asked
+for from the preferences page go out from a worker after the request committed, so a slow mail
+server never slows the page. The app factory provides the implementation
+(``worker.tasks.CeleryMailQueue``); the core never imports ``worker``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 
 class MailQueue(Protocol):
-    """Where the reader's path enqueues its transactional mails (callers commit first)."""
+    """Where the reader's path enqueues signups and transactional mails (callers commit first)."""
+
+    def process_signup(self, signup: Mapping[str, Any]) -> None:
+        """Enqueue a submitted signup (``signup_requests.signup_request``) to be recorded."""
+        ...
 
     def send_confirmation(self, consent_id: int) -> None:
         """Enqueue the double opt-in mail of one consent record."""

@@ -4,8 +4,12 @@
   the confirmation link activates them. The name typed into a signup form is kept with the
   consent record and becomes the reader's only when that signup is confirmed, and never replaces
   a name the reader has, so nobody can rename someone else through the public form.
-* What a signup *does* is decided here and returned to the caller as a :class:`SignupAction`,
-  but the web response never depends on it (no enumeration of who is subscribed).
+* What a signup *does* is decided here and returned to the caller as a :class:`SignupAction`.
+  Only a worker calls :func:`subscribe` (through :mod:`newsletter.readers.signup_requests`): the
+  web request validates and enqueues, so neither its answer nor its work depends on the address
+  (no enumeration of who is subscribed).
+* The daily cap on signup-triggered mails counts per inbox (``readers.addresses.inbox_hash``), so
+  the many spellings of one inbox cannot multiply it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from newsletter.readers.addresses import email_hash, email_key
+from newsletter.readers.addresses import email_key, inbox_hash
 from newsletter.readers.consent import record_consent
 from newsletter.readers.subscriptions import SubscriptionError, UnknownNewsletter, clean_name
 from newsletter.readers.suppression import is_suppressed
@@ -197,20 +201,26 @@ def confirm_token_for(settings: Settings, session: Session, consent_id: int) -> 
     return make_confirm_token(settings.secret_key, claim)
 
 
-def signup_mails_sent(session: Session, email: str, now: datetime | None = None) -> int:
-    """How many signup-triggered mails went to this address in the last 24 hours."""
+def signup_mails_sent(
+    session: Session, settings: Settings, email: str, now: datetime | None = None
+) -> int:
+    """How many signup-triggered mails went to this address's inbox in the last 24 hours."""
     since = (now or utcnow()) - timedelta(days=1)
+    key = inbox_hash(email, settings.inbox_strip_plus_tags)
     count = session.scalar(
         select(func.count(SignupMailLog.id)).where(
-            SignupMailLog.email_hash == email_hash(email), SignupMailLog.sent_at >= since
+            SignupMailLog.email_hash == key, SignupMailLog.sent_at >= since
         )
     )
     return int(count or 0)
 
 
-def log_signup_mail(session: Session, email: str, kind: str, now: datetime | None = None) -> None:
-    """Count one signup-triggered mail towards the address's daily cap."""
-    session.add(
-        SignupMailLog(email_hash=email_hash(email), kind=kind[:20], sent_at=now or utcnow())
-    )
+def log_signup_mail(
+    session: Session, settings: Settings, email: str, kind: str, now: datetime | None = None
+) -> None:
+    """Count one signup-triggered mail towards the daily cap of the address's inbox."""
+    # The column is named email_hash but holds the inbox hash: every spelling of one inbox
+    # (case, +tags, Gmail's dots) shares one cap.
+    key = inbox_hash(email, settings.inbox_strip_plus_tags)
+    session.add(SignupMailLog(email_hash=key, kind=kind[:20], sent_at=now or utcnow()))
     session.flush()

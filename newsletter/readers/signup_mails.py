@@ -1,9 +1,10 @@
 """Transactional mails of the signup path: confirmation, welcome and "already subscribed".
 
-Each function loads what it needs by id, re-checks the rules (suppression, the per-address daily
+Each function loads what it needs by id, re-checks the rules (suppression, the per-inbox daily
 cap on signup-triggered mails), renders ``templates/email/NAME.{html,txt}``, and hands the MIME
-bytes to the configured transport. Web requests never send: after their commit they enqueue the
-mail through the :class:`~newsletter.readers.mail_queue.MailQueue` port
+bytes to the configured transport. Web requests never send: a signup reaches the worker as a
+``process_signup`` task (:mod:`newsletter.readers.signup_requests`), which records it and then
+enqueues its mail through the :class:`~newsletter.readers.mail_queue.MailQueue` port
 (:func:`enqueue_signup_mail`), so the response takes the same time whatever the address's state.
 
 Nothing the signup form let a stranger type (the name) ever goes into a confirmation mail:
@@ -63,7 +64,7 @@ def send_confirmation(
         return MailResult(MailOutcome.NOTHING_TO_SAY)  # confirmed before this task ran
     if blocked(session, subscriber):
         return MailResult(MailOutcome.SUPPRESSED)
-    if signup_mails_sent(session, subscriber.email, now) >= settings.signup_mails_per_day:
+    if signup_mails_sent(session, settings, subscriber.email, now) >= settings.signup_mails_per_day:
         log.info("signup mail cap reached; confirmation for consent %s not sent", consent_id)
         return MailResult(MailOutcome.CAPPED)
     token = confirm_token_for(settings, session, consent_id)
@@ -82,7 +83,7 @@ def send_confirmation(
     }
     # No list headers: the reader is not on a list yet, and no name in To (see module doc).
     outcome = send_mail(settings, env, "confirm", subscriber.email, context, headers={})
-    log_signup_mail(session, subscriber.email, "confirm", now)
+    log_signup_mail(session, settings, subscriber.email, "confirm", now)
     return MailResult(outcome, subscriber.email)
 
 
@@ -135,7 +136,7 @@ def send_already_subscribed(
     rows = active_subscriptions(session, subscriber.id)
     if not rows or subscriber.status != SubscriberStatus.ACTIVE:
         return MailResult(MailOutcome.NOTHING_TO_SAY)
-    if signup_mails_sent(session, subscriber.email, now) >= settings.signup_mails_per_day:
+    if signup_mails_sent(session, settings, subscriber.email, now) >= settings.signup_mails_per_day:
         log.info("signup mail cap reached; already-subscribed note not sent")
         return MailResult(MailOutcome.CAPPED)
     context = manage_context(settings, subscriber) | {
@@ -147,7 +148,7 @@ def send_already_subscribed(
     }
     headers = reader_list_headers(settings, subscriber, rows)
     outcome = send_mail(settings, env, "already_subscribed", subscriber.email, context, headers)
-    log_signup_mail(session, subscriber.email, "already", now)
+    log_signup_mail(session, settings, subscriber.email, "already", now)
     return MailResult(outcome, subscriber.email)
 
 

@@ -190,11 +190,12 @@ class Suppression(Base):
 
 
 class SignupMailLog(Base):
-    """One row per signup-triggered mail, so one address cannot be mail-bombed through the form."""
+    """One row per signup-triggered mail, so one inbox cannot be mail-bombed through the form."""
 
     __tablename__ = "signup_mail_log"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # The inbox hash (readers.addresses.inbox_hash), so every spelling of one inbox shares a cap.
     email_hash: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(20))
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

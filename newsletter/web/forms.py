@@ -90,6 +90,8 @@ class SignupForm(SafeForm):
     embed = HiddenField()
     # The honeypot: hidden from people and screen readers, irresistible to form-filling bots.
     website = StringField("Leave this field empty")
+    # The solved proof of work (base64 JSON), filled in by the page's script when it is enabled.
+    altcha = HiddenField(validators=[Length(max=2000, message="The form check is too long.")])
 
     def validate_email(self, field: StringField) -> None:
         """Normalise the address in place (email-validator, no DNS) or explain what is wrong."""

@@ -17,18 +17,31 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
-from limits import parse_many
+from limits import RateLimitItemPerSecond, parse_many
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response as BaseResponse
 
 from newsletter.readers import links
-from newsletter.readers.addresses import email_hash
+from newsletter.readers.addresses import inbox_hash
 from newsletter.readers.choices import resolve_newsletters
 from newsletter.readers.confirmation import confirm, read_confirmation
 from newsletter.readers.newsletters import default_signup_newsletter, public_newsletters
-from newsletter.readers.signup import Signup, subscribe
-from newsletter.readers.signup_mails import enqueue_signup_mail, enqueue_welcome
-from newsletter.readers.subscriptions import InvalidLink, SubscriptionError, subscriptions_of
+from newsletter.readers.signup import Signup
+from newsletter.readers.signup_challenge import (
+    CHALLENGE_LIFETIME,
+    InvalidSolution,
+    issue_challenge,
+    verify_solution,
+)
+from newsletter.readers.signup_mails import enqueue_welcome
+from newsletter.readers.signup_requests import signup_request
+from newsletter.readers.subscriptions import (
+    InvalidLink,
+    SubscriptionError,
+    clean_name,
+    subscriptions_of,
+)
+from newsletter.store.db import utcnow
 from newsletter.store.models import Subscriber, SubscriptionStatus
 from newsletter.web import db, mail_queue, settings
 from newsletter.web.extensions import csrf, limiter
@@ -113,7 +126,7 @@ def _handle_signup(
     if (request.form.get("website") or "").strip():
         # The honeypot was filled: a bot. Answer exactly as for a real signup, do nothing.
         return _signup_done(next_url, template)
-    if not form.validate():
+    if not form.validate() or not _challenge_solved(form):
         return _render_signup(
             form, preselect=form.newsletter.data or [], status=400, template=template
         )
@@ -127,25 +140,29 @@ def _handle_signup(
         if not refs:
             raise SubscriptionError("Please choose at least one newsletter.")
         newsletters = resolve_newsletters(db(), refs)
-        email = form.email.data or ""
-        _check_address_limit(email)
-        signup = Signup(
-            email=email,
-            newsletter_ids=tuple(n.id for n in newsletters),
-            name=form.name.data or "",
-            source=form.source.data or header_text(request.referrer, 500),
-            ip=client_ip(),
-            user_agent=header_text(request.user_agent.string, 500),
-            consent_text=consent_text(),
-            consent_version=settings().consent_version,
-        )
-        result = subscribe(db(), settings(), signup)
     except SubscriptionError as exc:
-        db().rollback()
         form.newsletter.errors = [str(exc)]
         return _render_signup(form, preselect=refs, status=400, template=template)
-    db().commit()
-    enqueue_signup_mail(mail_queue(), result)
+    try:
+        name = clean_name(form.name.data or "")  # refused alike for every address
+    except SubscriptionError as exc:
+        form.name.errors = [str(exc)]
+        return _render_signup(form, preselect=refs, status=400, template=template)
+    email = form.email.data or ""
+    _check_address_limit(email)
+    signup = Signup(
+        email=email,
+        newsletter_ids=tuple(n.id for n in newsletters),
+        name=name,
+        source=form.source.data or header_text(request.referrer, 500),
+        ip=client_ip(),
+        user_agent=header_text(request.user_agent.string, 500),
+        consent_text=consent_text(),
+        consent_version=settings().consent_version,
+    )
+    # Nothing about the address is read or written here: a worker records the signup, so this
+    # request does the same queries and enqueues the same task whatever the address's state.
+    mail_queue().process_signup(signup_request(signup, utcnow()))
     return _signup_done(next_url, template)
 
 
@@ -159,13 +176,36 @@ def _signup_done(next_url: str, template: str) -> BaseResponse | tuple[str, int]
 
 
 def _check_address_limit(email: str) -> None:
-    """Per-address rate limit, keyed on the address hash (never the address) → 429."""
+    """Per-inbox rate limit, keyed on the inbox hash (never the address) → 429.
+
+    Every spelling of one inbox (case, ``+tags``, Gmail's dots) counts against the same limit.
+    """
     strategy = limiter.limiter
+    key = inbox_hash(email, settings().inbox_strip_plus_tags)
     for item in parse_many(settings().address_rate_limit):
-        if not strategy.hit(item, "newsletter-signup-address", email_hash(email)):
+        if not strategy.hit(item, "newsletter-signup-address", key):
             raise TooManyRequests(
                 "This address was submitted too often. Please wait a while and try again."
             )
+
+
+def _challenge_solved(form: SignupForm) -> bool:
+    """True when the proof of work is off or solved; else the form's error says why (→ 400)."""
+    if not settings().signup_challenge:
+        return True
+    try:
+        verify_solution(settings().secret_key, form.altcha.data or "", _first_use_of_challenge)
+    except InvalidSolution as exc:
+        form.altcha.errors = [str(exc)]
+        return False
+    return True
+
+
+def _first_use_of_challenge(challenge: str) -> bool:
+    """Mark a challenge used for its lifetime in the limiter's storage; False if it was already."""
+    # A limit of one hit per lifetime is a SET NX with a TTL, in Redis when configured.
+    once = RateLimitItemPerSecond(1, int(CHALLENGE_LIFETIME.total_seconds()))
+    return limiter.limiter.hit(once, "newsletter-signup-challenge", challenge)
 
 
 def safe_redirect_target(raw: str, allowed_hosts: tuple[str, ...]) -> str | None:
@@ -222,6 +262,12 @@ def _render_signup(
         newsletters = [n for n in newsletters if n.slug in selected]
     embed = template == "web/embed.html"
     action = url_for("public.embed_submit" if embed else "public.signup_submit")
+    config = settings()
+    challenge = (
+        issue_challenge(config.secret_key, config.signup_challenge_max_number)
+        if config.signup_challenge
+        else None
+    )
     body = render_template(
         template,
         form=form,
@@ -231,6 +277,7 @@ def _render_signup(
         action=action,
         # Errors from /subscribe are shown on our own page, whose form posts to "/" with CSRF.
         use_csrf=template == "web/signup.html",
+        challenge=challenge,
     )
     return body, status
 

@@ -94,9 +94,8 @@ def test_subscribe_confirm_and_unsubscribe_in_chromium(
             page.goto(f"{web.url}/")
             page.screenshot(path="/tmp/signup.png", full_page=True)  # for people to look at
             subscribe(page, web.url, email)
+            smtp_sink.wait_for(1, timeout=60)  # the worker records the signup, then mails
             assert reader_status(database_url, email) == SubscriberStatus.PENDING
-
-            smtp_sink.wait_for(1, timeout=60)
             confirm = link_in(smtp_sink.to(email)[0].message, rf"{web.url}/confirm/\S+")
             page.goto(confirm)
             # Like a mail scanner that runs JavaScript: the loaded page confirms nothing.

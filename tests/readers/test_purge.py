@@ -48,7 +48,7 @@ def test_purge_pending_forgets_unconfirmed_signups(
         .where(Subscription.newsletter_id == lists.offers.id)
         .values(created_at=old)
     )
-    log_signup_mail(db, "stale@example.com", "confirm", now=now - timedelta(days=3))
+    log_signup_mail(db, settings, "stale@example.com", "confirm", now=now - timedelta(days=3))
     db.commit()
 
     result = purge_pending(db, settings, now=now)

@@ -192,6 +192,24 @@ def test_daily_cap_counts_confirmations_and_notes_per_address(
     assert len(mails(settings)) == 3
 
 
+def test_daily_cap_is_shared_by_every_spelling_of_one_inbox(
+    ctx: Flask, db: Session, settings: Settings, lists: Lists
+) -> None:
+    capped = replace(settings, signup_mails_per_day=2)
+    env = ctx.jinja_env
+    # Two readers (the address is stored as typed), one Gmail inbox.
+    spellings = ["A.B.c+x@googlemail.com", "abc@gmail.com", "a.bc+y@gmail.com"]
+    consents = [_pending(db, settings, lists, address) for address in spellings]
+    outcomes = [send_confirmation(db, capped, env, c).outcome for c in consents]
+    db.commit()
+    assert outcomes == [MailOutcome.SENT, MailOutcome.SENT, MailOutcome.CAPPED]
+    assert len(db.scalars(select(Subscriber)).all()) == 3
+    assert len(set(db.scalars(select(SignupMailLog.email_hash)))) == 1
+    # With +tags counted as inboxes of their own, the tagged spelling has its own cap.
+    untagged = replace(capped, inbox_strip_plus_tags=False)
+    assert send_confirmation(db, untagged, env, consents[2]).outcome == MailOutcome.SENT
+
+
 def test_confirmed_or_purged_consent_sends_nothing(
     ctx: Flask, db: Session, settings: Settings, lists: Lists
 ) -> None:

@@ -1,18 +1,21 @@
-"""No enumeration: the signup answer is identical for every state; only the mails differ."""
+"""No enumeration: the signup answer, and the work the request does, are identical for every
+state; only the worker looks at the address, and only the mails differ."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
 from newsletter.readers.suppression import suppress
 from newsletter.settings import Settings
+from newsletter.store.db import get_engine
 from newsletter.store.models import SubscriberStatus, Subscription, SubscriptionStatus
 from tests.support.readers import (
     Lists,
@@ -22,6 +25,7 @@ from tests.support.readers import (
     mails,
     mails_to,
     make_lists,
+    row_counts,
     text_part,
 )
 
@@ -175,3 +179,90 @@ def test_rate_limit_headers_do_not_depend_on_state(
         for address in states.values()
     }
     assert len(limits) == 1
+
+
+class RecordingQueue:
+    """A MailQueue that only records what the web asked for."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def process_signup(self, signup: Mapping[str, Any]) -> None:
+        self.calls.append(("process_signup", dict(signup)))
+
+    def send_confirmation(self, consent_id: int) -> None:
+        self.calls.append(("send_confirmation", consent_id))
+
+    def send_already_subscribed(self, subscriber_id: int) -> None:
+        self.calls.append(("send_already_subscribed", subscriber_id))
+
+    def send_welcome(self, subscriber_id: int, newsletter_ids: Sequence[int]) -> None:
+        self.calls.append(("send_welcome", (subscriber_id, list(newsletter_ids))))
+
+
+@pytest.fixture
+def statements(settings: Settings) -> Iterator[list[tuple[str, Any]]]:
+    """Every SQL statement the app runs from now on, with its parameters."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        seen.append((statement, params))
+
+    engine = get_engine(settings.database_url)
+    event.listen(engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine, "before_cursor_execute", record)
+
+
+def _anonymised(value: Any, address: str) -> Any:
+    """``value`` with the address (in any case) replaced by a placeholder, recursively."""
+    if isinstance(value, str):
+        return "<address>" if value.casefold() == address.casefold() else value
+    if isinstance(value, Mapping):
+        return {k: _anonymised(v, address) for k, v in value.items() if k != "now"}
+    if isinstance(value, list | tuple):
+        return [_anonymised(v, address) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("endpoint", ["/", "/embed", "/subscribe"])
+def test_the_signup_request_does_the_same_work_for_every_state(
+    app: Flask,
+    db: Session,
+    states: dict[str, str],
+    statements: list[tuple[str, Any]],
+    endpoint: str,
+) -> None:
+    queue = RecordingQueue()
+    app.extensions["newsletter.mail_queue"] = queue
+    client = app.test_client()
+    token = csrf_token(client)
+    chosen = {
+        "new",
+        "confirmed",
+        "bounced",
+        "suppressed subscriber",
+        "suppressed, never subscribed",
+    }
+    work = {}
+    for state in sorted(chosen):
+        address = states[state]
+        before = row_counts(db)
+        statements.clear()
+        queue.calls.clear()
+        data = {"email": address, "newsletter": "daily", "csrf_token": token}
+        response = client.post(endpoint, data=data)
+        assert response.status_code in (200, 303), response.get_data(as_text=True)[:300]
+        assert [name for name, _ in queue.calls] == ["process_signup"], state
+        work[state] = (
+            [(sql, _anonymised(params, address)) for sql, params in statements],
+            _anonymised(queue.calls, address),
+        )
+        assert row_counts(db) == before, f"the request for {state!r} changed the database"
+    assert len({repr(w) for w in work.values()}) == 1, "the work differs between states"
+    sql, calls = work["new"]
+    assert sql, "the lists are resolved with a query"
+    assert all(s.lstrip().upper().startswith("SELECT") for s, _ in sql), sql
+    assert all("subscriber" not in s.lower() and "suppression" not in s.lower() for s, _ in sql)
+    [(_, signup)] = calls
+    assert signup["email"] == "<address>" and signup["newsletter_ids"]

@@ -454,11 +454,29 @@ def test_confirmation_delivered_over_real_smtp(
 
 
 def test_a_blank_hidden_list_on_the_news_site_means_its_main_list(
-    client: FlaskClient, db: Session, lists: Lists
+    eager_client: FlaskClient, db: Session, lists: Lists
 ) -> None:
-    response = client.post("/subscribe", data={"email": "reader@example.com", "newsletter": ""})
+    response = eager_client.post(
+        "/subscribe", data={"email": "reader@example.com", "newsletter": ""}
+    )
     assert response.status_code == 200
     slugs = db.scalars(
         select(Newsletter.slug).join(Subscription, Subscription.newsletter_id == Newsletter.id)
     ).all()
     assert slugs == [lists.daily.slug]
+
+
+def test_one_inbox_has_one_address_limit_whatever_its_spelling(
+    app_with: Callable[..., Flask], settings: Settings, db: Session, lists: Lists
+) -> None:
+    client = app_with(settings, address_rate_limit="2/hour").test_client()
+    assert signup(client, "A.B.c+x@GoogleMail.com", "daily").status_code == 200
+    assert signup(client, "abc@gmail.com", "daily").status_code == 200
+    before = row_counts(db)
+    third = signup(client, "a.b.c+other@gmail.com", "daily")
+    assert third.status_code == 429
+    assert row_counts(db) == before
+    # The two spellings are still two readers, stored as typed.
+    stored = set(db.scalars(select(Subscriber.email)))
+    assert stored == {"A.B.c+x@googlemail.com", "abc@gmail.com"}
+    assert signup(client, "abcd@gmail.com", "daily").status_code == 200
