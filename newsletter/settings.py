@@ -7,6 +7,7 @@ Celery app are both built from the same :class:`Settings` object.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -87,6 +88,10 @@ class Settings:
     smtp_timeout: float = 30.0
     send_rate_per_second: float = 0.0
     send_rate_per_hour: int = 0
+    # The share of those rates bulk sends leave to the reader's own mails (confirmations,
+    # welcome, links), which go out at once on the transactional queue: so a send that uses its
+    # whole budget never pushes the relay past its limit when a reader signs up.
+    send_rate_reserve: float = 0.1
     # Readers per send_batch task: each batch costs ~10 statements and a task, so 500 makes
     # them a few percent of a mail's cost (bench/README.md). Pause/cancel is seen within a
     # second: a running batch looks for it once a second, not only between batches.
@@ -225,6 +230,8 @@ class Settings:
             )
         if self.batch_size < 1:
             raise SettingsError("NEWSLETTER_BATCH_SIZE must be at least 1")
+        if not 0 <= self.send_rate_reserve < 1:
+            raise SettingsError("NEWSLETTER_SEND_RATE_RESERVE must be at least 0 and below 1")
         if self.confirm_expiry_days < 1:
             raise SettingsError("NEWSLETTER_CONFIRM_EXPIRY_DAYS must be at least 1")
         if not 1 <= self.signup_challenge_max_number <= 10_000_000:
@@ -316,6 +323,18 @@ class Settings:
     def unsubscribe_address(self) -> str:
         """The mailto address offered in List-Unsubscribe."""
         return self.unsubscribe_mailto or f"unsubscribe@{self.mail_from_domain}"
+
+    @property
+    def bulk_rate_per_second(self) -> float:
+        """The per-second rate bulk sends may use: the send rate less the reserve (0 = none)."""
+        return self.send_rate_per_second * (1 - self.send_rate_reserve)
+
+    @property
+    def bulk_rate_per_hour(self) -> int:
+        """The hourly cap bulk sends may use (at least 1 when a cap is set; 0 = none)."""
+        if self.send_rate_per_hour <= 0:
+            return 0
+        return max(1, math.floor(self.send_rate_per_hour * (1 - self.send_rate_reserve)))
 
     @property
     def street_address(self) -> str:

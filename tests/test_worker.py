@@ -19,6 +19,7 @@ from newsletter.content.feeds import add_feed
 from newsletter.settings import Settings
 from newsletter.store.db import dispose_engines
 from tests.support.feed_server import FeedServer, Route
+from worker.app import QUEUES
 from worker.tasks import FEED_SOFT_TIME_LIMIT, ingest_feed, ingest_feeds
 
 FEED = (Path(__file__).parent / "data" / "feeds" / "atom.xml").read_bytes()
@@ -91,3 +92,24 @@ def test_a_soft_time_limit_while_fetching_is_recorded_on_the_feed(
     assert feed.last_error == f"stopped: ingesting took longer than {FEED_SOFT_TIME_LIMIT} seconds"
     assert feed.next_fetch_at is not None and feed.last_fetched_at is not None
     assert feed.next_fetch_at > feed.last_fetched_at  # backed off like any failure
+
+
+def test_every_task_goes_to_one_of_the_three_queues(app: Flask, settings: Settings) -> None:
+    celery = app.extensions["celery"]
+    ours = {name for name in celery.tasks if name.startswith("newsletter.")}
+    routed = {name: route["queue"] for name, route in celery.conf.task_routes.items()}
+    assert set(routed) == ours  # no task of ours left to the default queue by accident
+    assert set(routed.values()) == set(QUEUES)
+    assert routed["newsletter.send_confirmation"] == "transactional"
+    assert routed["newsletter.process_signup"] == "transactional"
+    assert routed["newsletter.send_batch"] == routed["newsletter.fan_out"] == "bulk"
+    assert routed["newsletter.tick"] == "housekeeping"
+    # The messages land on their queue's own list in the broker.
+    with app.app_context():
+        ingest_feeds.run()
+        celery.send_task("newsletter.send_confirmation", args=[1])
+    messages = [json.loads(p.read_text()) for p in settings.broker_dir.glob("*.msg")]
+    queues = {
+        m["headers"]["task"]: m["properties"]["delivery_info"]["routing_key"] for m in messages
+    }
+    assert queues == {"newsletter.send_confirmation": "transactional"}

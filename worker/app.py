@@ -19,6 +19,32 @@ from newsletter.settings import Settings
 TASK_SOFT_TIME_LIMIT = 300
 TASK_TIME_LIMIT = 360
 
+# Three queues, so that a reader's confirmation never waits behind a digest to 100,000 readers:
+# transactional mail (the reader's own requests), bulk sending, and housekeeping. A worker serves
+# all three unless told otherwise (`newsletter worker --queues ...`); a deployment runs at least
+# one process on `transactional` alone, so bulk batches can never hold every process it has.
+TRANSACTIONAL = "transactional"
+BULK = "bulk"
+HOUSEKEEPING = "housekeeping"
+QUEUES = (TRANSACTIONAL, BULK, HOUSEKEEPING)
+ROUTES = {
+    TRANSACTIONAL: (
+        "newsletter.process_signup",
+        "newsletter.send_confirmation",
+        "newsletter.send_already_subscribed",
+        "newsletter.send_welcome",
+        "newsletter.send_manage_link",
+        "newsletter.send_data_link",
+    ),
+    BULK: ("newsletter.fan_out", "newsletter.send_batch"),
+    HOUSEKEEPING: (
+        "newsletter.tick",
+        "newsletter.purge_pending",
+        "newsletter.ingest_feeds",
+        "newsletter.ingest_feed",
+    ),
+}
+
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery configuration derived from our settings."""
@@ -39,7 +65,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_soft_time_limit": TASK_SOFT_TIME_LIMIT,
         "task_time_limit": TASK_TIME_LIMIT,
         "broker_connection_retry_on_startup": True,
-        "task_default_queue": "newsletter",
+        "task_default_queue": HOUSEKEEPING,
+        "task_routes": {
+            name: {"queue": queue} for queue, names in ROUTES.items() for name in names
+        },
         "timezone": "UTC",
         "enable_utc": True,
         "beat_schedule": {

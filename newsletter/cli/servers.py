@@ -17,6 +17,7 @@ from flask.cli import AppGroup
 from newsletter.app import create_celery
 from newsletter.settings import Settings
 from newsletter.store.db import forget_pools_after_fork
+from worker.app import QUEUES
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -74,6 +75,17 @@ def _fresh_pools_after_fork(**_: Any) -> None:
     forget_pools_after_fork()
 
 
+def _queue_names(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+    """``--queues`` as known queue names, in order, without repeats; a usage error otherwise."""
+    names = tuple(dict.fromkeys(q.strip() for q in value.split(",") if q.strip()))
+    unknown = [q for q in names if q not in QUEUES]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"{', '.join(unknown) or 'nothing'}: choose from {', '.join(QUEUES)}"
+        )
+    return names
+
+
 @_group.command(
     "worker",
     with_appcontext=False,
@@ -100,17 +112,35 @@ def _fresh_pools_after_fork(**_: Any) -> None:
     default="info",
     show_default=True,
 )
+@click.option(
+    "--queues",
+    "-Q",
+    default=",".join(QUEUES),
+    show_default=True,
+    callback=_queue_names,
+    help=(
+        "Queues to serve, comma-separated: transactional (the reader's mails), bulk (sends), "
+        "housekeeping (feeds, purges, beat's tick). Run at least one worker on transactional "
+        "alone so a big send never delays a confirmation."
+    ),
+)
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker_command(
-    concurrency: int | None, pool: str, loglevel: str, celery_args: tuple[str, ...]
+    concurrency: int | None,
+    pool: str,
+    loglevel: str,
+    queues: tuple[str, ...],
+    celery_args: tuple[str, ...],
 ) -> None:
     """Run a Celery worker (sends mail, builds digests). Extra arguments go to celery."""
     settings = Settings.from_env()
+    node = "newsletter" if set(queues) == set(QUEUES) else "newsletter-" + "-".join(queues)
     argv = [
         "worker",
         f"--loglevel={loglevel.upper()}",
         f"--pool={pool}",
-        "--hostname=newsletter@%h",
+        f"--queues={','.join(queues)}",
+        f"--hostname={node}@%h",
     ]
     if pool == "prefork":
         # fair: hand a task to a process only when it is free, so a slow batch blocks no other.

@@ -252,23 +252,21 @@ _limiters_lock = threading.Lock()
 
 
 def get_rate_limiter(settings: Settings) -> RateLimiter:
-    """This process's limiter for NEWSLETTER_SEND_RATE_PER_SECOND / _PER_HOUR (0 = unlimited)."""
-    key = (settings.redis_url, settings.send_rate_per_second, settings.send_rate_per_hour)
+    """This process's limiter for bulk sends: NEWSLETTER_SEND_RATE_PER_SECOND / _PER_HOUR less
+    NEWSLETTER_SEND_RATE_RESERVE, the share kept for the reader's own mails (0 = unlimited)."""
+    per_second, per_hour = settings.bulk_rate_per_second, settings.bulk_rate_per_hour
+    key = (settings.redis_url, per_second, per_hour)
     limiter = _limiters.get(key)
     if limiter is not None:
         return limiter
     with _limiters_lock:
         limiter = _limiters.get(key)
         if limiter is None:
-            if settings.send_rate_per_second <= 0 and settings.send_rate_per_hour <= 0:
+            if per_second <= 0 and per_hour <= 0:
                 limiter = UnlimitedRateLimiter()
             elif settings.redis_url:
-                limiter = RedisRateLimiter(
-                    settings.redis_url, settings.send_rate_per_second, settings.send_rate_per_hour
-                )
+                limiter = RedisRateLimiter(settings.redis_url, per_second, per_hour)
             else:
-                limiter = LocalRateLimiter(
-                    settings.send_rate_per_second, settings.send_rate_per_hour
-                )
+                limiter = LocalRateLimiter(per_second, per_hour)
             _limiters[key] = limiter
     return limiter

@@ -461,10 +461,10 @@ def test_dev_prepares_demo_data_runs_all_parts_and_stops_cleanly_on_ctrl_c(
         }
 
         children = children_of(dev.pid)
-        assert len(children) == 3
+        assert len(children) == 4  # web, the bulk worker, the fast-lane worker, beat
         os.kill(dev.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         assert dev.proc is not None and dev.proc.wait(timeout=40) == 0
-        assert "Stopping web, worker and beat" in dev.log_text()
+        assert "Stopping web, workers and beat" in dev.log_text()
         assert not [pid for pid in children if alive(pid)]
 
 
@@ -553,3 +553,18 @@ def test_cli_newsletter_name_with_a_line_break_is_refused(migrated_env: dict[str
     assert result.exit_code == 1
     assert "one line" in result.output
     assert invoke("newsletters", "list").output.startswith("No newsletters")
+
+
+@pytest.mark.parametrize("queues", ["mail", "transactional,bulky", ","])
+def test_worker_queues_must_be_ours(cli_env: dict[str, str], queues: str) -> None:
+    invoke("db", "upgrade")
+    result = CliRunner().invoke(cli, ["worker", "--queues", queues])
+    assert result.exit_code == 2
+    assert "choose from transactional, bulk, housekeeping" in result.output
+
+
+def test_worker_help_explains_the_queues(cli_env: dict[str, str]) -> None:
+    result = invoke("worker", "--help")
+    assert result.exit_code == 0
+    assert "transactional,bulk,housekeeping" in result.output
+    assert "transactional alone" in " ".join(result.output.split())

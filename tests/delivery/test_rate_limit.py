@@ -21,7 +21,7 @@ from newsletter.delivery.rate_limit import (
     UnlimitedRateLimiter,
     get_rate_limiter,
 )
-from newsletter.settings import Settings
+from newsletter.settings import Settings, SettingsError
 from tests.support.services import REDIS_URL, redis_up
 
 needs_redis = pytest.mark.skipif(not redis_up(), reason="Redis at 127.0.0.1:6379 unreachable")
@@ -145,3 +145,17 @@ def test_redis_down_falls_back_to_local_limits(name: str) -> None:
 
     limiter = RedisRateLimiter(f"redis://127.0.0.1:{free_port()}/0", per_hour=3, name=name)
     assert sum(limiter.try_acquire() == 0 for _ in range(5)) == 3
+
+
+def test_bulk_sends_leave_the_reserve_to_the_readers_own_mails(settings: Settings) -> None:
+    s = replace(settings, send_rate_per_second=50.0, send_rate_per_hour=1000)
+    assert s.send_rate_reserve == 0.1
+    assert s.bulk_rate_per_second == pytest.approx(45.0) and s.bulk_rate_per_hour == 900
+    hourly = replace(s, send_rate_per_second=0.0)
+    limiter = get_rate_limiter(hourly)
+    assert isinstance(limiter, LocalRateLimiter)
+    assert sum(limiter.try_acquire() == 0 for _ in range(1000)) == 900  # not the whole 1000
+    whole = replace(hourly, send_rate_reserve=0.0)
+    assert whole.bulk_rate_per_hour == 1000 and whole.bulk_rate_per_second == 0
+    with pytest.raises(SettingsError, match="NEWSLETTER_SEND_RATE_RESERVE"):
+        replace(s, send_rate_reserve=1.0).validate()

@@ -20,7 +20,7 @@ from newsletter.settings import Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
-APP_SERVICES = ("migrate", "web", "worker", "beat")
+APP_SERVICES = ("migrate", "web", "worker", "mailer", "beat")
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,7 @@ def test_all_services_are_there(compose: dict[str, Any]) -> None:
         "migrate",
         "web",
         "worker",
+        "mailer",
         "beat",
         "redis",
         "postgres",
@@ -85,7 +86,7 @@ def test_app_services_wait_for_a_successful_migration(compose: dict[str, Any]) -
     assert services["migrate"]["command"] == ["newsletter", "db", "upgrade"]
     assert services["migrate"]["restart"] == "no"
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "mailer", "beat"):
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
         assert depends["redis"]["condition"] == "service_healthy", name
@@ -122,8 +123,13 @@ def test_every_command_in_the_compose_file_is_a_valid_newsletter_command(
     assert parsed["web"].params["host"] == "0.0.0.0"
     assert parsed["web"].params["port"] == 8000
     assert parsed["worker"].params["concurrency"] == 2
-    health = shlex.split(services["worker"]["healthcheck"]["test"][1].replace("$$", "$"))
-    assert parse_newsletter_command(health).params["nodes"] == ("newsletter@$HOSTNAME",)
+    # Bulk and housekeeping on the workers, the reader's own mails on a fast lane of their own.
+    assert parsed["worker"].params["queues"] == ("bulk", "housekeeping")
+    assert parsed["mailer"].params["queues"] == ("transactional",)
+    nodes = {"worker": "newsletter-bulk-housekeeping", "mailer": "newsletter-transactional"}
+    for name, node in nodes.items():
+        health = shlex.split(services[name]["healthcheck"]["test"][1].replace("$$", "$"))
+        assert parse_newsletter_command(health).params["nodes"] == (f"{node}@$HOSTNAME",)
 
 
 def test_dockerfile_installs_the_package_and_runs_as_a_non_root_user() -> None:
