@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
@@ -55,6 +56,7 @@ from tests.support.smtp import Received, SMTPSink
 from tests.support.smtp_proxy import FaultProxy
 from tests.support.worker import (
     ManagedProcess,
+    WebProcess,
     WorkerProcess,
     redis_test_db,
     require_postgres,
@@ -104,9 +106,12 @@ class Stack:
     settings: Settings
     processes: list[ManagedProcess] = field(default_factory=list)
 
-    def worker(self, name: str = "worker", concurrency: int = 2) -> WorkerProcess:
-        """Start a worker process (stopped at the end of the test)."""
-        worker = WorkerProcess(self.env, self.tmp / f"{name}.log", concurrency=concurrency)
+    def worker(self, name: str = "worker", concurrency: int = 2, queues: str = "") -> WorkerProcess:
+        """Start a worker process, on all queues or these (stopped at the end of the test)."""
+        extra = ["--queues", queues] if queues else []
+        worker = WorkerProcess(
+            self.env, self.tmp / f"{name}.log", concurrency=concurrency, extra_args=extra
+        )
         self.processes.append(worker)
         worker.start()
         return worker
@@ -732,3 +737,52 @@ def test_digest_send_wait_from_the_command_line(stack_factory: Any, smtp_sink: S
     again = run_newsletter(["issues", "resume", str(issue_id)], stack.env, check=False)
     assert again.returncode == 1
     assert f"Issue {issue_id} is sent; only paused or failed issues can be resumed." in again.stderr
+
+
+# --- The fast lane --------------------------------------------------------------------------------
+
+
+def test_a_confirmation_during_a_rate_limited_send_arrives_within_seconds(
+    stack_factory: Any, smtp_sink: SMTPSink
+) -> None:
+    # 20,000 readers at 200 mails a second: the send would take ~100 s. Workers as compose runs
+    # them: two processes on bulk and housekeeping, one on the transactional queue alone.
+    stack: Stack = stack_factory(smtp_sink.url, send_rate_per_second="200", batch_size="100")
+    population = seed_population(stack.database_url, readers=20_000, seed=13)
+    stack.worker("worker", concurrency=2, queues="bulk,housekeeping")
+    stack.worker("mailer", concurrency=1, queues="transactional")
+    web = WebProcess(stack.env, stack.tmp / "web.log")
+    stack.processes.append(web)
+    web.start()
+    queue = stack.queue()
+    with stack.session() as db:
+        offers = lifecycle.find_newsletter(db, "offers")
+        issue = lifecycle.create_campaign(
+            db, stack.settings, offers, subject="Big news", body_html="<p>Big news.</p>"
+        )
+        db.commit()
+        issue_id = issue.id
+        lifecycle.send(db, stack.settings, issue_id, queue)
+    assert len(population.eligible["offers"]) > 5_000
+    deadline = time.monotonic() + 60
+    while len(smtp_sink.messages) < 600 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(smtp_sink.messages) >= 600, stack.logs()  # the send is well under way
+
+    address = "fast.lane@example.com"
+    asked = time.monotonic()
+    answer = requests.post(
+        f"{web.url}/subscribe", data={"email": address, "newsletter": "world"}, timeout=10
+    )
+    assert answer.status_code == 200
+    while not smtp_sink.to(address) and time.monotonic() < asked + 30:
+        time.sleep(0.05)
+    waited = time.monotonic() - asked
+    sent_so_far = len(smtp_sink.messages)
+    print(f"\nconfirmation {waited:.2f} s after the signup, {sent_so_far} mails into the send")
+    assert smtp_sink.to(address), stack.logs()
+    assert waited < 10, f"the confirmation took {waited:.1f} s"
+    with stack.session() as db:
+        assert lifecycle.get_issue(db, issue_id).status == IssueStatus.SENDING  # still going
+        lifecycle.cancel(db, issue_id)
+        db.commit()
