@@ -23,6 +23,7 @@ MAX_HEADER_BYTES = 256 * 1024  # one header section: long Received chains are te
 # What the bounce heuristics read of the bodies: flufl.bounce runs each of ~50 patterns over
 # every body line, and some backtrack over a whole line (time grows with its square).
 TEXT_MAX = 128 * 1024  # characters, over all parts
+TEXT_LINES_MAX = 5000  # lines, over all parts (a bounce's own words take a few dozen)
 PART_TEXT_MAX = 64 * 1024  # characters of one part
 LINE_MAX = 1000  # characters of one line (RFC 5322 allows 998)
 
@@ -78,6 +79,7 @@ class _Scan:
     frames: list[_Frame] = field(default_factory=list)
     open: dict[str, list[int]] = field(default_factory=dict)  # boundary -> frame indexes
     mode: str = "headers"  # "headers", "body" or "dsn"
+    swallow: str | None = None  # the boundary whose lines the parser skips after a separator
     headers: list[str] = field(default_factory=list)  # lines of the Content-Type header
     in_content_type: bool = False
     header_bytes: int = 0
@@ -130,53 +132,72 @@ def prescan(raw: bytes) -> None:
     scan = _Scan()
     # newline="" splits at \r, \n and \r\n, as the email parser does, and keeps the endings.
     for line in io.StringIO(text, newline=""):
-        if line.startswith("--") and scan.open and _boundary_line(scan, line):
-            continue
-        if scan.mode == "headers":
-            _header_line(scan, line)
-        elif scan.mode == "dsn" and line[:16].lower() == _DSN_RECIPIENT:
-            scan.recipient()
+        _scan_line(scan, line)
     if scan.mode == "headers":
         _end_headers(scan)
 
 
+def _scan_line(scan: _Scan, line: str) -> None:
+    """One raw line, read again where the parser reads it again."""
+    if scan.swallow is not None:
+        if _boundary_of(line) in (scan.swallow, scan.swallow + "--"):
+            return
+        scan.swallow = None
+    while True:
+        if line.startswith("--") and scan.open and _boundary_line(scan, line):
+            return
+        if scan.mode == "dsn" and line[:16].lower() == _DSN_RECIPIENT:
+            scan.recipient()
+        # A line that is no header ends the header section and is read again as body (a
+        # boundary, say) or as the first line of the message a message/* part holds. Each
+        # round opens a container or leaves the headers, so this ends.
+        if scan.mode != "headers" or not _header_line(scan, line):
+            return
+
+
 def _boundary_line(scan: _Scan, line: str) -> bool:
     """Act on a line that opens or closes a part of an open multipart; False for any other."""
-    text = line.rstrip("\r\n").rstrip(" \t")[2:]
+    text = _boundary_of(line)
     closing = False
     indexes = scan.open.get(text)
     if indexes is None and text.endswith("--"):
-        indexes, closing = scan.open.get(text[:-2]), True
+        text = text[:-2]
+        indexes, closing = scan.open.get(text), True
     if not indexes:
         return False
     index = indexes[-1]
     if scan.mode == "headers":
-        _end_headers(scan, nested=False)
+        # The parser still makes an (empty) message of a message/* part cut off here.
+        _end_headers(scan)
     scan.close_above(index)
     if closing:
         scan.pop()
         scan.mode = "body"  # the epilogue, read as text up to an enclosing boundary
     else:
         scan.new_part()
+        # The parser skips boundary lines of this multipart that follow at once (no part
+        # between them), a closing one included.
+        scan.swallow = text
     return True
 
 
-def _header_line(scan: _Scan, line: str) -> None:
-    """One line of a header section: keep the Content-Type, end the section where it ends."""
+def _boundary_of(line: str) -> str:
+    """What a line would name as a boundary: without its ``--``, trailing blanks and ending."""
+    return line.rstrip("\r\n").rstrip(" \t")[2:] if line.startswith("--") else "\r"
+
+
+def _header_line(scan: _Scan, line: str) -> bool:
+    """One header line: keep the Content-Type; True when the line ended the section, unblank."""
     scan.header_bytes += len(line)
     if scan.header_bytes > MAX_HEADER_BYTES:
         raise InboundRefused("headers", f"a header section larger than {MAX_HEADER_BYTES} bytes")
     if not _HEADER_LINE.match(line):
         _end_headers(scan)
-        if scan.mode == "headers" and line[0] not in "\r\n":
-            # The parser reads a non-blank line again, as the first of the message the part
-            # holds: not a header line either, so that message has no headers.
-            _end_headers(scan)
-        return
+        return line[0] not in "\r\n"
     if line[0] in " \t":
         if scan.in_content_type:
             scan.headers.append(line)
-        return
+        return False
     scan.in_content_type = False
     name = line.split(":", 1)[0].strip().lower()
     if name == "content-type" and not scan.headers:  # the parser, too, reads only the first
@@ -184,9 +205,10 @@ def _header_line(scan: _Scan, line: str) -> None:
         scan.in_content_type = True
     elif name == _ARF_RECIPIENT[:-1] and _parent_type(scan) == "message/feedback-report":
         scan.recipient()
+    return False
 
 
-def _end_headers(scan: _Scan, *, nested: bool = True) -> None:
+def _end_headers(scan: _Scan) -> None:
     """A header section ended: open what its Content-Type makes of the body."""
     content = Message()
     if _parent_type(scan) == "multipart/digest":
@@ -202,7 +224,7 @@ def _end_headers(scan: _Scan, *, nested: bool = True) -> None:
             scan.push(boundary, kind)
     elif kind == "message/delivery-status":
         scan.mode = "dsn"
-    elif kind.startswith("message/") and nested:
+    elif kind.startswith("message/"):
         # The parser reads the body of any other message/* part as a message of its own.
         scan.push(None, kind)
         scan.new_part()
@@ -240,8 +262,8 @@ def check_tree(msg: Message) -> None:
 
 
 def bound_text(msg: Message) -> None:
-    """Cut the bodies in place to what any scan reads: LINE_MAX, PART_TEXT_MAX and TEXT_MAX."""
-    budget = TEXT_MAX
+    """Cut the bodies in place to what the heuristics read (the *_MAX of body text above)."""
+    chars, lines = TEXT_MAX, TEXT_LINES_MAX
     stack: list[Message] = [msg]
     while stack:
         part = stack.pop()
@@ -252,9 +274,8 @@ def bound_text(msg: Message) -> None:
         if not isinstance(payload, str):
             continue
         # Split at "\n" only: the heuristics read lines as email.iterators does.
-        kept = "\n".join(
-            line[:LINE_MAX] for line in payload[: min(PART_TEXT_MAX, budget)].split("\n")
-        )
-        budget -= len(kept)
-        if kept != payload:
-            part.set_payload(kept)
+        kept = payload[: min(PART_TEXT_MAX, chars)].split("\n")[: max(lines, 1)]
+        text = "\n".join(line[:LINE_MAX] for line in kept)
+        chars, lines = chars - len(text), lines - len(kept)
+        if text != payload:
+            part.set_payload(text)

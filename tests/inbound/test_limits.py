@@ -4,6 +4,7 @@ below every limit the same report is read as before. No database here (see test_
 
 from __future__ import annotations
 
+from email import message_from_bytes
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 
@@ -19,6 +20,7 @@ from newsletter.inbound.limits import (
     MAX_RECIPIENTS,
     InboundRefused,
     check_tree,
+    prescan,
 )
 from newsletter.inbound.parsing import Inbound, MessageKind, NotAMessage, read_message
 from tests.support.hostile_mail import huge_header, many_headers, naming, nested, wide
@@ -159,7 +161,13 @@ FRAGMENTS = st.sampled_from(
         b"\r",
         b"--b\n",
         b"--b--\n",
+        b"--b \t\r\n",
         b"--c\n",
+        b"--c--  \r\n",
+        b"--\n",
+        b"----\n",
+        b'Content-Type: multipart/mixed; boundary=""\n',
+        b'Content-type: MULTIPART/alternative;\n boundary="c"\n',
         b"Content-Type: multipart/mixed; boundary=b\n",
         b"Content-Type: multipart/digest; boundary=c\n",
         b"Content-Type: message/rfc822\n",
@@ -196,3 +204,14 @@ def read_or_refuse(raw: bytes) -> Inbound | None:
 def test_arbitrary_bytes_are_read_refused_or_not_mail_and_nothing_else(raw: bytes) -> None:
     read = read_or_refuse(raw)
     assert read is None or isinstance(read.kind, MessageKind)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(MESSAGES)
+def test_what_the_scan_lets_through_the_parser_reads_within_the_limits(raw: bytes) -> None:
+    # The scan is what keeps the parser's time linear: it must never see less than the parser.
+    try:
+        prescan(raw)
+    except InboundRefused:
+        return
+    check_tree(message_from_bytes(raw))
