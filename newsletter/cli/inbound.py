@@ -21,7 +21,13 @@ from flask.cli import AppGroup
 from sqlalchemy.exc import OperationalError
 
 from newsletter.cli.common import session, settings
-from newsletter.inbound.limits import MAX_DEPTH, MAX_HEADER_BYTES, MAX_PARTS, MAX_RECIPIENTS
+from newsletter.inbound.limits import (
+    MAX_DEPTH,
+    MAX_HEADER_BYTES,
+    MAX_PARAM_FIELD,
+    MAX_PARTS,
+    MAX_RECIPIENTS,
+)
 from newsletter.inbound.processing import Result, process_message
 
 EX_DATAERR = 65  # sysexits.h: Postfix and Exim bounce the message, with our stderr, for good
@@ -31,9 +37,10 @@ Exit status, the first that applies:
   {EX_TEMPFAIL}  the database could not be reached (EX_TEMPFAIL: an MTA retries later)
   {EX_DATAERR}  a message was refused unread for a limit: larger than
       NEWSLETTER_INBOUND_MAX_BYTES, MIME parts nested deeper than {MAX_DEPTH}, more than
-      {MAX_PARTS} parts, a header section over {MAX_HEADER_BYTES // 1024} KiB, more than
-      {MAX_RECIPIENTS} recipients named; the reason is on stderr, nothing was stored
-      (EX_DATAERR: an MTA bounces the message)
+      {MAX_PARTS} parts, a header section over {MAX_HEADER_BYTES // 1024} KiB, a Content-Type
+      (or similar) field over {MAX_PARAM_FIELD} characters, more than {MAX_RECIPIENTS}
+      recipients named; the reason is on stderr, nothing was stored (EX_DATAERR: an
+      MTA bounces the message)
   1   a message could not be read or is not mail
   0   every message was processed"""
 

@@ -20,6 +20,9 @@ MAX_DEPTH = 20  # nested multiparts and message/* parts; real mail has a handful
 MAX_PARTS = 200  # MIME parts, the message itself included
 MAX_RECIPIENTS = 100  # recipients one DSN or ARF report names (each costs database look-ups)
 MAX_HEADER_BYTES = 256 * 1024  # one header section: long Received chains are tens of KiB
+# A field read for its parameters: the email package's parameter parser takes time growing with
+# the square of its length (an open quote and many ";"), once per call.
+MAX_PARAM_FIELD = 1000  # characters, folded lines included (RFC 5322 lines stop at 998)
 # What the bounce heuristics read of the bodies: flufl.bounce runs each of ~50 patterns over
 # every body line, and some backtrack over a whole line (time grows with its square).
 TEXT_MAX = 128 * 1024  # characters, over all parts
@@ -30,8 +33,9 @@ LINE_MAX = 1000  # characters of one line (RFC 5322 allows 998)
 # The email package's own test for a header line (email.feedparser.headerRE): a line that is
 # not one ends the header section just like a blank line does.
 _HEADER_LINE = re.compile(r"^(From |[\041-\071\073-\176]*:|[\t ])")
-_DSN_RECIPIENT = "final-recipient:"
-_ARF_RECIPIENT = "original-rcpt-to:"
+_PARAM_FIELDS = frozenset(
+    {"content-type", "content-disposition", "original-recipient", "final-recipient"}
+)
 
 
 class InboundRefused(ValueError):
@@ -83,6 +87,8 @@ class _Scan:
     headers: list[str] = field(default_factory=list)  # lines of the Content-Type header
     in_content_type: bool = False
     header_bytes: int = 0
+    field: str = ""  # the field the last header line belongs to, lower-case
+    field_chars: int = 0
     parts: int = 1
     recipients: int = 0
 
@@ -96,6 +102,7 @@ class _Scan:
     def start_headers(self) -> None:
         """Read a header section next."""
         self.mode, self.headers, self.in_content_type, self.header_bytes = "headers", [], False, 0
+        self.field, self.field_chars = "", 0
 
     def push(self, boundary: str | None, content_type: str) -> None:
         """Open a container, refusing it beyond the depth limit."""
@@ -146,8 +153,11 @@ def _scan_line(scan: _Scan, line: str) -> None:
     while True:
         if line.startswith("--") and scan.open and _boundary_line(scan, line):
             return
-        if scan.mode == "dsn" and line[:16].lower() == _DSN_RECIPIENT:
-            scan.recipient()
+        if scan.mode == "dsn":
+            # Blocks of fields, one per recipient after the first; each names one Final-Recipient.
+            if _field_line(scan, line) == "final-recipient":
+                scan.recipient()
+            return
         # A line that is no header ends the header section and is read again as body (a
         # boundary, say) or as the first line of the message a message/* part holds. Each
         # round opens a container or leaves the headers, so this ends.
@@ -194,18 +204,33 @@ def _header_line(scan: _Scan, line: str) -> bool:
     if not _HEADER_LINE.match(line):
         _end_headers(scan)
         return line[0] not in "\r\n"
+    name = _field_line(scan, line)
     if line[0] in " \t":
         if scan.in_content_type:
             scan.headers.append(line)
         return False
     scan.in_content_type = False
-    name = line.split(":", 1)[0].strip().lower()
     if name == "content-type" and not scan.headers:  # the parser, too, reads only the first
         scan.headers.append(line)
         scan.in_content_type = True
-    elif name == _ARF_RECIPIENT[:-1] and _parent_type(scan) == "message/feedback-report":
+    elif name == "original-rcpt-to" and _parent_type(scan) == "message/feedback-report":
         scan.recipient()
     return False
+
+
+def _field_line(scan: _Scan, line: str) -> str:
+    """Follow the field a line belongs to; its name if the line starts one, else ""."""
+    if line[0] in " \t":
+        scan.field_chars += len(line)
+        name = ""
+    else:
+        name = line.split(":", 1)[0].strip().lower() if ":" in line else ""
+        scan.field, scan.field_chars = name, len(line)
+    if scan.field in _PARAM_FIELDS and scan.field_chars > MAX_PARAM_FIELD:
+        raise InboundRefused(
+            "headers", f"a {scan.field} field longer than {MAX_PARAM_FIELD} characters"
+        )
+    return name
 
 
 def _end_headers(scan: _Scan) -> None:

@@ -63,6 +63,17 @@ HOSTILE = {
     "ARF naming 5,000": (lambda: naming(complaint(), 5_000), "recipients", "more than 100"),
     "a 1 MB header": (lambda: huge_header(bounce(), 1_000_000), "headers", "header section"),
     "50,000 headers": (lambda: many_headers(bounce(), 50_000), "headers", "header section"),
+    # The email package parses parameters in time growing with the square of the field.
+    "a long Content-Type": (
+        lambda: bounce().replace(b"report-type=", b'x="' + b";" * 100_000 + b'"; report-type='),
+        "headers",
+        "a content-type field longer than 1000 characters",
+    ),
+    "a long Final-Recipient": (
+        lambda: bounce().replace(b"Final-Recipient: rfc822; ", b'Final-Recipient: "' + b";" * 9000),
+        "headers",
+        "a final-recipient field longer than 1000 characters",
+    ),
 }
 
 
@@ -185,9 +196,30 @@ FRAGMENTS = st.sampled_from(
         b"=?utf-8?q?x?=",
     ]
 )
+
+
+@st.composite
+def nests(draw: st.DrawFn) -> bytes:
+    """Multiparts and message/rfc822 parts nested 15 to 30 deep, a fragment put in anywhere."""
+    kinds = draw(st.lists(st.booleans(), min_size=15, max_size=30))
+    head = b"".join(
+        b"Content-Type: multipart/mixed; boundary=n%d\n\n--n%d\n" % (i, i)
+        if multipart
+        else b"Content-Type: message/rfc822\n\n"
+        for i, multipart in enumerate(kinds)
+    )
+    tail = b"".join(
+        b"\n--n%d--\n" % i for i, multipart in reversed(list(enumerate(kinds))) if multipart
+    )
+    raw = head + b"text\n" + tail
+    at = draw(st.integers(0, len(raw)))
+    return raw[:at] + draw(FRAGMENTS) + raw[at:]
+
+
 MESSAGES = st.one_of(
     st.binary(max_size=2000),
     st.lists(st.one_of(FRAGMENTS, st.binary(max_size=8)), max_size=120).map(b"".join),
+    nests(),
 )
 
 
