@@ -27,8 +27,8 @@ def init_access_log(app: Flask) -> None:
     log.setLevel(logging.INFO)
     if not log.handlers and not logging.getLogger().handlers:
         # Nothing configured logging (gunicorn only sets up its own loggers): the line goes to
-        # stdout, where gunicorn's access log went.
-        handler = logging.StreamHandler(sys.stdout)
+        # stderr beside gunicorn's error log, never into what a command prints on stdout.
+        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(FORMAT))
         log.addHandler(handler)
 
