@@ -33,6 +33,7 @@ from newsletter.web import (
     public,
     reader_links,
 )
+from newsletter.web.access_log import init_access_log, method_of, route_of
 from newsletter.web.extensions import csrf, limiter
 from worker.app import celery_init_app
 from worker.tasks import CeleryMailQueue, CeleryQueue
@@ -60,6 +61,8 @@ def build_app(settings: Settings | None = None) -> Flask:
     app.extensions["newsletter.settings"] = settings
     app.jinja_env.globals["settings"] = settings
 
+    # First, so its clock starts before any other before_request hook can answer the request.
+    init_access_log(app)
     _init_db(app, settings)
     csrf.init_app(app)
     limiter.init_app(app)
@@ -174,7 +177,8 @@ def _init_errors(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> tuple[Response | str, int]:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        # The route's pattern, not the path: the path of a mailed link carries its token.
+        log.exception("unhandled error on %s %s", method_of(request), route_of(request))
         return render_error(
             500, "Something went wrong", "The error was logged. Please try again later."
         )

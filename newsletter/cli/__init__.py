@@ -8,9 +8,11 @@ in :mod:`newsletter.cli.common`.
 from __future__ import annotations
 
 import copy
+import functools
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import Any
 
@@ -94,6 +96,7 @@ class NewsletterGroup(FlaskGroup):
         # `newsletter dev` runs Flask's development server as its web part: kept, unlisted.
         dev_server = copy.copy(run_command)
         dev_server.hidden = True
+        dev_server.callback = _without_request_log(run_command.callback)
         self.add_command(dev_server, "run")
         self._loaded_plugin_commands = True  # no plugin commands
 
@@ -117,6 +120,20 @@ class NewsletterGroup(FlaskGroup):
             if not any(wanted[: len(path)] == path for path in CREATE_DATABASE | NO_DATABASE):
                 require_database()
         return name, command, rest
+
+
+def _without_request_log(callback: Callable[..., Any] | None) -> Callable[..., Any]:
+    """``callback`` with werkzeug's per-request log silenced (newsletter.access logs instead)."""
+    assert callback is not None
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        # Its line has the full path, and mailed links carry tokens there. WARNING still shows
+        # the server's errors; its "Running on" banner goes too (`newsletter dev` prints one).
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        return callback(*args, **kwargs)
+
+    return run
 
 
 def require_database() -> None:

@@ -2,8 +2,10 @@
 
 Reads .eml files, Maildir folders (or plain folders of .eml files) and mbox files, or ONE
 message from stdin so an MTA can pipe mail into it. Exit status: 0 when every message was
-processed, 1 when any could not be read or parsed (the rest are still processed), 75
-(EX_TEMPFAIL, "try again later" to an MTA) when the database could not be reached.
+processed, 1 when any could not be read or parsed (the rest are still processed), 65
+(EX_DATAERR, a permanent error to an MTA) when any was refused for a limit of
+newsletter/inbound/limits.py (its reason on stderr, nothing stored), 75 (EX_TEMPFAIL, "try again
+later" to an MTA) when the database could not be reached; the first of 75, 65, 1 that applies.
 """
 
 from __future__ import annotations
@@ -19,9 +21,28 @@ from flask.cli import AppGroup
 from sqlalchemy.exc import OperationalError
 
 from newsletter.cli.common import session, settings
-from newsletter.inbound.processing import process_message
+from newsletter.inbound.limits import (
+    MAX_DEPTH,
+    MAX_HEADER_BYTES,
+    MAX_PARAM_FIELD,
+    MAX_PARTS,
+    MAX_RECIPIENTS,
+)
+from newsletter.inbound.processing import Result, process_message
 
+EX_DATAERR = 65  # sysexits.h: Postfix and Exim bounce the message, with our stderr, for good
 EX_TEMPFAIL = 75  # sysexits.h: Postfix and Exim defer the message and retry later
+EXIT_STATUS = f"""\b
+Exit status, the first that applies:
+  {EX_TEMPFAIL}  the database could not be reached (EX_TEMPFAIL: an MTA retries later)
+  {EX_DATAERR}  a message was refused unread for a limit: larger than
+      NEWSLETTER_INBOUND_MAX_BYTES, MIME parts nested deeper than {MAX_DEPTH}, more than
+      {MAX_PARTS} parts, a header section over {MAX_HEADER_BYTES // 1024} KiB, a Content-Type
+      (or similar) field over {MAX_PARAM_FIELD} characters, more than {MAX_RECIPIENTS}
+      recipients named; the reason is on stderr, nothing was stored (EX_DATAERR: an
+      MTA bounces the message)
+  1   a message could not be read or is not mail
+  0   every message was processed"""
 
 
 @dataclass(frozen=True)
@@ -38,7 +59,7 @@ def inbound_group() -> None:
     """Inbound mail: bounces, spam complaints, mailto unsubscribe requests."""
 
 
-@inbound_group.command("process")
+@inbound_group.command("process", epilog=EXIT_STATUS)
 @click.argument("paths", nargs=-1, metavar="[PATH ...]")
 @click.option(
     "--recipient",
@@ -60,7 +81,7 @@ def process_command(paths: tuple[str, ...], recipient: str) -> None:
     """
     config = settings()
     limit = config.inbound_max_bytes
-    unreadable = deferred = 0
+    unreadable = deferred = refused = 0
     for source in _sources(paths or ("-",), limit):
         if source.error:
             click.echo(f"{source.label}: invalid: {source.error}")
@@ -78,11 +99,18 @@ def process_command(paths: tuple[str, ...], recipient: str) -> None:
             click.echo(f"{source.label}: error: could not process ({type(exc).__name__})")
             unreadable += 1
             continue
+        if outcome.result == Result.REFUSED:
+            # On stderr, which the MTA quotes in the bounce it sends back.
+            click.echo(f"{source.label}: {outcome.line()}", err=True)
+            refused += 1
+            continue
         click.echo(f"{source.label}: {outcome.line()}")
         if not outcome.parsed:
             unreadable += 1
     if deferred:
         sys.exit(EX_TEMPFAIL)
+    if refused:
+        sys.exit(EX_DATAERR)
     if unreadable:
         sys.exit(1)
 

@@ -39,7 +39,9 @@ def gunicorn_argv(host: str, port: int, workers: int, threads: int) -> list[str]
         str(workers),
         "--threads",
         str(threads),
-        "--access-logfile",
+        # No --access-logfile: gunicorn's line has the full path, and mailed links carry tokens
+        # in theirs. newsletter/web/access_log.py logs the route pattern instead.
+        "--error-logfile",
         "-",
         # gunicorn also reads GUNICORN_CMD_ARGS, e.g. "--forwarded-allow-ips=*" behind a proxy.
     ]

@@ -3,7 +3,9 @@ what does it name? Pure functions over bytes, no database (acting on it is
 newsletter/inbound/processing.py).
 
 Everything here reads untrusted input: the parser never raises on garbage except
-:class:`NotAMessage`, header values are decoded leniently and cut short, and flufl.bounce's
+:class:`NotAMessage`, or :class:`InboundRefused` for a message beyond the bounds of
+newsletter/inbound/limits.py (checked before the email parser runs, bodies then cut to what the
+heuristics read), header values are decoded leniently and cut short, and flufl.bounce's
 heuristic detectors are fenced so that one crashing on a strange message cannot stop the rest.
 
 * **Bounces** (RFC 3464 DSNs and the older vendor formats) are detected by flufl.bounce. The
@@ -33,6 +35,16 @@ from email.parser import HeaderParser
 from email.utils import getaddresses
 
 from flufl.bounce import all_failures
+
+from newsletter.inbound.limits import (
+    MAX_RECIPIENTS,
+    bound_text,
+    check_size,
+    check_tree,
+    prescan,
+    too_deep,
+    too_many_recipients,
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +132,17 @@ class Inbound:
 
 
 def read_message(raw: bytes, *, recipient: str = "", max_bytes: int = 10 * 1024 * 1024) -> Inbound:
-    """Classify one raw message; raises :class:`NotAMessage` for junk or oversized input."""
-    if len(raw) > max_bytes:
-        raise NotAMessage(f"larger than {max_bytes} bytes; not read")
+    """Classify one raw message; raises NotAMessage for junk, InboundRefused beyond a limit."""
+    check_size(raw, max_bytes)
     if not raw.strip():
         raise NotAMessage("empty input")
-    msg = message_from_bytes(raw)
+    prescan(raw)
+    try:
+        msg = message_from_bytes(raw)
+    except RecursionError:  # the scan should have refused it; never let the parser crash
+        raise too_deep() from None
+    check_tree(msg)
+    bound_text(msg)
     if not any(name in msg for name in _MAIL_HEADERS):
         raise NotAMessage("no mail headers (From, To, Subject, Date, ...) found")
     message_id = header(msg, "Message-ID")
@@ -177,6 +194,8 @@ def _complaint(
         )
     returned = _returned(msg)
     complained = _addresses(feedback.get_all("Original-Rcpt-To", []))
+    if len(complained) > MAX_RECIPIENTS:
+        raise too_many_recipients()
     senders = _addresses(feedback.get_all("Original-Mail-From", []))
     if returned is not None:
         complained += tuple(a for a in returned.recipients if a not in complained)
@@ -226,7 +245,11 @@ def _addresses(values: list[object] | list[str]) -> tuple[str, ...]:
         text = _decode(value)
         if ";" in text:  # DSN/ARF style "rfc822; user@host"
             text = text.split(";", 1)[1]
-        for _name, address in getaddresses([text]):
+        try:
+            pairs = getaddresses([text])
+        except RecursionError:  # comments nested a thousand deep: it names no address
+            continue
+        for _name, address in pairs:
             address = address.strip().lower()
             if "@" in address and address not in out:
                 out.append(address)
@@ -255,6 +278,9 @@ def _failures(msg: Message) -> tuple[Failure, ...]:
         permanent = frozenset(
             a.encode() for a, b in blocks.items() if b[0].startswith(("fail", "error"))
         )
+    if len(temporary) + len(permanent) > MAX_RECIPIENTS:
+        # Each is looked for in the text and then in the database: refuse before either.
+        raise too_many_recipients()
     found: dict[str, Failure] = {}
     for raw_address, is_permanent in [(a, False) for a in temporary] + [
         (a, True) for a in permanent

@@ -39,6 +39,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from newsletter.inbound.limits import InboundRefused
 from newsletter.inbound.parsing import Failure, Inbound, MessageKind, NotAMessage, read_message
 from newsletter.mail.verp import VerpClaim, read_verp
 from newsletter.readers.addresses import InvalidAddress, email_key, normalise
@@ -76,7 +77,8 @@ class Result(enum.StrEnum):
     IGNORED = "ignored"  # an unsubscribe request without a valid token
     UNMATCHED = "unmatched"  # a bounce or complaint that proves no mail of ours; recorded
     UNKNOWN = "unknown"  # not a bounce, complaint or unsubscribe request
-    INVALID = "invalid"  # not a mail message at all (or too large)
+    INVALID = "invalid"  # not a mail message at all
+    REFUSED = "refused"  # beyond a limit of newsletter/inbound/limits.py; not read
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,12 @@ class Outcome:
     changed: bool = False  # did any reader, delivery, suppression or feedback event change
     subscriber_id: int | None = None
     issue_id: int | None = None
+    limit: str = ""  # of a refused message: "size", "depth", "parts", "headers", "recipients"
 
     @property
     def parsed(self) -> bool:
-        """False only for input that was not a mail message."""
-        return self.result != Result.INVALID
+        """False only for input that was not a mail message, or was refused unread."""
+        return self.result not in (Result.INVALID, Result.REFUSED)
 
     def line(self) -> str:
         """``result: summary``."""
@@ -119,12 +122,16 @@ def process_message(
 ) -> Outcome:
     """Recognise one raw inbound message and act on it (caller commits). Never raises on junk.
 
+    A message beyond a limit is REFUSED before anything is looked up or written.
+
     ``recipient`` is the envelope recipient when the MTA passes it (VERP). Call at the start of a
     transaction: a concurrent run on the same report can collide on a unique key, and the whole
     transaction is then rolled back and the message processed again (finding the other's rows).
     """
     try:
         inbound = read_message(raw, recipient=recipient, max_bytes=settings.inbound_max_bytes)
+    except InboundRefused as exc:
+        return Outcome(Result.REFUSED, exc.reason, limit=exc.limit)
     except NotAMessage as exc:
         return Outcome(Result.INVALID, f"not a mail message: {exc}")
     digest = hashlib.sha256(raw).hexdigest()

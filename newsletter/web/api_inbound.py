@@ -3,14 +3,16 @@
 For mail services that POST each inbound message instead of piping it to a command: the body is
 the raw RFC 5322 message (``Content-Type: message/rfc822``), ``?recipient=`` the envelope
 recipient when the service knows it (VERP). The same domain core as ``newsletter inbound
-process`` decides; processing the same message twice changes nothing, so retries are safe.
+process`` decides; processing the same message twice changes nothing, so retries are safe. A
+message beyond a limit of newsletter/inbound/limits.py is refused unread and nothing is stored:
+413 for its size, 422 for its structure (nesting, parts, headers, recipients).
 """
 
 from __future__ import annotations
 
 from flask import Response, jsonify, request
 
-from newsletter.inbound.processing import process_message
+from newsletter.inbound.processing import Result, process_message
 from newsletter.web import db, settings
 from newsletter.web.api import ApiError, bp, require_token
 
@@ -20,7 +22,7 @@ ACCEPTED_TYPES = ("message/rfc822",)
 @bp.post("/inbound")
 @require_token("inbound:write")
 def inbound_message() -> tuple[Response, int]:
-    """Recognise one raw message and act on it; 200 with what was done, 400 for non-mail."""
+    """Recognise one raw message and act on it; 200 with what was done, 4xx for non-mail."""
     # Mail with attachments is larger than forms: this route has its own body limit (413).
     request.max_content_length = settings().inbound_max_bytes
     if request.mimetype not in ACCEPTED_TYPES:
@@ -32,6 +34,10 @@ def inbound_message() -> tuple[Response, int]:
     raw = request.get_data(cache=False)
     recipient = request.args.get("recipient", "").strip()[:320]
     outcome = process_message(db(), settings(), raw, recipient=recipient)
+    if outcome.result == Result.REFUSED:
+        # Refused before anything was looked up or written: 413 for size, 422 for structure.
+        status = 413 if outcome.limit == "size" else 422
+        raise ApiError(status, f"message refused: {outcome.summary}", limit=outcome.limit)
     if not outcome.parsed:
         raise ApiError(400, outcome.summary)
     db().commit()

@@ -445,6 +445,12 @@ def test_dev_prepares_demo_data_runs_all_parts_and_stops_cleanly_on_ctrl_c(
         health = requests.get(f"{base}/healthz", timeout=5)
         assert health.status_code == 200 and health.json()["status"] == "ok"
         assert requests.get(f"{base}/dev/mail/", timeout=5).status_code == 200
+        # The web child's only request log is ours: no werkzeug line with the token in it.
+        token = "eyJzIjoxfQ.a-token-from-a-mail"
+        requests.get(f"{base}/preferences/{token}?x=secret-query", timeout=5)
+        dev.wait_for_log(r"web\s+\| .*\[access\] GET /preferences/<token> \d+ ")
+        assert token not in dev.log_text() and "secret-query" not in dev.log_text()
+        assert '"GET /healthz' not in dev.log_text()  # werkzeug's request line is gone
 
         db = f"sqlite:///{tmp_path / 'data' / 'newsletter.db'}"
         with session_scope(db) as session:
@@ -502,6 +508,13 @@ def test_web_serves_the_app_with_gunicorn(tmp_path: Path) -> None:
         assert response.headers["Cache-Control"] == "no-store"
         assert requests.get(f"{web.url}/dev/mail/", timeout=5).status_code == 404  # production
         assert re.search(r"Booting worker with pid", web.log_text())
+        # The access log is ours: the route pattern, never the token in a mailed link's path.
+        token = "eyJzIjoxfQ.a-token-from-a-mail"
+        gone = requests.get(f"{web.url}/unsubscribe/{token}?x=secret-query", timeout=5)
+        line = web.wait_for_log(r"\[access\] GET /unsubscribe/<token> (\d+) [\d.]+ms \d+B")
+        assert line.group(1) == str(gone.status_code)
+        assert token not in web.log_text() and "secret-query" not in web.log_text()
+        assert len(re.findall(r"GET /healthz 200", web.log_text())) >= 1  # one line a request
     assert not web.alive
 
 

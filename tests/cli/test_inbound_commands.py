@@ -23,6 +23,7 @@ from newsletter.readers.suppression import is_suppressed
 from newsletter.settings import Settings
 from newsletter.store.db import dispose_engines, get_sessionmaker
 from newsletter.store.models import Subscriber, SubscriberStatus
+from tests.support.hostile_mail import huge_header, naming, nested, wide
 from tests.support.inbound import (
     ALICE,
     BOB,
@@ -234,3 +235,66 @@ def test_an_mta_pipe_gets_tempfail_when_the_database_is_down(tmp_path: Path) -> 
     assert done.returncode == 75, done.stderr  # EX_TEMPFAIL: Postfix keeps it and retries
     assert done.stdout.decode().startswith("stdin: deferred: database problem")
     assert b"Traceback" not in done.stderr
+
+
+def test_stdin_refuses_hostile_messages_with_ex_dataerr_and_stores_nothing(world: World) -> None:
+    issue_id = world.send()
+    verp = world.mail_to(BOB, issue_id).mail_from
+    # A genuine bounce of a real delivery: within the limits it would bounce Bob.
+    report = sample("postfix-5.1.1.eml", verp=verp, email=BOB, original_headers="X: y")
+    hostile = {
+        "MIME parts nested deeper than 20 levels": nested(report, 1000),
+        "more than 200 MIME parts": wide(report, 10_000),
+        "report names more than 100 recipients": naming(report, 5_000),
+        "a header section larger than 262144 bytes": huge_header(report, 1_000_000),
+        "larger than 10485760 bytes; not read": report + b"x" * 10 * 1024 * 1024,
+    }
+    state, unmatched = snapshot(world.db), unmatched_reports(world.db)
+    for reason, raw in hostile.items():
+        result = stdin(verp, raw)
+        assert result.exit_code == 65, (reason, result.output)
+        assert result.stderr == f"stdin: refused: {reason}\n"
+        assert result.stdout == ""
+    assert snapshot(world.db) == state and unmatched_reports(world.db) == unmatched
+
+    within = stdin(verp, nested(report, 5))
+    assert within.exit_code == 0 and within.stdout.startswith("stdin: bounce: "), within.output
+    assert world.reader(BOB).status == SubscriberStatus.BOUNCED
+
+
+def test_an_mta_pipe_gets_ex_dataerr_and_the_reason_for_a_refused_message(
+    cli_env: Settings, tmp_path: Path
+) -> None:
+    issue_id, bob_id, _ = seed_mailed(cli_env)
+    verp = envelope_sender(cli_env, issue_id, bob_id)
+    report = sample("postfix-5.1.1.eml", verp=verp, email=BOB, original_headers="X: y")
+    with get_sessionmaker(cli_env.database_url)() as db:
+        state = snapshot(db)
+
+    def pipe(raw: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+        """The command as Postfix's pipe(8) runs it, the message on stdin."""
+        return subprocess.run(
+            [*NEWSLETTER, "inbound", "process", "--recipient", verp, *args],
+            input=raw,
+            env=dict(os.environ),
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+    deep = pipe(nested(report, 1000), "-")
+    assert deep.returncode == 65, deep.stderr  # EX_DATAERR: Postfix bounces it, for good
+    assert deep.stderr.decode() == "stdin: refused: MIME parts nested deeper than 20 levels\n"
+    assert deep.stdout == b""
+    # In a batch the other messages are still processed; the refusal decides the status.
+    (tmp_path / "deep.eml").write_bytes(nested(report, 1000))
+    (tmp_path / "ooo.eml").write_bytes((DATA / "out-of-office.eml").read_bytes())
+    batch = pipe(b"", str(tmp_path / "deep.eml"), str(tmp_path / "ooo.eml"))
+    assert batch.returncode == 65, batch.stderr
+    assert batch.stderr.decode().startswith(f"{tmp_path / 'deep.eml'}: refused: MIME parts")
+    assert batch.stdout.decode().startswith(f"{tmp_path / 'ooo.eml'}: unknown: ")
+    with get_sessionmaker(cli_env.database_url)() as db:
+        assert snapshot(db) == state and unmatched_reports(db) == 0
+
+    help_text = pipe(b"", "--help").stdout.decode()
+    assert "65  a message was refused" in help_text and "75  the database" in help_text

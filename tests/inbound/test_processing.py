@@ -36,6 +36,7 @@ from newsletter.store.models import (
     SubscriptionStatus,
     Suppression,
 )
+from tests.support.hostile_mail import huge_header, naming, nested, wide
 from tests.support.inbound import (
     ALICE,
     BOB,
@@ -491,6 +492,39 @@ def test_forged_revoked_or_missing_tokens_are_ignored_and_reported(world: World)
     assert world.reader(BOB).status == SubscriberStatus.ACTIVE
 
 
+# --- messages beyond a limit ---------------------------------------------------------------------
+
+
+def test_a_genuine_report_made_hostile_is_refused_and_changes_no_row(world: World) -> None:
+    issue_id = world.send()
+    report = postfix_bounce(world, BOB, issue_id)
+    mail = world.mail_to(BOB, issue_id)
+    complaint = sample(
+        "arf-complaint.eml",
+        feedback_type="abuse",
+        verp=mail.mail_from,
+        email=BOB,
+        original_message=lf(mail.data),
+    )
+    hostile = {
+        "depth": nested(report, 1000),
+        "parts": wide(report, 10_000),
+        "recipients": naming(report, 5_000),
+        "headers": huge_header(report, 1_000_000),
+    }
+    state, unmatched = snapshot(world.db), unmatched_reports(world.db)
+    for limit, raw in [*hostile.items(), ("recipients", naming(complaint, 5_000))]:
+        outcome = world.process(raw)
+        assert outcome.result == Result.REFUSED and outcome.limit == limit, outcome
+        assert not outcome.changed and not outcome.parsed
+        assert outcome.line().startswith("refused: ") and outcome.line().isprintable()
+    assert snapshot(world.db) == state and unmatched_reports(world.db) == unmatched
+
+    # The same report within the limits is acted on: only the refusal stopped it above.
+    assert world.process(nested(report, 5)).result == Result.BOUNCED
+    assert world.reader(BOB).status == SubscriberStatus.BOUNCED
+
+
 # --- junk -----------------------------------------------------------------------------------------
 
 
@@ -512,7 +546,8 @@ def test_junk_is_reported_never_raised(settings: Settings, db: Session) -> None:
     assert outcome.result == Result.UNKNOWN and outcome.line().isprintable()
     big = b"Subject: big\n\n" + b"x" * 2000
     outcome = process_message(db, replace(s, inbound_max_bytes=1000), big)
-    assert outcome.result == Result.INVALID and "larger than 1000 bytes" in outcome.summary
+    assert outcome.result == Result.REFUSED and "larger than 1000 bytes" in outcome.summary
+    assert outcome.limit == "size" and not outcome.parsed
 
 
 def test_mangled_reports_never_crash(settings: Settings, db: Session) -> None:

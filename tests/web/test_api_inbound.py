@@ -15,6 +15,7 @@ from newsletter.mail.transport import close_transports
 from newsletter.readers.suppression import is_suppressed
 from newsletter.settings import Settings
 from newsletter.store.models import DeliveryStatus, SubscriberStatus
+from tests.support.hostile_mail import huge_header, naming, nested, wide
 from tests.support.inbound import (
     ALICE,
     BOB,
@@ -30,11 +31,11 @@ from tests.support.smtp import SMTPSink
 
 @pytest.fixture
 def settings(settings: Settings, smtp_sink: SMTPSink) -> Settings:
-    """conftest's settings with VERP, a small inbound limit and real sends to the sink."""
+    """conftest's settings with VERP, a 1 MB inbound limit and real sends to the sink."""
     return replace(
         settings,
         bounce_address=BOUNCES,
-        inbound_max_bytes=200_000,
+        inbound_max_bytes=1_000_000,
         smtp_url=smtp_sink.url,
         smtp_timeout=5.0,
         autopause_min_attempts=10_000,
@@ -79,7 +80,7 @@ def test_webhook_processes_a_genuine_bounce_of_a_real_delivery(
     assert wrong.status_code == 415 and "message/rfc822" in wrong.get_json()["error"]["message"]
     junk = client.post("/api/v1/inbound", data=(DATA / "junk.bin").read_bytes(), headers=auth)
     assert junk.status_code == 400 and "not a mail message" in junk.get_json()["error"]["message"]
-    huge = client.post("/api/v1/inbound", data=report + b"x" * 300_000, headers=auth)
+    huge = client.post("/api/v1/inbound", data=report + b"x" * 1_000_000, headers=auth)
     assert huge.status_code == 413
 
     ok = client.post("/api/v1/inbound", data=report, headers=auth)
@@ -131,3 +132,38 @@ def test_webhook_answers_unmatched_for_forged_reports_and_changes_no_reader(
     assert snapshot(world.db) == state
     assert unmatched_reports(world.db) == len(forged)
     assert not is_suppressed(world.db, BOB)
+
+
+def test_webhook_refuses_hostile_messages_with_a_4xx_and_stores_nothing(
+    client: FlaskClient, token: str, world: World
+) -> None:
+    issue_id = world.send()
+    # A genuine bounce of a real delivery: within the limits it would bounce Bob.
+    report = sample(
+        "postfix-5.1.1.eml",
+        verp=world.mail_to(BOB, issue_id).mail_from,
+        email=BOB,
+        original_headers="X: y",
+    )
+    auth = {"Authorization": f"Bearer {token}", "Content-Type": "message/rfc822"}
+    hostile = {
+        "depth": (nested(report, 1000), "MIME parts nested deeper than 20 levels"),
+        "parts": (wide(report, 10_000), "more than 200 MIME parts"),
+        "recipients": (naming(report, 5_000), "report names more than 100 recipients"),
+        "headers": (huge_header(report, 300_000), "a header section larger than 262144 bytes"),
+    }
+    state, unmatched = snapshot(world.db), unmatched_reports(world.db)
+    for limit, (raw, words) in hostile.items():
+        assert len(raw) < 1_000_000  # within the body limit: refused for its structure
+        answer = client.post("/api/v1/inbound", data=raw, headers=auth)
+        assert answer.status_code == 422, (limit, answer.get_data(as_text=True)[:300])
+        assert answer.get_json() == {
+            "error": {"status": 422, "message": f"message refused: {words}", "limit": limit}
+        }
+    huge = client.post("/api/v1/inbound", data=report + b"x" * 1_000_000, headers=auth)
+    assert huge.status_code == 413 and huge.get_json()["error"]["status"] == 413
+    assert snapshot(world.db) == state and unmatched_reports(world.db) == unmatched
+
+    ok = client.post("/api/v1/inbound", data=nested(report, 5), headers=auth)
+    assert ok.status_code == 200 and ok.get_json()["result"] == "bounce"
+    assert world.reader(BOB).status == SubscriberStatus.BOUNCED
