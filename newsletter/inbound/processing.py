@@ -43,7 +43,7 @@ from newsletter.inbound.limits import InboundRefused
 from newsletter.inbound.parsing import Failure, Inbound, MessageKind, NotAMessage, read_message
 from newsletter.mail.verp import VerpClaim, read_verp
 from newsletter.readers.addresses import InvalidAddress, email_key, normalise
-from newsletter.readers.manage import read_manage_link, unsubscribe
+from newsletter.readers.manage import read_unsubscribe_link, unsubscribe
 from newsletter.readers.subscriptions import InvalidLink
 from newsletter.readers.suppression import is_suppressed, suppress
 from newsletter.settings import Settings
@@ -172,7 +172,8 @@ def _unsubscribe_request(
             "proves nothing, nothing changed",
         )
     try:
-        link = read_manage_link(session, settings, inbound.token)
+        # A link from before "log out all links" may still leave, as on the web (RFC 8058).
+        link = read_unsubscribe_link(session, settings, inbound.token)
     except InvalidLink as exc:
         reason = "revoked" if exc.status == 404 else "forged or damaged"
         return Outcome(
@@ -549,7 +550,8 @@ def _proven_subscribers(session: Session, settings: Settings, inbound: Inbound) 
     found: list[int] = []
     for token in inbound.returned.tokens if inbound.returned else ():
         try:
-            link = read_manage_link(session, settings, token)
+            # An older version is still proof that we mailed this reader at this address.
+            link = read_unsubscribe_link(session, settings, token)
         except InvalidLink:
             continue
         if link.subscriber.id not in found:

@@ -78,7 +78,9 @@ def read_unsubscribe_link(session: Session, settings: Settings, token: str) -> M
     newsletter = (
         session.get(Newsletter, claim.newsletter_id) if claim.newsletter_id is not None else None
     )
-    stale = subscriber.token_version != claim.version
+    if claim.version > subscriber.token_version:
+        raise InvalidLink(NO_LONGER, 404)  # never issued: versions only go up
+    stale = claim.version < subscriber.token_version
     return ManageLink(subscriber, claim.newsletter_id, newsletter, stale)
 
 

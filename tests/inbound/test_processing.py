@@ -463,6 +463,17 @@ def test_a_manage_token_in_the_mailto_leaves_every_list(world: World) -> None:
     assert {s.status for s in bob.subscriptions} == {SubscriptionStatus.UNSUBSCRIBED}
 
 
+def test_a_token_from_before_log_out_all_links_still_leaves(world: World) -> None:
+    bob = world.reader(BOB)
+    old = links.unsubscribe_token(world.settings, links.subscriber_claim(bob))
+    bob.token_version += 1
+    world.db.commit()
+    mailto = links.unsubscribe_mailto(world.settings, old)
+    outcome = world.process(mailto_request(f"<{mailto}>", sender=BOB))
+    assert outcome.result == Result.UNSUBSCRIBED
+    assert world.reader(BOB).status == SubscriberStatus.UNSUBSCRIBED
+
+
 def test_forged_revoked_or_missing_tokens_are_ignored_and_reported(world: World) -> None:
     bob = world.reader(BOB)
     good = links.unsubscribe_token(world.settings, links.subscriber_claim(bob))
@@ -472,7 +483,10 @@ def test_forged_revoked_or_missing_tokens_are_ignored_and_reported(world: World)
         links.unsubscribe_token(other_secret, links.subscriber_claim(bob)),
         links.unsubscribe_token(
             world.settings, links.claim_for(bob.id, bob.token_version + 1, bob.email)
-        ),  # revoked
+        ),  # a version never issued
+        links.unsubscribe_token(
+            world.settings, links.claim_for(bob.id, bob.token_version, "someone.else@example.com")
+        ),  # signed for another address
     ]
     state = snapshot(world.db)
     for token in forged:
