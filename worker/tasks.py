@@ -12,17 +12,16 @@ from typing import Any
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
-from sqlalchemy.exc import OperationalError
 
 from newsletter.content.feeds import due_feeds, fail_feed, ingest_due_feed
-from newsletter.delivery.batches import send_batch
+from newsletter.delivery.batches import DatabaseLost, send_batch
 from newsletter.delivery.fan_out import advance
 from newsletter.delivery.tick import tick as run_tick
 from newsletter.mail.transport import TemporaryFailure
 from newsletter.readers import link_mails, signup_mails, signup_requests
 from newsletter.readers.purge import purge_pending as purge
 from newsletter.settings import Settings
-from newsletter.store.db import session_scope
+from newsletter.store.db import CONNECTION_LOST, session_scope
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +85,17 @@ def ingest_feed(feed_id: int) -> dict[str, object]:
 
 # --- reader flows: signups, signup mails and pending purge (newsletter.readers) ---
 
-# A signup mail is retried on 4xx and connection trouble, with exponential backoff and jitter;
-# acks_late so a task cut short by a dead worker is redelivered: a second signup mail is harmless.
+# A signup mail is retried on SMTP 4xx and connection trouble, and while the database is away,
+# with exponential backoff (at most a minute apart) and jitter, for about half an hour; acks_late
+# so a task cut short by a dead worker is redelivered: a second signup mail is harmless.
 SIGNUP_MAIL_TASK: dict[str, Any] = {
     "bind": True,
     "acks_late": True,
-    "autoretry_for": (TemporaryFailure,),
+    "autoretry_for": (TemporaryFailure, *CONNECTION_LOST),
     "retry_backoff": True,
+    "retry_backoff_max": 60,
     "retry_jitter": True,
-    "max_retries": 8,
+    "max_retries": 35,
 }
 
 
@@ -104,10 +105,11 @@ SIGNUP_MAIL_TASK: dict[str, Any] = {
     name="newsletter.process_signup",
     bind=True,
     acks_late=True,
-    autoretry_for=(OperationalError,),
+    autoretry_for=CONNECTION_LOST,
     retry_backoff=True,
+    retry_backoff_max=60,
     retry_jitter=True,
-    max_retries=8,
+    max_retries=35,
 )
 def process_signup(self: Task, signup: dict[str, Any]) -> str:
     """Record a submitted signup and queue the mail it leads to (the web only validated it)."""
@@ -266,10 +268,11 @@ LONG_TASK_LIMITS: dict[str, Any] = {"soft_time_limit": 1800, "time_limit": 1860}
     name="newsletter.fan_out",
     acks_late=True,
     **LONG_TASK_LIMITS,
-    autoretry_for=(OperationalError,),
+    autoretry_for=CONNECTION_LOST,
     retry_backoff=True,
+    retry_backoff_max=30,
     retry_jitter=True,
-    max_retries=20,
+    max_retries=None,  # resumable and idempotent: it waits out a database outage
 )
 def fan_out_task(issue_id: int) -> None:
     """Create an issue's deliveries (resumable) and start its batches; a rerun adds nothing."""
@@ -277,22 +280,45 @@ def fan_out_task(issue_id: int) -> None:
     advance(settings(), issue_id, CeleryQueue())
 
 
+# How often a batch cut off from the database tries again: short, so a send carries on within
+# seconds of PostgreSQL's return, and cheap (one connection attempt) while it is away.
+DATABASE_RETRY_SECONDS = 3
+
+
 @shared_task(
     name="newsletter.send_batch",
     bind=True,
     acks_late=True,
     **LONG_TASK_LIMITS,
-    autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_jitter=True,
     max_retries=None,  # SMTP outages end; each retry waits up to NEWSLETTER_SEND_RETRY_MAX_SECONDS
 )
-def send_batch_task(self: Task, issue_id: int, delivery_ids: list[int]) -> dict[str, int]:
-    """Send one batch; SMTP 4xx, connection trouble or the rate limit retry it with backoff."""
+def send_batch_task(
+    self: Task, issue_id: int, delivery_ids: list[int], release: str = ""
+) -> dict[str, int]:
+    """Send one batch; SMTP 4xx, connection trouble or the rate limit retry it with backoff.
 
-    result = send_batch(
-        settings(), issue_id, delivery_ids, queue=CeleryQueue(), retries=self.request.retries
-    )
+    When the database goes away mid-batch, the task retries every few seconds until it is back,
+    first giving back the rows the cut-off run held (``release``), so the send carries on at
+    once rather than after their lease.
+    """
+
+    try:
+        result = send_batch(
+            settings(),
+            issue_id,
+            delivery_ids,
+            queue=CeleryQueue(),
+            retries=self.request.retries,
+            release=release,
+        )
+    except DatabaseLost as exc:
+        log.warning("issue %s: %s; retrying in %s s", issue_id, exc, DATABASE_RETRY_SECONDS)
+        raise self.retry(
+            args=(issue_id, delivery_ids),
+            kwargs={"release": exc.token},
+            countdown=DATABASE_RETRY_SECONDS,
+            exc=exc,
+        ) from exc
     if result.retry_ids:
         raise self.retry(args=(issue_id, result.retry_ids), countdown=result.retry_in)
     return {"sent": result.sent, "failed": result.failed, "skipped": result.skipped}

@@ -38,7 +38,7 @@ from newsletter.readers.addresses import email_hash
 from newsletter.readers.eligibility import eligible_clause, suppressed_hashes
 from newsletter.readers.suppression import suppress
 from newsletter.settings import Settings
-from newsletter.store.db import utcnow
+from newsletter.store.db import CONNECTION_LOST, utcnow
 from newsletter.store.models import DeliveryStatus, Issue, IssueStatus, SubscriberStatus
 from newsletter.store.queries import (
     DELIVERIES,
@@ -84,6 +84,20 @@ def backoff_seconds(settings: Settings, retries: int) -> float:
     return min(settings.send_retry_max_seconds, step) * (0.5 + random.random())
 
 
+class DatabaseLost(Exception):
+    """The database went away mid-batch; retry later with ``release`` to free this run's rows.
+
+    ``token`` is the claim of the run that died: rows it still holds as ``sending`` go back to
+    ``queued`` when the database is back, so the send carries on at once instead of waiting for
+    their lease to expire. The row whose mail the server had accepted just before the loss (its
+    mark may not have reached the database) may be sent twice: the documented one per connection.
+    """
+
+    def __init__(self, token: str, cause: BaseException) -> None:
+        super().__init__(f"the database connection was lost mid-batch: {cause}")
+        self.token = token
+
+
 def send_batch(
     settings: Settings,
     issue_id: int,
@@ -92,22 +106,50 @@ def send_batch(
     queue: TaskQueue | None = None,
     retries: int = 0,
     transport: Transport | None = None,
+    release: str = "",
 ) -> BatchResult:
     """Send the still-queued, due deliveries among ``delivery_ids``; safe to run twice.
 
     Returns what happened; ``retry_ids``/``retry_in`` ask the caller to run again later (SMTP
     4xx, connection trouble or a rate limit). Afterwards the pump is topped up and the issue
-    finished when nothing is left.
+    finished when nothing is left. Raises :class:`DatabaseLost` when the database connection
+    breaks; the retry passes its ``token`` as ``release`` to free what that run had claimed.
     """
-    with batch_connection(settings) as (session, recorder):
-        batch = _Batch(session, recorder, settings, issue_id, retries, transport)
-        result = batch.run(sorted(set(delivery_ids)))
-        enqueued = 0
-        if queue is not None and (result.claimed or result.stopped):
-            enqueued = pump(session, settings, issue_id, queue)
-        if result.claimed and not enqueued:  # more batches enqueued: certainly not done yet
-            finish_if_done(session, issue_id)
+    token = f"{WORKER}:{uuid.uuid4().hex[:8]}"[:120]
+    unreleased = release
+    try:
+        with batch_connection(settings) as (session, recorder):
+            if release:
+                _release_claim(session, issue_id, release)
+                unreleased = ""
+            batch = _Batch(session, recorder, settings, issue_id, retries, transport, token)
+            result = batch.run(sorted(set(delivery_ids)))
+            enqueued = 0
+            if queue is not None and (result.claimed or result.stopped):
+                enqueued = pump(session, settings, issue_id, queue)
+            if result.claimed and not enqueued:  # more batches enqueued: certainly not done yet
+                finish_if_done(session, issue_id)
+    except CONNECTION_LOST as exc:
+        # Still away before the release: the older run's rows are the ones to free next time.
+        raise DatabaseLost(unreleased or token, exc) from exc
     return result
+
+
+def _release_claim(session: Session, issue_id: int, token: str) -> None:
+    """Give back the rows a run that lost its database connection still holds as sending."""
+    result = session.execute(
+        update(DELIVERIES)
+        .where(
+            DELIVERIES.c.issue_id == issue_id,
+            DELIVERIES.c.claimed_by == token,
+            DELIVERIES.c.status == SENDING.value,
+        )
+        .values(status=QUEUED.value, claimed_by="", claimed_at=None)
+    )
+    released = int(result.rowcount)  # type: ignore[attr-defined]
+    session.commit()
+    if released:
+        log.info("issue %s: %d deliveries of a batch cut off requeued", issue_id, released)
 
 
 class _Batch:
@@ -121,6 +163,7 @@ class _Batch:
         issue_id: int,
         retries: int,
         transport: Transport | None,
+        token: str,
     ) -> None:
         self.session = session
         self.recorder = recorder
@@ -128,7 +171,7 @@ class _Batch:
         self.issue_id = issue_id
         self.retries = retries
         self.transport = transport
-        self.token = f"{WORKER}:{uuid.uuid4().hex[:8]}"[:120]
+        self.token = token  # this run's claim on its rows
         self.result = BatchResult()
         self.remaining: dict[int, int] = {}  # delivery id -> subscriber id, claimed, no outcome
         self.pending_skips: list[int] = []

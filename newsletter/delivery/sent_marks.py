@@ -152,9 +152,15 @@ class PostgresRecorder:
         self._check(result)
 
     def _check(self, result: Any) -> None:
-        """Raise psycopg's exception for a failed statement (as ``execute`` would)."""
-        if result.status not in _OK:
-            raise psycopg_errors.error_from_result(result, encoding=self.encoding)
+        """Raise psycopg's exception for a failed statement (as ``execute`` would); a broken
+        connection is an OperationalError, so the task retries it (libpq's result alone would
+        make it a bare DatabaseError, with no SQLSTATE to tell)."""
+        if result.status in _OK:
+            return
+        if self.pgconn.status != pq.ConnStatus.OK:
+            message = self.pgconn.error_message.decode(self.encoding, "replace").strip()
+            raise psycopg.OperationalError(f"the database connection was lost: {message}")
+        raise psycopg_errors.error_from_result(result, encoding=self.encoding)
 
 
 class CoreRecorder:

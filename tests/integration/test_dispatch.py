@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from newsletter import create_app
@@ -51,6 +51,7 @@ from newsletter.store.models import (
     SubscriptionStatus,
     Suppression,
 )
+from tests.support.pg_cluster import throwaway_cluster
 from tests.support.services import fresh_postgres_database
 from tests.support.smtp import Received, SMTPSink
 from tests.support.smtp_proxy import FaultProxy
@@ -164,7 +165,8 @@ def stack_factory(tmp_path: Path) -> Iterator[Any]:
     made: list[Stack] = []
     with redis_test_db() as broker_url, fresh_postgres_database() as database_url:
 
-        def build(smtp_url: str, **extra: str) -> Stack:
+        def build(smtp_url: str, on: str = "", **extra: str) -> Stack:
+            """A stack on the shared test database, or ``on`` another (a throwaway cluster)."""
             values = {
                 "batch_size": "50",
                 "delivery_lease_seconds": "4",
@@ -178,7 +180,7 @@ def stack_factory(tmp_path: Path) -> Iterator[Any]:
             }
             env = service_env(
                 tmp_path,
-                database_url=database_url,
+                database_url=on or database_url,
                 broker_url=broker_url,
                 smtp_url=smtp_url,
                 base_url=BASE_URL,
@@ -186,7 +188,7 @@ def stack_factory(tmp_path: Path) -> Iterator[Any]:
             )
             run_newsletter(["db", "upgrade"], env)
             settings = Settings.from_env(env)
-            stack = Stack(tmp_path, broker_url, database_url, env, settings)
+            stack = Stack(tmp_path, broker_url, on or database_url, env, settings)
             made.append(stack)
             return stack
 
@@ -786,3 +788,74 @@ def test_a_confirmation_during_a_rate_limited_send_arrives_within_seconds(
         assert lifecycle.get_issue(db, issue_id).status == IssueStatus.SENDING  # still going
         lifecycle.cancel(db, issue_id)
         db.commit()
+
+
+# --- PostgreSQL restarted mid-send ----------------------------------------------------------------
+
+
+def test_a_send_carries_on_within_seconds_of_postgresql_coming_back(
+    stack_factory: Any, smtp_sink: SMTPSink
+) -> None:
+    # Its own cluster, so the machine's server is never restarted; the default 300 s lease, so
+    # nothing but the batches' own release can bring the cut-off rows back in time.
+    with throwaway_cluster() as cluster:
+        stack: Stack = stack_factory(
+            smtp_sink.url,
+            on=cluster.url,
+            send_rate_per_second="150",
+            delivery_lease_seconds="300",
+        )
+        population = seed_population(stack.database_url, readers=3000, seed=17)
+        stack.worker("worker", concurrency=2)
+        queue = stack.queue()
+        with stack.session() as db:
+            offers = lifecycle.find_newsletter(db, "offers")
+            issue = lifecycle.create_campaign(
+                db, stack.settings, offers, subject="Restart", body_html="<p>Restart.</p>"
+            )
+            db.commit()
+            issue_id = issue.id
+            lifecycle.send(db, stack.settings, issue_id, queue)
+        dispose_engines()  # the test's own connections must not hold the server up
+        expected = set(population.eligible["offers"])
+        deadline = time.monotonic() + 60
+        while len(smtp_sink.messages) < 200 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(smtp_sink.messages) >= 200, stack.logs()
+
+        cut_at = utcnow()
+        cluster.stop()  # every connection cut mid-batch
+        time.sleep(5)
+        cluster.start()
+        back = time.monotonic()
+
+        def cut_off() -> int:
+            """Rows that batches held when the server went away and still hold."""
+            with stack.session() as db:
+                return int(
+                    db.scalar(
+                        select(func.count(Delivery.id)).where(
+                            Delivery.issue_id == issue_id,
+                            Delivery.status == DeliveryStatus.SENDING,
+                            Delivery.claimed_at < cut_at,
+                        )
+                    )
+                    or 0
+                )
+
+        while cut_off() and time.monotonic() < back + 60:
+            time.sleep(0.2)
+        resumed = time.monotonic() - back
+        print(
+            f"\nthe cut-off batches' rows were back in the send {resumed:.1f} s after the restart"
+        )
+        assert not cut_off() and resumed < 30, f"{resumed:.1f} s\n{stack.logs()}"
+
+        progress = stack.wait_done(issue_id, timeout=120)
+        assert progress.status == "sent" and progress.sent == len(expected), progress
+        counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
+        assert set(counts) == expected
+        twice = [a for a, c in counts.items() if c > 1]
+        # At most one mail per SMTP connection (2 pool processes) accepted but not recorded.
+        assert len(twice) <= 2, twice
+        dispose_engines()
