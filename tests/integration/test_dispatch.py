@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
@@ -859,3 +860,42 @@ def test_a_send_carries_on_within_seconds_of_postgresql_coming_back(
         # At most one mail per SMTP connection (2 pool processes) accepted but not recorded.
         assert len(twice) <= 2, twice
         dispose_engines()
+
+
+# --- Redis wiped mid-send -------------------------------------------------------------------------
+
+
+def test_a_send_survives_redis_losing_every_queued_task(
+    stack_factory: Any, smtp_sink: SMTPSink
+) -> None:
+    # Redis keeps nothing on disk: a restart empties every queue, unacknowledged tasks included.
+    # The database knows what is left; beat's tick finds the batches whose tasks vanished.
+    stack: Stack = stack_factory(smtp_sink.url, send_rate_per_second="150")
+    population = seed_population(stack.database_url, readers=1500, seed=19)
+    stack.worker("worker", concurrency=2)
+    stack.beat("beat")
+    queue = stack.queue()
+    with stack.session() as db:
+        offers = lifecycle.find_newsletter(db, "offers")
+        issue = lifecycle.create_campaign(
+            db, stack.settings, offers, subject="Wiped", body_html="<p>Wiped.</p>"
+        )
+        db.commit()
+        issue_id = issue.id
+        lifecycle.send(db, stack.settings, issue_id, queue)
+    expected = set(population.eligible["offers"])
+    deadline = time.monotonic() + 60
+    while len(smtp_sink.messages) < 150 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(smtp_sink.messages) >= 150, stack.logs()
+
+    redis.Redis.from_url(stack.broker_url).flushdb()  # what a restarted, empty Redis looks like
+    wiped_at = len(smtp_sink.messages)
+    assert wiped_at < len(expected), "the send finished before the wipe; slow it down"
+
+    progress = stack.wait_done(issue_id, timeout=120)
+    assert progress.status == "sent" and progress.sent == len(expected), progress
+    counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
+    assert set(counts) == expected
+    # Batches running at the wipe finish their own rows; nothing is sent twice.
+    assert [a for a, c in counts.items() if c > 1] == []
