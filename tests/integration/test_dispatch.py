@@ -53,7 +53,7 @@ from newsletter.store.models import (
     Suppression,
 )
 from tests.support.pg_cluster import throwaway_cluster
-from tests.support.services import fresh_postgres_database
+from tests.support.services import fresh_postgres_database, rabbitmq_vhost
 from tests.support.smtp import Received, SMTPSink
 from tests.support.smtp_proxy import FaultProxy
 from tests.support.worker import (
@@ -166,8 +166,9 @@ def stack_factory(tmp_path: Path) -> Iterator[Any]:
     made: list[Stack] = []
     with redis_test_db() as broker_url, fresh_postgres_database() as database_url:
 
-        def build(smtp_url: str, on: str = "", **extra: str) -> Stack:
-            """A stack on the shared test database, or ``on`` another (a throwaway cluster)."""
+        def build(smtp_url: str, on: str = "", broker: str = "", **extra: str) -> Stack:
+            """A stack on the shared test database and a Redis test database as its broker,
+            or ``on`` another database (a throwaway cluster), or with another ``broker``."""
             values = {
                 "batch_size": "50",
                 "delivery_lease_seconds": "4",
@@ -182,14 +183,14 @@ def stack_factory(tmp_path: Path) -> Iterator[Any]:
             env = service_env(
                 tmp_path,
                 database_url=on or database_url,
-                broker_url=broker_url,
+                broker_url=broker or broker_url,
                 smtp_url=smtp_url,
                 base_url=BASE_URL,
                 **values,
             )
             run_newsletter(["db", "upgrade"], env)
             settings = Settings.from_env(env)
-            stack = Stack(tmp_path, broker_url, on or database_url, env, settings)
+            stack = Stack(tmp_path, broker or broker_url, on or database_url, env, settings)
             made.append(stack)
             return stack
 
@@ -899,3 +900,45 @@ def test_a_send_survives_redis_losing_every_queued_task(
     assert set(counts) == expected
     # Batches running at the wipe finish their own rows; nothing is sent twice.
     assert [a for a, c in counts.items() if c > 1] == []
+
+
+# --- RabbitMQ as the broker -----------------------------------------------------------------------
+
+
+def test_a_send_is_exactly_once_with_rabbitmq_as_the_broker(
+    stack_factory: Any, smtp_sink: SMTPSink
+) -> None:
+    # The same engine on AMQP: a worker killed mid-send has its unacknowledged batches
+    # redelivered by RabbitMQ at once; Redis stays the rate limiter's store.
+    with rabbitmq_vhost() as amqp_url:
+        stack: Stack = stack_factory(smtp_sink.url, broker=amqp_url, send_rate_per_second="150")
+        assert stack.settings.broker_url.startswith("amqp://")
+        population = seed_population(stack.database_url, readers=1500, seed=23)
+        worker = stack.worker("worker", concurrency=2)
+        stack.beat("beat")
+        queue = stack.queue()
+        with stack.session() as db:
+            offers = lifecycle.find_newsletter(db, "offers")
+            issue = lifecycle.create_campaign(
+                db, stack.settings, offers, subject="Over AMQP", body_html="<p>AMQP.</p>"
+            )
+            db.commit()
+            issue_id = issue.id
+            lifecycle.send(db, stack.settings, issue_id, queue)
+        expected = set(population.eligible["offers"])
+        deadline = time.monotonic() + 60
+        while len(smtp_sink.messages) < 150 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(smtp_sink.messages) >= 150, stack.logs()
+        worker.kill()
+        assert len(smtp_sink.messages) < len(expected), "the send finished before the kill"
+        worker.start()
+
+        progress = stack.wait_done(issue_id, timeout=120)
+        assert progress.status == "sent" and progress.sent == len(expected), progress
+        counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
+        assert set(counts) == expected
+        twice = [a for a, c in counts.items() if c > 1]
+        assert len(twice) <= 2, twice  # one per SMTP connection of the killed worker, at most
+        for process in reversed(stack.processes):
+            process.stop(timeout=10)  # before the vhost goes

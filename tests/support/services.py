@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+import pytest
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -57,8 +61,6 @@ def fresh_postgres_database() -> Iterator[str]:
 @contextmanager
 def migrated_postgres_database() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database; skips (a CI failure) when PostgreSQL is down."""
-    import pytest
-
     from newsletter.store.migrate import upgrade
 
     if not postgres_up():
@@ -66,3 +68,25 @@ def migrated_postgres_database() -> Iterator[str]:
     with fresh_postgres_database() as url:
         upgrade(url)
         yield url
+
+
+@contextmanager
+def rabbitmq_vhost() -> Iterator[str]:
+    """A throwaway virtual host on the machine's RabbitMQ (5672); yields its broker URL.
+
+    Each test gets its own vhost, so its queues (transactional, bulk, housekeeping) are its own.
+    Skips with the reason when RabbitMQ or rabbitmqctl is not there.
+    """
+    if not reachable("127.0.0.1", 5672) or not shutil.which("rabbitmqctl"):
+        pytest.skip("RabbitMQ is not running on 127.0.0.1:5672 (or rabbitmqctl is missing)")
+    name = f"newsletter-test-{uuid.uuid4().hex[:8]}"
+
+    def ctl(*args: str) -> None:
+        subprocess.run(["rabbitmqctl", *args], capture_output=True, check=True, timeout=60)
+
+    ctl("add_vhost", name)
+    try:
+        ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield f"amqp://guest:guest@127.0.0.1:5672/{name}"
+    finally:
+        ctl("delete_vhost", name)
