@@ -29,8 +29,8 @@ def test_mailed_links_are_logged_by_their_route_pattern_never_their_token(
 ) -> None:
     lists = make_lists(db)
     reader = add_subscriber(db, "reader@example.org", SubscriberStatus.ACTIVE, [lists.daily])
-    manage = links.manage_token(settings, reader.id, reader.token_version)
-    unsubscribe = links.unsubscribe_token(settings, reader.id, reader.token_version, lists.daily.id)
+    manage = links.manage_token(settings, links.subscriber_claim(reader))
+    unsubscribe = links.unsubscribe_token(settings, links.subscriber_claim(reader, lists.daily.id))
     forged = "eyJzIjoxfQ.forged-signature-that-is-still-a-secret"
     requests = [
         (f"/preferences/{manage}", "GET /preferences/<token> 200 "),
