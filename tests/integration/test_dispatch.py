@@ -743,6 +743,42 @@ def test_digest_send_wait_from_the_command_line(stack_factory: Any, smtp_sink: S
     assert f"Issue {issue_id} is sent; only paused or failed issues can be resumed." in again.stderr
 
 
+# --- Faults mid-send ------------------------------------------------------------------------------
+
+
+def start_campaign(stack: Stack, subject: str) -> int:
+    """Create a campaign to the offers list and start it; its id."""
+    queue = stack.queue()
+    with stack.session() as db:
+        offers = lifecycle.find_newsletter(db, "offers")
+        issue = lifecycle.create_campaign(
+            db, stack.settings, offers, subject=subject, body_html=f"<p>{subject}.</p>"
+        )
+        db.commit()
+        lifecycle.send(db, stack.settings, issue.id, queue)
+        return issue.id
+
+
+def wait_until_sent(stack: Stack, smtp_sink: SMTPSink, count: int, timeout: float = 60) -> None:
+    """Wait until the sink holds ``count`` mails: the send is well under way."""
+    deadline = time.monotonic() + timeout
+    while len(smtp_sink.messages) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(smtp_sink.messages) >= count, stack.logs()
+
+
+def assert_each_mailed_once(
+    stack: Stack, smtp_sink: SMTPSink, issue_id: int, expected: set[str], twice_at_most: int
+) -> None:
+    """The send finished, everyone expected got it, and at most ``twice_at_most`` got it twice."""
+    progress = stack.wait_done(issue_id, timeout=120)
+    assert progress.status == "sent" and progress.sent == len(expected), progress
+    counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
+    assert set(counts) == expected  # nobody missed, nobody else
+    twice = [a for a, c in counts.items() if c > 1]
+    assert len(twice) <= twice_at_most and all(counts[a] == 2 for a in twice), twice
+
+
 # --- The fast lane --------------------------------------------------------------------------------
 
 
@@ -758,20 +794,9 @@ def test_a_confirmation_during_a_rate_limited_send_arrives_within_seconds(
     web = WebProcess(stack.env, stack.tmp / "web.log")
     stack.processes.append(web)
     web.start()
-    queue = stack.queue()
-    with stack.session() as db:
-        offers = lifecycle.find_newsletter(db, "offers")
-        issue = lifecycle.create_campaign(
-            db, stack.settings, offers, subject="Big news", body_html="<p>Big news.</p>"
-        )
-        db.commit()
-        issue_id = issue.id
-        lifecycle.send(db, stack.settings, issue_id, queue)
+    issue_id = start_campaign(stack, "Big news")
     assert len(population.eligible["offers"]) > 5_000
-    deadline = time.monotonic() + 60
-    while len(smtp_sink.messages) < 600 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(smtp_sink.messages) >= 600, stack.logs()  # the send is well under way
+    wait_until_sent(stack, smtp_sink, 600)
 
     address = "fast.lane@example.com"
     asked = time.monotonic()
@@ -809,21 +834,10 @@ def test_a_send_carries_on_within_seconds_of_postgresql_coming_back(
         )
         population = seed_population(stack.database_url, readers=3000, seed=17)
         stack.worker("worker", concurrency=2)
-        queue = stack.queue()
-        with stack.session() as db:
-            offers = lifecycle.find_newsletter(db, "offers")
-            issue = lifecycle.create_campaign(
-                db, stack.settings, offers, subject="Restart", body_html="<p>Restart.</p>"
-            )
-            db.commit()
-            issue_id = issue.id
-            lifecycle.send(db, stack.settings, issue_id, queue)
+        issue_id = start_campaign(stack, "Restart")
         dispose_engines()  # the test's own connections must not hold the server up
         expected = set(population.eligible["offers"])
-        deadline = time.monotonic() + 60
-        while len(smtp_sink.messages) < 200 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert len(smtp_sink.messages) >= 200, stack.logs()
+        wait_until_sent(stack, smtp_sink, 200)
 
         cut_at = utcnow()
         cluster.stop()  # every connection cut mid-batch
@@ -853,13 +867,7 @@ def test_a_send_carries_on_within_seconds_of_postgresql_coming_back(
         )
         assert not cut_off() and resumed < 30, f"{resumed:.1f} s\n{stack.logs()}"
 
-        progress = stack.wait_done(issue_id, timeout=120)
-        assert progress.status == "sent" and progress.sent == len(expected), progress
-        counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
-        assert set(counts) == expected
-        twice = [a for a, c in counts.items() if c > 1]
-        # At most one mail per SMTP connection (2 pool processes) accepted but not recorded.
-        assert len(twice) <= 2, twice
+        assert_each_mailed_once(stack, smtp_sink, issue_id, expected, twice_at_most=2)
         dispose_engines()
 
 
@@ -875,31 +883,15 @@ def test_a_send_survives_redis_losing_every_queued_task(
     population = seed_population(stack.database_url, readers=1500, seed=19)
     stack.worker("worker", concurrency=2)
     stack.beat("beat")
-    queue = stack.queue()
-    with stack.session() as db:
-        offers = lifecycle.find_newsletter(db, "offers")
-        issue = lifecycle.create_campaign(
-            db, stack.settings, offers, subject="Wiped", body_html="<p>Wiped.</p>"
-        )
-        db.commit()
-        issue_id = issue.id
-        lifecycle.send(db, stack.settings, issue_id, queue)
+    issue_id = start_campaign(stack, "Wiped")
     expected = set(population.eligible["offers"])
-    deadline = time.monotonic() + 60
-    while len(smtp_sink.messages) < 150 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert len(smtp_sink.messages) >= 150, stack.logs()
+    wait_until_sent(stack, smtp_sink, 150)
 
     redis.Redis.from_url(stack.broker_url).flushdb()  # what a restarted, empty Redis looks like
     wiped_at = len(smtp_sink.messages)
     assert wiped_at < len(expected), "the send finished before the wipe; slow it down"
 
-    progress = stack.wait_done(issue_id, timeout=120)
-    assert progress.status == "sent" and progress.sent == len(expected), progress
-    counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
-    assert set(counts) == expected
-    # Batches running at the wipe finish their own rows; nothing is sent twice.
-    assert [a for a, c in counts.items() if c > 1] == []
+    assert_each_mailed_once(stack, smtp_sink, issue_id, expected, twice_at_most=0)
 
 
 # --- RabbitMQ as the broker -----------------------------------------------------------------------
@@ -916,29 +908,13 @@ def test_a_send_is_exactly_once_with_rabbitmq_as_the_broker(
         population = seed_population(stack.database_url, readers=1500, seed=23)
         worker = stack.worker("worker", concurrency=2)
         stack.beat("beat")
-        queue = stack.queue()
-        with stack.session() as db:
-            offers = lifecycle.find_newsletter(db, "offers")
-            issue = lifecycle.create_campaign(
-                db, stack.settings, offers, subject="Over AMQP", body_html="<p>AMQP.</p>"
-            )
-            db.commit()
-            issue_id = issue.id
-            lifecycle.send(db, stack.settings, issue_id, queue)
+        issue_id = start_campaign(stack, "Over AMQP")
         expected = set(population.eligible["offers"])
-        deadline = time.monotonic() + 60
-        while len(smtp_sink.messages) < 150 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert len(smtp_sink.messages) >= 150, stack.logs()
+        wait_until_sent(stack, smtp_sink, 150)
         worker.kill()
         assert len(smtp_sink.messages) < len(expected), "the send finished before the kill"
         worker.start()
 
-        progress = stack.wait_done(issue_id, timeout=120)
-        assert progress.status == "sent" and progress.sent == len(expected), progress
-        counts = Counter(m.rcpt_tos[0] for m in smtp_sink.messages)
-        assert set(counts) == expected
-        twice = [a for a, c in counts.items() if c > 1]
-        assert len(twice) <= 2, twice  # one per SMTP connection of the killed worker, at most
+        assert_each_mailed_once(stack, smtp_sink, issue_id, expected, twice_at_most=2)
         for process in reversed(stack.processes):
             process.stop(timeout=10)  # before the vhost goes
