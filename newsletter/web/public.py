@@ -7,7 +7,8 @@ Thin adapters over :mod:`newsletter.readers.subscriptions`: parse, validate, cal
 commit, enqueue mail, render. Three rules shape them:
 
 * GET never changes anything (mail scanners prefetch every link); each state change is a POST.
-* The answer to a signup is the same whatever the address's state: no enumeration.
+* The answer to a signup is the same whatever the address's state: no enumeration. It is a 303
+  (to ``next``, or to the "check your inbox" page), so a reload never posts the form again.
 * The confirmation link carries a signed token; its POST needs no CSRF token (the URL is the
   secret).
 """
@@ -113,7 +114,7 @@ def subscribe_external() -> BaseResponse | tuple[str, int]:
     """The endpoint the news site's own plain HTML forms post to (see ExternalSignupForm).
 
     Answers with a 303 back to ``next`` (plus ``subscribed=1``) when its host is allowed, else
-    with our own "check your inbox" page.
+    with a 303 to our own "check your inbox" page.
     """
     return _handle_signup(ExternalSignupForm(), template="web/signup.html", default_list=True)
 
@@ -166,13 +167,29 @@ def _handle_signup(
     return _signup_done(next_url, template)
 
 
-def _signup_done(next_url: str, template: str) -> BaseResponse | tuple[str, int]:
-    """The one answer every accepted signup gets, whatever the address's state."""
+def _signup_done(next_url: str, template: str) -> BaseResponse:
+    """The one answer every accepted signup gets, whatever the address's state: a 303.
+
+    To ``next`` when its host is allowed, else to our "check your inbox" page, so that reloading
+    the answer does not post the form again (POST/redirect/GET).
+    """
     target = safe_redirect_target(next_url, settings().allowed_redirect_hosts)
-    if target is not None:
-        return redirect(target, code=303)
-    page = "web/embed_check_inbox.html" if template == "web/embed.html" else "web/check_inbox.html"
-    return render_template(page), 200
+    if target is None:
+        embed = template == "web/embed.html"
+        target = url_for("public.embed_check_inbox" if embed else "public.check_inbox")
+    return redirect(target, code=303)
+
+
+@bp.get("/check-inbox")
+def check_inbox() -> str:
+    """Where an accepted signup lands; it knows nothing of the address, so it is one page."""
+    return render_template("web/check_inbox.html")
+
+
+@bp.get("/embed/check-inbox")
+def embed_check_inbox() -> str:
+    """The iframe's landing page after a signup (framable, like every page under /embed)."""
+    return render_template("web/embed_check_inbox.html")
 
 
 def _check_address_limit(email: str) -> None:
