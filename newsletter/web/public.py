@@ -43,7 +43,7 @@ from newsletter.readers.subscriptions import (
     subscriptions_of,
 )
 from newsletter.store.db import utcnow
-from newsletter.store.models import Subscriber, SubscriptionStatus
+from newsletter.store.models import Newsletter, Subscriber, SubscriptionStatus
 from newsletter.web import db, mail_queue, settings
 from newsletter.web.extensions import csrf, limiter
 from newsletter.web.forms import ExternalSignupForm, SignupForm, has_control_chars
@@ -87,7 +87,7 @@ def signup_page() -> str:
 @signup_limit
 def signup_submit() -> BaseResponse | tuple[str, int]:
     """Submit the signup page (CSRF-protected)."""
-    return _handle_signup(SignupForm(), template="web/signup.html", default_list=False)
+    return _handle_signup(SignupForm(), template="web/signup.html")
 
 
 @bp.get("/embed")
@@ -104,7 +104,7 @@ def embed_page() -> str:
 @signup_limit
 def embed_submit() -> BaseResponse | tuple[str, int]:
     """Submit the iframe form (cross-site, so no CSRF token; see ExternalSignupForm)."""
-    return _handle_signup(ExternalSignupForm(), template="web/embed.html", default_list=True)
+    return _handle_signup(ExternalSignupForm(), template="web/embed.html")
 
 
 @bp.post("/subscribe")
@@ -116,38 +116,22 @@ def subscribe_external() -> BaseResponse | tuple[str, int]:
     Answers with a 303 back to ``next`` (plus ``subscribed=1``) when its host is allowed, else
     with a 303 to our own "check your inbox" page.
     """
-    return _handle_signup(ExternalSignupForm(), template="web/signup.html", default_list=True)
+    return _handle_signup(ExternalSignupForm(), template="web/signup.html")
 
 
-def _handle_signup(
-    form: SignupForm, *, template: str, default_list: bool
-) -> BaseResponse | tuple[str, int]:
+def _handle_signup(form: SignupForm, *, template: str) -> BaseResponse | tuple[str, int]:
     """Shared POST handling of the three signup endpoints."""
     next_url = request.form.get("next", "")
     if (request.form.get("website") or "").strip():
         # The honeypot was filled: a bot. Answer exactly as for a real signup, do nothing.
         return _signup_done(next_url, template)
-    if not form.validate() or not _challenge_solved(form):
-        return _render_signup(
-            form, preselect=form.newsletter.data or [], status=400, template=template
-        )
-    # A blank value (an empty hidden field on the news site's form) names no list.
-    refs = [ref for ref in form.newsletter.data or [] if ref.strip()]
-    try:
-        if not refs and default_list:
-            # A plain "email only" box on the news site signs up for the site's main list.
-            first = default_signup_newsletter(db())
-            refs = [first.slug] if first else []
-        if not refs:
-            raise SubscriptionError("Please choose at least one newsletter.")
-        newsletters = resolve_newsletters(db(), refs)
-    except SubscriptionError as exc:
-        form.newsletter.errors = [str(exc)]
-        return _render_signup(form, preselect=refs, status=400, template=template)
-    try:
-        name = clean_name(form.name.data or "")  # refused alike for every address
-    except SubscriptionError as exc:
-        form.name.errors = [str(exc)]
+    # Every check runs, so the form comes back once with every problem marked, not one a time.
+    valid = form.validate()
+    solved = _challenge_solved(form)
+    newsletters = _chosen_newsletters(form)
+    name = _checked_name(form)
+    if not (valid and solved) or newsletters is None or name is None:
+        refs = [ref for ref in form.newsletter.data or [] if ref.strip()]
         return _render_signup(form, preselect=refs, status=400, template=template)
     email = form.email.data or ""
     _check_address_limit(email)
@@ -165,6 +149,36 @@ def _handle_signup(
     # request does the same queries and enqueues the same task whatever the address's state.
     mail_queue().process_signup(signup_request(signup, utcnow()))
     return _signup_done(next_url, template)
+
+
+def _chosen_newsletters(form: SignupForm) -> list[Newsletter] | None:
+    """The lists ticked, or the default signup list when none is; None (errors set) if unknown.
+
+    One rule for every form: the page, the iframe and the news site's own forms alike.
+    """
+    if form.newsletter.errors:
+        return None  # e.g. control characters: already refused, and said so
+    # A blank value (an empty hidden field on the news site's form) names no list.
+    refs = [ref for ref in form.newsletter.data or [] if ref.strip()]
+    try:
+        if not refs:
+            first = default_signup_newsletter(db())
+            refs = [first.slug] if first else []
+        return resolve_newsletters(db(), refs)
+    except SubscriptionError as exc:
+        form.newsletter.errors = [str(exc)]
+        return None
+
+
+def _checked_name(form: SignupForm) -> str | None:
+    """The cleaned display name; None (errors set) when it is refused, alike for every address."""
+    if form.name.errors:
+        return None
+    try:
+        return clean_name(form.name.data or "")
+    except SubscriptionError as exc:
+        form.name.errors = [str(exc)]
+        return None
 
 
 def _signup_done(next_url: str, template: str) -> BaseResponse:
@@ -273,6 +287,8 @@ def _render_signup(
     form: SignupForm, *, preselect: list[str], status: int, template: str = "web/signup.html"
 ) -> tuple[str, int]:
     newsletters = public_newsletters(db())
+    # What a signup with no list ticked joins (default_signup_newsletter), said on the form.
+    default_newsletter = newsletters[0] if newsletters else None
     selected = {n.slug for n in newsletters if n.slug in preselect or str(n.id) in preselect}
     if template == "web/embed.html" and selected and request.method == "GET":
         # An iframe made for one newsletter offers just that one.
@@ -289,6 +305,7 @@ def _render_signup(
         template,
         form=form,
         newsletters=newsletters,
+        default_newsletter=default_newsletter,
         selected=selected,
         consent_text=consent_text(),
         action=action,

@@ -124,8 +124,8 @@ def test_invalid_addresses_are_400_with_a_field_message(
     assert 'aria-invalid="true"' in html
 
 
-@pytest.mark.parametrize("lists_sent", [["nope"], ["staff"], ["99999"], ["daily", "nope"], []])
-def test_unknown_or_missing_lists_are_400(
+@pytest.mark.parametrize("lists_sent", [["nope"], ["staff"], ["99999"], ["daily", "nope"]])
+def test_unknown_or_private_lists_are_400(
     eager_client: FlaskClient, db: Session, settings: Settings, lists_sent: list[str]
 ) -> None:
     data = valid_form(eager_client)
@@ -206,14 +206,28 @@ def test_signup_with_a_digit_like_list_is_a_400(
     assert row_counts(db) == before
 
 
-def test_signup_page_with_only_a_blank_list_asks_for_one(
-    client: FlaskClient, db: Session, lists: Lists
+def test_an_empty_form_reports_every_problem_at_once(
+    client: FlaskClient, db: Session, settings: Settings, lists: Lists
 ) -> None:
     before = row_counts(db)
-    response = client.post(
-        "/",
-        data={"email": "reader@example.com", "newsletter": "", "csrf_token": csrf_token(client)},
-    )
-    assert response.status_code == 400
-    assert "Please choose at least one newsletter." in response.get_data(as_text=True)
-    assert row_counts(db) == before
+    data = {
+        "csrf_token": csrf_token(client),
+        "email": "",
+        "name": "N" * 201,
+        "newsletter": ["nope"],
+    }
+    html = assert_refused(client.post("/", data=data), db, before, settings)
+    for field in ("email", "name", "newsletter"):
+        assert f'id="{field}-error"' in html, field
+    assert "Please enter your email address." in html
+    assert "Please keep your name under 200 characters." in html
+    assert "We have no newsletter called &#39;nope&#39;" in html
+
+
+def test_a_bad_address_and_a_bad_list_are_reported_together_on_the_embed(
+    client: FlaskClient, db: Session, settings: Settings, lists: Lists
+) -> None:
+    before = row_counts(db)
+    response = client.post("/embed", data={"email": "ann@", "newsletter": "nope", "embed": "1"})
+    html = assert_refused(response, db, before, settings)
+    assert 'id="email-error"' in html and 'id="newsletter-error"' in html

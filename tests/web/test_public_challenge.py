@@ -151,3 +151,13 @@ def test_the_honeypot_still_answers_like_success(challenged: FlaskClient, db: Se
     response = challenged.post("/subscribe", data=data)
     assert response.status_code == 303 and response.headers["Location"] == "/check-inbox"
     assert row_counts(db) == before
+
+
+def test_a_missing_solution_is_reported_with_the_other_problems(
+    challenged: FlaskClient, db: Session
+) -> None:
+    data = form_of(challenged, "/", "")
+    del data["altcha"]
+    before = row_counts(db)
+    html = refused(challenged.post("/", data=data), db, before, MISSING)
+    assert 'id="email-error"' in html

@@ -483,6 +483,31 @@ def test_confirmation_delivered_over_real_smtp(
     assert "Weekend Reads" in text_part(welcome.message)
 
 
+@pytest.mark.parametrize("endpoint", ["/", "/embed", "/subscribe"])
+@pytest.mark.parametrize("sent", [None, [""], ["", " "]])
+def test_no_list_ticked_means_the_first_public_list_on_every_form(
+    eager_client: FlaskClient, db: Session, lists: Lists, endpoint: str, sent: list[str] | None
+) -> None:
+    data: dict[str, Any] = {"email": "default@example.com"}
+    if sent is not None:
+        data["newsletter"] = sent
+    if endpoint == "/":
+        data["csrf_token"] = csrf_token(eager_client)
+    assert eager_client.post(endpoint, data=data).status_code == 303
+    record = db.scalar(select(ConsentRecord))
+    assert record is not None and record.newsletter_slugs == [lists.daily.slug]
+
+
+@pytest.mark.parametrize("page", ["/", "/embed"])
+def test_the_form_says_what_no_list_means(client: FlaskClient, lists: Lists, page: str) -> None:
+    html = client.get(page).get_data(as_text=True)
+    hint = "Leave all unticked for Morning Briefing."
+    assert f'<p class="choices__hint" id="newsletter-hint">{hint}</p>' in html
+    assert 'aria-describedby="newsletter-hint"' in html
+    # A form for one list has nothing to tick, so nothing to explain.
+    assert "newsletter-hint" not in client.get("/embed?newsletter=offers").get_data(as_text=True)
+
+
 def test_a_blank_hidden_list_on_the_news_site_means_its_main_list(
     eager_client: FlaskClient, db: Session, lists: Lists
 ) -> None:
