@@ -23,6 +23,7 @@ from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response as BaseResponse
 
 from newsletter.readers import links
+from newsletter.readers.address_hints import suggest_address
 from newsletter.readers.addresses import inbox_hash
 from newsletter.readers.choices import resolve_newsletters
 from newsletter.readers.confirmation import confirm, read_confirmation
@@ -306,6 +307,8 @@ def _render_signup(
         form=form,
         newsletters=newsletters,
         default_newsletter=default_newsletter,
+        # Offered on a form sent back; a valid address with a slip was accepted, as typed.
+        email_suggestion=suggest_address(form.email.data or "") if form.errors else None,
         selected=selected,
         consent_text=consent_text(),
         action=action,
