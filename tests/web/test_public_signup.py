@@ -120,6 +120,15 @@ def test_signup_page_is_a_real_stay_in_touch_box(client: FlaskClient, lists: Lis
     css.close()
 
 
+@pytest.mark.parametrize("page", ["/", "/embed"])
+def test_every_card_reads_alike(client: FlaskClient, lists: Lists, page: str) -> None:
+    html = client.get(page).get_data(as_text=True)
+    # No "Daily digest" label under a list's name; a quiet line says how often, on every card.
+    assert "choice__meta" not in html and " digest</span>" not in html
+    often = re.findall(r'<span class="choice__often">([^<]+)</span>', html)
+    assert often == ["Every day", "Every week", "Now and then"]
+
+
 def test_signup_link_for_one_list_preticks_only_that_list(
     client: FlaskClient, lists: Lists
 ) -> None:
