@@ -8,13 +8,23 @@ import hashlib
 import idna
 from email_validator import EmailNotValidError, validate_email
 
+from newsletter.readers.address_hints import reader_message
+
 MAX_ADDRESS_LENGTH = 254  # RFC 5321 path limit minus the angle brackets
 # Gmail ignores dots in the local part, and googlemail.com is the same mailbox as gmail.com.
 GMAIL_DOMAINS = {"gmail.com", "googlemail.com"}
 
 
 class InvalidAddress(ValueError):
-    """The address is not one we can mail; the message is safe to show the reader."""
+    """The address is not one we can mail.
+
+    The message is precise (for editors, the CLI and the API); ``reader_message`` says it in
+    the signup form's words, short enough for the field on a phone.
+    """
+
+    def __init__(self, message: str, reader_message: str | None = None) -> None:
+        super().__init__(message)
+        self.reader_message = reader_message or message
 
 
 def normalise(raw: str) -> str:
@@ -33,7 +43,9 @@ def normalise(raw: str) -> str:
     try:
         result = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise InvalidAddress(f"That email address is not valid: {exc}") from exc
+        raise InvalidAddress(
+            f"That email address is not valid: {exc}", reader_message(exc)
+        ) from exc
     return str(result.normalized)
 
 

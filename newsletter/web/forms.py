@@ -94,14 +94,14 @@ class SignupForm(SafeForm):
     altcha = HiddenField(validators=[Length(max=2000, message="The form check is too long.")])
 
     def validate_email(self, field: StringField) -> None:
-        """Normalise the address in place (email-validator, no DNS) or explain what is wrong."""
+        """Normalise the address in place (no DNS), or say in the form's own words what is wrong."""
         value = field.data or ""
         if len(value) > MAX_ADDRESS_LENGTH:
             raise ValidationError("That email address is too long.")
         try:
             field.data = normalise(value)
         except InvalidAddress as exc:
-            raise ValidationError(str(exc)) from exc
+            raise ValidationError(exc.reader_message) from exc
 
 
 class ExternalSignupForm(SignupForm):

@@ -7,7 +7,8 @@ Thin adapters over :mod:`newsletter.readers.subscriptions`: parse, validate, cal
 commit, enqueue mail, render. Three rules shape them:
 
 * GET never changes anything (mail scanners prefetch every link); each state change is a POST.
-* The answer to a signup is the same whatever the address's state: no enumeration.
+* The answer to a signup is the same whatever the address's state: no enumeration. It is a 303
+  (to ``next``, or to the "check your inbox" page), so a reload never posts the form again.
 * The confirmation link carries a signed token; its POST needs no CSRF token (the URL is the
   secret).
 """
@@ -22,6 +23,7 @@ from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response as BaseResponse
 
 from newsletter.readers import links
+from newsletter.readers.address_hints import suggest_address
 from newsletter.readers.addresses import inbox_hash
 from newsletter.readers.choices import resolve_newsletters
 from newsletter.readers.confirmation import confirm, read_confirmation
@@ -42,7 +44,7 @@ from newsletter.readers.subscriptions import (
     subscriptions_of,
 )
 from newsletter.store.db import utcnow
-from newsletter.store.models import Subscriber, SubscriptionStatus
+from newsletter.store.models import Newsletter, Subscriber, SubscriptionStatus
 from newsletter.web import db, mail_queue, settings
 from newsletter.web.extensions import csrf, limiter
 from newsletter.web.forms import ExternalSignupForm, SignupForm, has_control_chars
@@ -86,7 +88,7 @@ def signup_page() -> str:
 @signup_limit
 def signup_submit() -> BaseResponse | tuple[str, int]:
     """Submit the signup page (CSRF-protected)."""
-    return _handle_signup(SignupForm(), template="web/signup.html", default_list=False)
+    return _handle_signup(SignupForm(), template="web/signup.html")
 
 
 @bp.get("/embed")
@@ -103,7 +105,7 @@ def embed_page() -> str:
 @signup_limit
 def embed_submit() -> BaseResponse | tuple[str, int]:
     """Submit the iframe form (cross-site, so no CSRF token; see ExternalSignupForm)."""
-    return _handle_signup(ExternalSignupForm(), template="web/embed.html", default_list=True)
+    return _handle_signup(ExternalSignupForm(), template="web/embed.html")
 
 
 @bp.post("/subscribe")
@@ -113,40 +115,24 @@ def subscribe_external() -> BaseResponse | tuple[str, int]:
     """The endpoint the news site's own plain HTML forms post to (see ExternalSignupForm).
 
     Answers with a 303 back to ``next`` (plus ``subscribed=1``) when its host is allowed, else
-    with our own "check your inbox" page.
+    with a 303 to our own "check your inbox" page.
     """
-    return _handle_signup(ExternalSignupForm(), template="web/signup.html", default_list=True)
+    return _handle_signup(ExternalSignupForm(), template="web/signup.html")
 
 
-def _handle_signup(
-    form: SignupForm, *, template: str, default_list: bool
-) -> BaseResponse | tuple[str, int]:
+def _handle_signup(form: SignupForm, *, template: str) -> BaseResponse | tuple[str, int]:
     """Shared POST handling of the three signup endpoints."""
     next_url = request.form.get("next", "")
     if (request.form.get("website") or "").strip():
         # The honeypot was filled: a bot. Answer exactly as for a real signup, do nothing.
         return _signup_done(next_url, template)
-    if not form.validate() or not _challenge_solved(form):
-        return _render_signup(
-            form, preselect=form.newsletter.data or [], status=400, template=template
-        )
-    # A blank value (an empty hidden field on the news site's form) names no list.
-    refs = [ref for ref in form.newsletter.data or [] if ref.strip()]
-    try:
-        if not refs and default_list:
-            # A plain "email only" box on the news site signs up for the site's main list.
-            first = default_signup_newsletter(db())
-            refs = [first.slug] if first else []
-        if not refs:
-            raise SubscriptionError("Please choose at least one newsletter.")
-        newsletters = resolve_newsletters(db(), refs)
-    except SubscriptionError as exc:
-        form.newsletter.errors = [str(exc)]
-        return _render_signup(form, preselect=refs, status=400, template=template)
-    try:
-        name = clean_name(form.name.data or "")  # refused alike for every address
-    except SubscriptionError as exc:
-        form.name.errors = [str(exc)]
+    # Every check runs, so the form comes back once with every problem marked, not one a time.
+    valid = form.validate()
+    solved = _challenge_solved(form)
+    newsletters = _chosen_newsletters(form)
+    name = _checked_name(form)
+    if not (valid and solved) or newsletters is None or name is None:
+        refs = [ref for ref in form.newsletter.data or [] if ref.strip()]
         return _render_signup(form, preselect=refs, status=400, template=template)
     email = form.email.data or ""
     _check_address_limit(email)
@@ -166,13 +152,59 @@ def _handle_signup(
     return _signup_done(next_url, template)
 
 
-def _signup_done(next_url: str, template: str) -> BaseResponse | tuple[str, int]:
-    """The one answer every accepted signup gets, whatever the address's state."""
+def _chosen_newsletters(form: SignupForm) -> list[Newsletter] | None:
+    """The lists ticked, or the default signup list when none is; None (errors set) if unknown.
+
+    One rule for every form: the page, the iframe and the news site's own forms alike.
+    """
+    if form.newsletter.errors:
+        return None  # e.g. control characters: already refused, and said so
+    # A blank value (an empty hidden field on the news site's form) names no list.
+    refs = [ref for ref in form.newsletter.data or [] if ref.strip()]
+    try:
+        if not refs:
+            first = default_signup_newsletter(db())
+            refs = [first.slug] if first else []
+        return resolve_newsletters(db(), refs)
+    except SubscriptionError as exc:
+        form.newsletter.errors = [str(exc)]
+        return None
+
+
+def _checked_name(form: SignupForm) -> str | None:
+    """The cleaned display name; None (errors set) when it is refused, alike for every address."""
+    if form.name.errors:
+        return None
+    try:
+        return clean_name(form.name.data or "")
+    except SubscriptionError as exc:
+        form.name.errors = [str(exc)]
+        return None
+
+
+def _signup_done(next_url: str, template: str) -> BaseResponse:
+    """The one answer every accepted signup gets, whatever the address's state: a 303.
+
+    To ``next`` when its host is allowed, else to our "check your inbox" page, so that reloading
+    the answer does not post the form again (POST/redirect/GET).
+    """
     target = safe_redirect_target(next_url, settings().allowed_redirect_hosts)
-    if target is not None:
-        return redirect(target, code=303)
-    page = "web/embed_check_inbox.html" if template == "web/embed.html" else "web/check_inbox.html"
-    return render_template(page), 200
+    if target is None:
+        embed = template == "web/embed.html"
+        target = url_for("public.embed_check_inbox" if embed else "public.check_inbox")
+    return redirect(target, code=303)
+
+
+@bp.get("/check-inbox")
+def check_inbox() -> str:
+    """Where an accepted signup lands; it knows nothing of the address, so it is one page."""
+    return render_template("web/check_inbox.html")
+
+
+@bp.get("/embed/check-inbox")
+def embed_check_inbox() -> str:
+    """The iframe's landing page after a signup (framable, like every page under /embed)."""
+    return render_template("web/embed_check_inbox.html")
 
 
 def _check_address_limit(email: str) -> None:
@@ -256,6 +288,8 @@ def _render_signup(
     form: SignupForm, *, preselect: list[str], status: int, template: str = "web/signup.html"
 ) -> tuple[str, int]:
     newsletters = public_newsletters(db())
+    # What a signup with no list ticked joins (default_signup_newsletter), said on the form.
+    default_newsletter = newsletters[0] if newsletters else None
     selected = {n.slug for n in newsletters if n.slug in preselect or str(n.id) in preselect}
     if template == "web/embed.html" and selected and request.method == "GET":
         # An iframe made for one newsletter offers just that one.
@@ -272,6 +306,9 @@ def _render_signup(
         template,
         form=form,
         newsletters=newsletters,
+        default_newsletter=default_newsletter,
+        # Offered on a form sent back; a valid address with a slip was accepted, as typed.
+        email_suggestion=suggest_address(form.email.data or "") if form.errors else None,
         selected=selected,
         consent_text=consent_text(),
         action=action,

@@ -123,7 +123,8 @@ def test_subscribe_confirm_welcome_and_one_click_unsubscribe(stack: Stack) -> No
         timeout=10,
         allow_redirects=False,
     )
-    assert answer.status_code == 200, answer.text
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["Location"] == "/check-inbox"
 
     # The worker records the signup (the request only enqueued it), then mails the link.
     confirmation = stack.mail(1)

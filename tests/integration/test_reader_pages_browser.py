@@ -17,15 +17,11 @@ from sqlalchemy.orm import Session
 from newsletter.readers import links
 from newsletter.settings import Settings
 from newsletter.store.models import Subscriber, SubscriberStatus
+from tests.support.layout import TOO_WIDE
 from tests.support.live_app import live_app
 from tests.support.readers import Lists, add_subscriber, make_lists, path_of
 
 pytestmark = [pytest.mark.browser]
-
-# Every element that sticks out past the right edge of the viewport (a phone scrolls sideways).
-TOO_WIDE = """() => Array.from(document.querySelectorAll("body *"))
-  .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
-  .map(e => e.tagName.toLowerCase() + "." + e.className)"""
 
 
 @pytest.fixture

@@ -52,6 +52,9 @@ def test_invalid_addresses_are_refused_with_a_readable_message(raw: str) -> None
         normalise(raw)
     message = str(info.value)
     assert message and "\n" not in message
+    # The reader's version: short, ours, never email-validator's "@-sign" wording.
+    assert info.value.reader_message and "@-sign" not in info.value.reader_message
+    assert len(info.value.reader_message) <= 80
 
 
 def test_keys_are_case_insensitive_and_hash_hides_the_address() -> None:

@@ -90,8 +90,8 @@ def test_a_solved_challenge_lets_the_signup_through(
 ) -> None:
     address = f"solved{len(endpoint)}@example.com"
     response = challenged.post(endpoint, data=form_of(challenged, ENDPOINTS[endpoint], address))
-    assert response.status_code == 200, response.get_data(as_text=True)[:400]
-    assert "Check your inbox" in response.get_data(as_text=True)
+    assert response.status_code == 303, response.get_data(as_text=True)[:400]
+    assert response.headers["Location"].endswith("/check-inbox")
     assert len(mails_to(settings, address)) == 1
 
 
@@ -121,7 +121,7 @@ def test_a_solution_is_good_for_one_signup(
     challenged: FlaskClient, db: Session, settings: Settings, endpoint: str
 ) -> None:
     data = form_of(challenged, ENDPOINTS[endpoint], "once@example.com")
-    assert challenged.post(endpoint, data=data).status_code == 200
+    assert challenged.post(endpoint, data=data).status_code == 303
     before = row_counts(db)
     refused(challenged.post(endpoint, data=data), db, before, REPLAYED)
     assert len(mails(settings)) == 1
@@ -149,5 +149,15 @@ def test_the_honeypot_still_answers_like_success(challenged: FlaskClient, db: Se
     before = row_counts(db)
     data = {"email": "bot@example.com", "newsletter": "daily", "website": "http://spam"}
     response = challenged.post("/subscribe", data=data)
-    assert response.status_code == 200 and "Check your inbox" in response.get_data(as_text=True)
+    assert response.status_code == 303 and response.headers["Location"] == "/check-inbox"
     assert row_counts(db) == before
+
+
+def test_a_missing_solution_is_reported_with_the_other_problems(
+    challenged: FlaskClient, db: Session
+) -> None:
+    data = form_of(challenged, "/", "")
+    del data["altcha"]
+    before = row_counts(db)
+    html = refused(challenged.post("/", data=data), db, before, MISSING)
+    assert 'id="email-error"' in html

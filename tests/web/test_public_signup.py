@@ -77,6 +77,15 @@ def signup(client: FlaskClient, address: str, *slugs: str, **extra: str) -> Test
     return client.post("/", data=data)
 
 
+def landed(client: FlaskClient, response: TestResponse, page: str = "/check-inbox") -> str:
+    """The "check your inbox" page a signup's 303 leads to (POST/redirect/GET)."""
+    assert response.status_code == 303, response.get_data(as_text=True)[:500]
+    assert response.headers["Location"] == page
+    shown = client.get(page)
+    assert shown.status_code == 200
+    return shown.get_data(as_text=True)
+
+
 def confirm_path(settings: Settings, address: str) -> str:
     found = mails_to(settings, address)
     assert found, f"no mail to {address}"
@@ -111,6 +120,15 @@ def test_signup_page_is_a_real_stay_in_touch_box(client: FlaskClient, lists: Lis
     css.close()
 
 
+@pytest.mark.parametrize("page", ["/", "/embed"])
+def test_every_card_reads_alike(client: FlaskClient, lists: Lists, page: str) -> None:
+    html = client.get(page).get_data(as_text=True)
+    # No "Daily digest" label under a list's name; a quiet line says how often, on every card.
+    assert "choice__meta" not in html and " digest</span>" not in html
+    often = re.findall(r'<span class="choice__often">([^<]+)</span>', html)
+    assert often == ["Every day", "Every week", "Now and then"]
+
+
 def test_signup_link_for_one_list_preticks_only_that_list(
     client: FlaskClient, lists: Lists
 ) -> None:
@@ -137,8 +155,7 @@ def test_signup_confirm_welcome_end_to_end(
     eager_client: FlaskClient, settings: Settings, db: Session, lists: Lists
 ) -> None:
     response = signup(eager_client, "Reader@Example.com", "daily", "offers", name="Rita")
-    assert response.status_code == 200
-    assert "Check your inbox" in response.get_data(as_text=True)
+    assert "Check your inbox" in landed(eager_client, response)
     subscriber = db.scalar(select(Subscriber).where(Subscriber.email_key == "reader@example.com"))
     assert subscriber is not None and subscriber.status == SubscriberStatus.PENDING
 
@@ -185,6 +202,28 @@ def test_signup_confirm_welcome_end_to_end(
     assert again.status_code == 200 and "You're subscribed" in again.get_data(as_text=True)
     assert len(mails(settings)) == 2
     assert eager_client.get(path).status_code == 200  # the link still shows a page
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "page"),
+    [("/", "/check-inbox"), ("/embed", "/embed/check-inbox"), ("/subscribe", "/check-inbox")],
+)
+def test_a_signup_redirects_so_a_reload_posts_nothing(
+    eager_client: FlaskClient, settings: Settings, db: Session, endpoint: str, page: str
+) -> None:
+    data = {"email": "reload@example.com", "newsletter": "daily"}
+    if endpoint == "/":
+        data["csrf_token"] = csrf_token(eager_client)
+    response = eager_client.post(endpoint, data=data)
+    assert "Check your inbox" in landed(eager_client, response, page)
+    before, sent = row_counts(db), len(mails(settings))
+    # A reload of the answer is a GET of the landing page: no second signup, no second mail.
+    for _ in range(2):
+        again = eager_client.get(page)
+        assert again.status_code == 200 and "Check your inbox" in again.get_data(as_text=True)
+    assert row_counts(db) == before and len(mails(settings)) == sent == 1
+    # The landing page names no address: it is one page for everybody.
+    assert "reload@" not in eager_client.get(page).get_data(as_text=True)
 
 
 def test_confirmation_mail_never_carries_the_typed_name(
@@ -266,10 +305,10 @@ def test_embed_post_needs_no_csrf_and_answers_compactly(
     response = eager_client.post(
         "/embed", data={"email": "frame@example.com", "newsletter": "daily", "embed": "1"}
     )
-    assert response.status_code == 200
-    html = response.get_data(as_text=True)
+    html = landed(eager_client, response, "/embed/check-inbox")
     assert "Check your inbox" in html and 'class="embed"' in html
-    assert "X-Frame-Options" not in response.headers
+    # The landing page stays in the news site's frame.
+    assert "X-Frame-Options" not in eager_client.get("/embed/check-inbox").headers
     assert len(mails_to(settings, "frame@example.com")) == 1
 
 
@@ -308,7 +347,7 @@ def test_cross_site_post_without_list_uses_the_main_list(
         data={"email": "plain@example.com"},
         headers={"Referer": "https://news.example.com/"},
     )
-    assert response.status_code == 200
+    assert response.status_code == 303
     record = db.scalar(select(ConsentRecord))
     assert record is not None
     assert record.newsletter_slugs == ["daily"]
@@ -347,9 +386,8 @@ def test_no_open_redirect(
     response = eager_client.post(
         "/subscribe", data={"email": "redir@example.com", "newsletter": "daily", "next": target}
     )
-    assert response.status_code == 200, target
-    assert "Location" not in response.headers
-    assert "Check your inbox" in response.get_data(as_text=True)
+    # Only ever to our own page, never to the target.
+    assert "Check your inbox" in landed(eager_client, response), target
 
 
 def test_allowed_next_accepts_http_and_case(eager_client: FlaskClient, lists: Lists) -> None:
@@ -375,7 +413,8 @@ def test_honeypot_answers_like_success_and_does_nothing(
     before = row_counts(db)
     mail_count = len(mails(settings))
     bot = signup(eager_client, "bot@example.com", "daily", website="http://spam.example")
-    assert bot.status_code == real.status_code == 200
+    assert bot.status_code == real.status_code == 303
+    assert bot.headers["Location"] == real.headers["Location"] == "/check-inbox"
     assert bot.get_data() == real.get_data()
     assert row_counts(db) == before
     assert len(mails(settings)) == mail_count
@@ -398,7 +437,7 @@ def test_flood_from_one_ip_is_429(
         ).status_code
         for i in range(3)
     ]
-    assert statuses == [200, 200, 200]
+    assert statuses == [303, 303, 303]
     before = row_counts(db)
     blocked = client.post("/subscribe", data={"email": "f9@example.com", "newsletter": "daily"})
     assert blocked.status_code == 429
@@ -411,13 +450,13 @@ def test_flood_for_one_address_is_429(
     app_with: Callable[..., Flask], settings: Settings, db: Session, lists: Lists
 ) -> None:
     client = app_with(settings, address_rate_limit="2/hour").test_client()
-    assert signup(client, "target@example.com", "daily").status_code == 200
-    assert signup(client, "TARGET@example.com", "daily").status_code == 200
+    assert signup(client, "target@example.com", "daily").status_code == 303
+    assert signup(client, "TARGET@example.com", "daily").status_code == 303
     before = row_counts(db)
     third = signup(client, "target@example.com", "daily")
     assert third.status_code == 429
     assert row_counts(db) == before
-    assert signup(client, "someone-else@example.com", "daily").status_code == 200
+    assert signup(client, "someone-else@example.com", "daily").status_code == 303
 
 
 def test_daily_mail_cap_stops_mail_silently(
@@ -425,7 +464,7 @@ def test_daily_mail_cap_stops_mail_silently(
 ) -> None:
     client = app_with(settings, signup_mails_per_day=2).test_client()
     responses = [signup(client, "capped@example.com", "daily") for _ in range(4)]
-    assert {r.status_code for r in responses} == {200}
+    assert {r.status_code for r in responses} == {303}
     assert len({r.get_data() for r in responses}) == 1
     assert len(mails_to(settings, "capped@example.com")) == 2
 
@@ -437,7 +476,7 @@ def test_confirmation_delivered_over_real_smtp(
     lists: Lists,
 ) -> None:
     client = app_with(smtp_settings).test_client()
-    assert signup(client, "smtp@example.com", "weekend").status_code == 200
+    assert signup(client, "smtp@example.com", "weekend").status_code == 303
     [received] = smtp_sink.wait_for(1)
     assert received.rcpt_tos == ["smtp@example.com"]
     assert received.mail_from == "newsletter@news.example.com"
@@ -453,13 +492,38 @@ def test_confirmation_delivered_over_real_smtp(
     assert "Weekend Reads" in text_part(welcome.message)
 
 
+@pytest.mark.parametrize("endpoint", ["/", "/embed", "/subscribe"])
+@pytest.mark.parametrize("sent", [None, [""], ["", " "]])
+def test_no_list_ticked_means_the_first_public_list_on_every_form(
+    eager_client: FlaskClient, db: Session, lists: Lists, endpoint: str, sent: list[str] | None
+) -> None:
+    data: dict[str, Any] = {"email": "default@example.com"}
+    if sent is not None:
+        data["newsletter"] = sent
+    if endpoint == "/":
+        data["csrf_token"] = csrf_token(eager_client)
+    assert eager_client.post(endpoint, data=data).status_code == 303
+    record = db.scalar(select(ConsentRecord))
+    assert record is not None and record.newsletter_slugs == [lists.daily.slug]
+
+
+@pytest.mark.parametrize("page", ["/", "/embed"])
+def test_the_form_says_what_no_list_means(client: FlaskClient, lists: Lists, page: str) -> None:
+    html = client.get(page).get_data(as_text=True)
+    hint = "Leave all unticked for Morning Briefing."
+    assert f'<p class="choices__hint" id="newsletter-hint">{hint}</p>' in html
+    assert 'aria-describedby="newsletter-hint"' in html
+    # A form for one list has nothing to tick, so nothing to explain.
+    assert "newsletter-hint" not in client.get("/embed?newsletter=offers").get_data(as_text=True)
+
+
 def test_a_blank_hidden_list_on_the_news_site_means_its_main_list(
     eager_client: FlaskClient, db: Session, lists: Lists
 ) -> None:
     response = eager_client.post(
         "/subscribe", data={"email": "reader@example.com", "newsletter": ""}
     )
-    assert response.status_code == 200
+    assert response.status_code == 303
     slugs = db.scalars(
         select(Newsletter.slug).join(Subscription, Subscription.newsletter_id == Newsletter.id)
     ).all()
@@ -470,8 +534,8 @@ def test_one_inbox_has_one_address_limit_whatever_its_spelling(
     app_with: Callable[..., Flask], settings: Settings, db: Session, lists: Lists
 ) -> None:
     client = app_with(settings, address_rate_limit="2/hour").test_client()
-    assert signup(client, "A.B.c+x@GoogleMail.com", "daily").status_code == 200
-    assert signup(client, "abc@gmail.com", "daily").status_code == 200
+    assert signup(client, "A.B.c+x@GoogleMail.com", "daily").status_code == 303
+    assert signup(client, "abc@gmail.com", "daily").status_code == 303
     before = row_counts(db)
     third = signup(client, "a.b.c+other@gmail.com", "daily")
     assert third.status_code == 429
@@ -479,4 +543,4 @@ def test_one_inbox_has_one_address_limit_whatever_its_spelling(
     # The two spellings are still two readers, stored as typed.
     stored = set(db.scalars(select(Subscriber.email)))
     assert stored == {"A.B.c+x@googlemail.com", "abc@gmail.com"}
-    assert signup(client, "abcd@gmail.com", "daily").status_code == 200
+    assert signup(client, "abcd@gmail.com", "daily").status_code == 303
