@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from jinja2 import Environment
 from sqlalchemy.orm import Session
@@ -40,20 +41,7 @@ def send_manage_link(
     now: datetime | None = None,
 ) -> MailResult:
     """Mail a reader the new preferences link after they logged out all older ones."""
-    subscriber, refusal = _recipient(session, settings, subscriber_id, now)
-    if subscriber is None:
-        return refusal
-    rows = active_subscriptions(session, subscriber.id)
-    context = manage_context(settings, subscriber) | {
-        "reason": (
-            f"You are getting this mail because someone with a link to your "
-            f"{settings.site_name} preferences asked to log out all links."
-        ),
-    }
-    headers = reader_list_headers(settings, subscriber, rows) if rows else {}
-    outcome = send_mail(settings, env, "links_renewed", subscriber.email, context, headers)
-    log_signup_mail(session, settings, subscriber.email, "links", now)
-    return MailResult(outcome, subscriber.email)
+    return _send(session, settings, env, subscriber_id, "links_renewed", now)
 
 
 def send_data_link(
@@ -64,22 +52,43 @@ def send_data_link(
     now: datetime | None = None,
 ) -> MailResult:
     """Mail a reader the one-hour link to everything we hold about them."""
+    return _send(session, settings, env, subscriber_id, "your_data", now)
+
+
+def _context(settings: Settings, subscriber: Subscriber, template: str) -> dict[str, Any]:
+    """What each of the two mails says, and why it came."""
+    asked = "to log out all links" if template == "links_renewed" else "for the data we hold"
+    context = manage_context(settings, subscriber) | {
+        "reason": (
+            f"You are getting this mail because someone with a link to your "
+            f"{settings.site_name} preferences asked {asked} about this address."
+        ),
+    }
+    if template == "your_data":
+        context |= {
+            "data_url": links.data_url(settings, subscriber),
+            "valid_minutes": DATA_SECONDS // 60,
+        }
+    return context
+
+
+def _send(
+    session: Session,
+    settings: Settings,
+    env: Environment,
+    subscriber_id: int,
+    template: str,
+    now: datetime | None,
+) -> MailResult:
+    """Check the reader, send one of the two mails, count it towards the daily cap."""
     subscriber, refusal = _recipient(session, settings, subscriber_id, now)
     if subscriber is None:
         return refusal
-    context = {
-        "data_url": links.data_url(settings, subscriber),
-        "valid_minutes": DATA_SECONDS // 60,
-        "preferences_url": links.preferences_url(settings, links.subscriber_claim(subscriber)),
-        "reason": (
-            f"You are getting this mail because someone with a link to your "
-            f"{settings.site_name} preferences asked for the data we hold about this address."
-        ),
-    }
     rows = active_subscriptions(session, subscriber.id)
     headers = reader_list_headers(settings, subscriber, rows) if rows else {}
-    outcome = send_mail(settings, env, "your_data", subscriber.email, context, headers)
-    log_signup_mail(session, settings, subscriber.email, "data", now)
+    context = _context(settings, subscriber, template)
+    outcome = send_mail(settings, env, template, subscriber.email, context, headers)
+    log_signup_mail(session, settings, subscriber.email, template[:20], now)
     return MailResult(outcome, subscriber.email)
 
 
