@@ -288,6 +288,8 @@ def test_check_reports_each_part_and_fails_when_the_database_is_not_migrated(
     assert re.search(r"FAIL\s+database\s+no database at .*newsletter db upgrade", before.output)
     assert not Path(cli_env["NEWSLETTER_DATA_DIR"], "newsletter.db").exists()
     assert re.search(r"(OK|WARN)\s+mail\b", before.output)  # the other parts are still checked
+    # Run in the wrong folder, a check leaves nothing behind: no data, broker or mail folder.
+    assert list(Path(cli_env["NEWSLETTER_DATA_DIR"]).iterdir()) == []
 
     invoke("db", "upgrade")
     after = invoke("check")
@@ -581,3 +583,14 @@ def test_worker_help_explains_the_queues(cli_env: dict[str, str]) -> None:
     assert result.exit_code == 0
     assert "transactional,bulk,housekeeping" in result.output
     assert "transactional alone" in " ".join(result.output.split())
+
+
+def test_check_in_the_wrong_folder_creates_no_data_folder(
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    nowhere = tmp_path / "not-here"
+    monkeypatch.setenv("NEWSLETTER_DATA_DIR", str(nowhere))
+    result = invoke("check")
+    assert result.exit_code == 1 and f"no database at {nowhere}" in result.output
+    assert "(created on first use)" in result.output
+    assert not nowhere.exists()
