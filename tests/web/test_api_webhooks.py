@@ -489,3 +489,30 @@ def test_signed_but_malformed_sendgrid_json_is_a_400(client: FlaskClient, raw: b
         "/api/v1/webhooks/sendgrid", data=raw, headers=sendgrid_headers(raw, "1764781178")
     )
     assert response.status_code == 400
+
+
+def test_a_subscription_aws_does_not_confirm_is_a_502_for_sns_to_retry(
+    client: FlaskClient, app: Flask
+) -> None:
+    def down(url: str) -> bytes:
+        if url.endswith(".pem"):
+            return Fetcher()(url)
+        raise ConnectionError("AWS unreachable")
+
+    app.extensions[SNS_FETCH] = down
+    confirmation = sns_signed(payload("sns-subscription-confirmation.json"))
+    response = post_json(client, "/api/v1/webhooks/ses", confirmation)
+    assert response.status_code == 502
+    assert "SNS retries" in response.get_json()["error"]["message"]
+
+
+def test_an_unusable_sendgrid_key_setting_is_a_clear_503(
+    client: FlaskClient, app: Flask, settings: Settings
+) -> None:
+    app.extensions["newsletter.settings"] = replace(settings, sendgrid_public_key="bm90IGEga2V5")
+    raw = b"[]"
+    response = client.post(
+        "/api/v1/webhooks/sendgrid", data=raw, headers=sendgrid_headers(raw, "1764781178")
+    )
+    assert response.status_code == 503
+    assert "NEWSLETTER_SENDGRID_PUBLIC_KEY" in response.get_json()["error"]["message"]

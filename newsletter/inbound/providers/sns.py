@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from newsletter.inbound.events import BadPayload, Unverified
+from newsletter.inbound.events import BadPayload, Unverified, WebhookError
 
 Fetch = Callable[[str], bytes]
 
@@ -54,7 +54,8 @@ _lock = threading.Lock()
 def fetch_https(url: str) -> bytes:
     """GET an AWS URL (its host already checked) and return the body; raises on any failure."""
     with requests.get(url, timeout=FETCH_TIMEOUT, allow_redirects=False, stream=True) as response:
-        response.raise_for_status()
+        if response.status_code != 200:  # a redirect too: it could lead off the SNS hosts
+            raise requests.HTTPError(f"{response.status_code} from AWS", response=response)
         # A certificate is a few KiB: read no more than that bound of whatever the server sends.
         return response.raw.read(MAX_CERT_BYTES, decode_content=True)
 
@@ -112,7 +113,9 @@ def subscribe(message: Mapping[str, Any], fetch: Fetch) -> str:
     try:
         fetch(url)
     except Exception as exc:  # any failure of the network or of AWS: SNS will ask again
-        raise BadPayload(f"confirming the subscription failed: {type(exc).__name__}") from None
+        raise WebhookError(
+            502, f"confirming the subscription at AWS failed ({type(exc).__name__}); SNS retries"
+        ) from None
     return url
 
 
