@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -48,7 +49,7 @@ def verify(
         age = abs(now - float(timestamp))
     except ValueError:
         raise Unverified("the Mailgun signature's timestamp is not a number") from None
-    if age > MAX_AGE:
+    if not math.isfinite(age) or age > MAX_AGE:  # "nan" compares false with everything
         raise Unverified(f"the Mailgun signature is more than {MAX_AGE} seconds old", status=403)
     # Checked last: only a genuine, fresh signature uses up its token.
     if not first_use(token):

@@ -50,7 +50,7 @@ def events(body: Mapping[str, Any], sns_id: str) -> list[ProviderEvent]:
         event_id=text(sns_id, 200),
         kind=EventKind.OTHER,
         message_id=_our_message_id(mail),
-        envelope=(text(mail.get("source"), 320),) if mail.get("source") else (),
+        envelope=tuple(a for a in (text(mail.get("source"), 320),) if a),
         tokens=list_unsubscribe_tokens(_headers(mail, "list-unsubscribe")),
         note=kind or "notification",
     )
