@@ -309,10 +309,28 @@ def test_an_ses_bounce_about_mail_we_did_not_send_is_recorded_unmatched(
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b"", b"[" * 200_000, b"\xff\xfe"])
-def test_malformed_json_is_a_400(client: FlaskClient, fetch: Fetcher, body: bytes) -> None:
-    response = client.post("/api/v1/webhooks/ses", data=body, content_type="text/plain")
+@pytest.mark.parametrize("provider", WEBHOOKS)
+def test_malformed_json_is_a_400(
+    client: FlaskClient, fetch: Fetcher, provider: str, body: bytes
+) -> None:
+    # Past each provider's check of who sent it, where one comes before the body is read.
+    headers = {
+        "ses": {},
+        "postmark": {"Authorization": basic(POSTMARK_USER, POSTMARK_PASSWORD)},
+        "mailgun": {},
+        "sendgrid": sendgrid_headers(body, "1764781178"),
+    }[provider]
+    response = client.post(
+        f"/api/v1/webhooks/{provider}", data=body, headers={"Content-Type": "text/plain", **headers}
+    )
     assert response.status_code == 400
     assert response.get_json()["error"]["status"] == 400
+
+
+def test_a_postmark_payload_that_is_no_event_is_a_400(client: FlaskClient) -> None:
+    auth = basic(POSTMARK_USER, POSTMARK_PASSWORD)
+    response = post_json(client, "/api/v1/webhooks/postmark", {"Hello": 1}, Authorization=auth)
+    assert response.status_code == 400 and "RecordType" in response.get_json()["error"]["message"]
 
 
 # --- Postmark ------------------------------------------------------------------------------------

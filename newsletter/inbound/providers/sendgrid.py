@@ -25,7 +25,6 @@ from newsletter.inbound.events import (
     ProviderEvent,
     Unverified,
     message_id,
-    obj,
     text,
 )
 
@@ -64,9 +63,15 @@ def events(raw: bytes) -> list[ProviderEvent]:
         body = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
         raise BadPayload("the body is not JSON") from None
-    if not isinstance(body, list) or not body or len(body) > MAX_EVENTS:
-        raise BadPayload(f"not a SendGrid event batch (a JSON array of 1 to {MAX_EVENTS} events)")
-    return [_event(obj(item)) for item in body]
+    if (
+        not isinstance(body, list)
+        or not 1 <= len(body) <= MAX_EVENTS
+        or not all(isinstance(item, dict) for item in body)
+    ):
+        raise BadPayload(
+            f"not a SendGrid event batch (a JSON array of 1 to {MAX_EVENTS} event objects)"
+        )
+    return [_event(item) for item in body]
 
 
 def _event(item: dict[str, Any]) -> ProviderEvent:
