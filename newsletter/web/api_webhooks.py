@@ -22,7 +22,7 @@ from newsletter.inbound.events import ProviderEvent, WebhookError
 from newsletter.inbound.processing import process_event
 from newsletter.inbound.providers import mailgun, postmark, sendgrid, ses, sns
 from newsletter.web import db, settings
-from newsletter.web.api import ApiError, bp
+from newsletter.web.api import ApiError, bp, verified_by
 from newsletter.web.extensions import limiter
 
 # The app may provide another fetcher of SNS certificates and SubscribeURLs (tests do).
@@ -31,11 +31,12 @@ T = TypeVar("T")
 
 
 @bp.post("/webhooks/ses")
+@verified_by("SNS message signature")
 def ses_webhook() -> tuple[Response, int]:
     """An SNS message about SES: a subscription to confirm or a notification to act on."""
     topics = settings().ses_topic_arns
     _enabled(bool(topics), "NEWSLETTER_SES_TOPIC_ARNS")
-    message = _checked(lambda: _json_object(request.get_data(cache=False)))
+    message = _json_object(request.get_data(cache=False))
     fetch: sns.Fetch = current_app.extensions.get(SNS_FETCH, sns.fetch_https)
     _checked(lambda: sns.verify(message, topics, fetch))
     kind = message["Type"]
@@ -49,6 +50,7 @@ def ses_webhook() -> tuple[Response, int]:
 
 
 @bp.post("/webhooks/postmark")
+@verified_by("HTTP basic auth")
 def postmark_webhook() -> tuple[Response, int]:
     """A Postmark bounce, spam complaint or delivery, behind HTTP basic auth."""
     user, password = settings().postmark_webhook_user, settings().postmark_webhook_password
@@ -58,21 +60,23 @@ def postmark_webhook() -> tuple[Response, int]:
         (auth.username or "", auth.password or "") if auth and auth.type == "basic" else ("", "")
     )
     _checked(lambda: postmark.verify(user, password, *presented))
-    body = _checked(lambda: _json_object(request.get_data(cache=False)))
+    body = _json_object(request.get_data(cache=False))
     return _process(_checked(lambda: postmark.events(body)))
 
 
 @bp.post("/webhooks/mailgun")
+@verified_by("Mailgun HMAC signature")
 def mailgun_webhook() -> tuple[Response, int]:
     """A Mailgun event, its HMAC signature fresh and never seen before."""
     key = settings().mailgun_signing_key
     _enabled(bool(key), "NEWSLETTER_MAILGUN_SIGNING_KEY")
-    body = _checked(lambda: _json_object(request.get_data(cache=False)))
+    body = _json_object(request.get_data(cache=False))
     _checked(lambda: mailgun.verify(key, body, time.time(), _first_use_of_mailgun_token))
     return _process(_checked(lambda: mailgun.events(body)))
 
 
 @bp.post("/webhooks/sendgrid")
+@verified_by("SendGrid ECDSA signature")
 def sendgrid_webhook() -> tuple[Response, int]:
     """A batch of SendGrid events, its ECDSA signature over timestamp and body checked."""
     setting = settings().sendgrid_public_key
