@@ -26,6 +26,7 @@ from newsletter.web import (
     api_dispatch,  # noqa: F401  (adds its routes to api.bp)
     api_inbound,  # noqa: F401  (adds its routes to api.bp)
     api_posts,  # noqa: F401  (adds its routes to api.bp)
+    api_webhooks,  # noqa: F401  (adds its routes to api.bp)
     archive,
     devmail,
     health,

@@ -125,6 +125,14 @@ class Settings:
     inbound_max_bytes: int = 10 * 1024 * 1024
     soft_bounce_limit: int = 3
     soft_bounce_days: int = 30
+    # Provider webhooks (newsletter/web/api_webhooks.py): each endpoint is off (404) until its
+    # secret is set. SES: only these SNS topics are accepted (anyone can make a signed topic).
+    ses_topic_arns: tuple[str, ...] = ()
+    postmark_webhook_user: str = ""
+    postmark_webhook_password: str = ""
+    mailgun_signing_key: str = ""
+    # SendGrid's Signed Event Webhook verification key, base64 DER as SendGrid shows it.
+    sendgrid_public_key: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -415,19 +415,25 @@ def _returned(msg: Message) -> Returned | None:
             original = HeaderParser().parsestr(rest.lstrip())
     if original is None or not any(name in original for name in _MAIL_HEADERS):
         return None
-    tokens: list[str] = []
-    for value in original.get_all("List-Unsubscribe", []):
-        for pattern in _LIST_TOKENS:
-            for token in pattern.findall(_decode(value)):
-                if token not in tokens:
-                    tokens.append(token)
+    tokens = list_unsubscribe_tokens([_decode(v) for v in original.get_all("List-Unsubscribe", [])])
     return_path = _addresses(original.get_all("Return-Path", []))
     return Returned(
         message_id=header(original, "Message-ID"),
-        tokens=tuple(tokens[:4]),
+        tokens=tokens,
         recipients=_addresses(original.get_all("To", [])),
         return_path=return_path[0] if return_path else "",
     )
+
+
+def list_unsubscribe_tokens(values: list[str]) -> tuple[str, ...]:
+    """The signed tokens in List-Unsubscribe header values (at most four, in order)."""
+    tokens: list[str] = []
+    for value in values:
+        for pattern in _LIST_TOKENS:
+            for token in pattern.findall(value[:HEADER_MAX]):
+                if token not in tokens:
+                    tokens.append(token)
+    return tuple(tokens[:4])
 
 
 def _part_text(part: Message) -> str:

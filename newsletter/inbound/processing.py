@@ -26,6 +26,10 @@ message) lets ops count them, and no reader changes. Every action is idempotent 
 suppress and status changes are "set", ``feedback_events`` has one row per reader, issue and kind,
 ``unmatched_reports`` one per message), so the same message processed twice changes nothing the
 second time. Like the rest of the domain core, nothing here commits.
+
+:func:`process_event` does the same for an event a mail provider reported by webhook
+(newsletter/inbound/events.py): it becomes a read report and meets the same evidence rules and
+actions; its unmatched row is keyed by the provider's event id, so a retried event adds none.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from newsletter.inbound.events import EventKind, ProviderEvent
 from newsletter.inbound.limits import InboundRefused
 from newsletter.inbound.parsing import Failure, Inbound, MessageKind, NotAMessage, read_message
 from newsletter.mail.verp import VerpClaim, read_verp
@@ -76,6 +81,7 @@ class Result(enum.StrEnum):
     COMPLAINT = "complaint"
     IGNORED = "ignored"  # an unsubscribe request without a valid token
     UNMATCHED = "unmatched"  # a bounce or complaint that proves no mail of ours; recorded
+    DELIVERED = "delivered"  # a provider reports a mail delivered: nothing to do
     UNKNOWN = "unknown"  # not a bounce, complaint or unsubscribe request
     INVALID = "invalid"  # not a mail message at all
     REFUSED = "refused"  # beyond a limit of newsletter/inbound/limits.py; not read
@@ -135,6 +141,21 @@ def process_message(
     except NotAMessage as exc:
         return Outcome(Result.INVALID, f"not a mail message: {exc}")
     digest = hashlib.sha256(raw).hexdigest()
+    try:
+        return _act(session, settings, inbound, digest, now or utcnow())
+    except IntegrityError:
+        session.rollback()
+        return _act(session, settings, inbound, digest, now or utcnow())
+
+
+def process_event(
+    session: Session, settings: Settings, event: ProviderEvent, *, now: datetime | None = None
+) -> Outcome:
+    """Act on one provider event like on the report it stands for (caller commits)."""
+    if event.kind == EventKind.DELIVERY:
+        return Outcome(Result.DELIVERED, f"{event.describe()}: delivered; nothing changed")
+    inbound = event.as_inbound()
+    digest = event.digest()
     try:
         return _act(session, settings, inbound, digest, now or utcnow())
     except IntegrityError:

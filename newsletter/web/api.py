@@ -60,6 +60,17 @@ def require_token(scope: str) -> Callable[[F], F]:
     return decorate
 
 
+def verified_by(mechanism: str) -> Callable[[F], F]:
+    """Mark a route that authenticates its caller by ``mechanism`` (a provider's signature),
+    not by our bearer token: every API route declares one or the other."""
+
+    def decorate(view: F) -> F:
+        view.verified_by = mechanism  # type: ignore[attr-defined]
+        return view
+
+    return decorate
+
+
 def _bearer_token() -> ApiToken:
     """The live token the request presents; 401 when it has none or a bad one."""
     header = request.headers.get("Authorization", "")
