@@ -36,6 +36,7 @@ from newsletter.content.selection import (
 from newsletter.issues.links import archive_url
 from newsletter.mail.compose import Rendered, render_pair
 from newsletter.readers import links
+from newsletter.readers.greeting import first_name
 from newsletter.settings import Settings
 from newsletter.store.db import utcnow
 from newsletter.store.models import Frequency, Issue, IssueStatus, Newsletter, NewsletterKind, Post
@@ -156,6 +157,7 @@ def template_context(
     *,
     posts: Sequence[PostView],
     name: str,
+    greeting_name: str,
     preferences_url: str,
     unsubscribe_url: str,
     subject: str,
@@ -169,6 +171,8 @@ def template_context(
         "issue": content,
         "posts": list(posts),
         "name": name,
+        # What the greeting calls the reader (readers.greeting): "Jane" for "Jane Reader".
+        "first_name": greeting_name,
         "subject": subject,
         "preheader": preheader,
         "date": content.day,
@@ -225,11 +229,13 @@ def render_reference(
         return None
     posts = [content.posts[i] for i in chosen]
     personal = personal_links(settings, content, reader)
+    name = clean_line(reader.name)
     context = template_context(
         settings,
         content,
         posts=posts,
-        name=clean_line(reader.name),
+        name=name,
+        greeting_name=first_name(name),
         preferences_url=personal.preferences_url,
         unsubscribe_url=personal.unsubscribe_url,
         subject=subject_for(settings, content, posts),
@@ -246,6 +252,7 @@ def render_archive(env: Environment, settings: Settings, content: IssueContent) 
         content,
         posts=posts,
         name="",
+        greeting_name="",
         preferences_url="",
         unsubscribe_url="",
         subject=subject_for(settings, content, posts),

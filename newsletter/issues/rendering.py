@@ -72,6 +72,7 @@ from newsletter.mail.mime_plan import (
 from newsletter.mail.verp import is_verp, verp_address
 from newsletter.readers import links, tokens
 from newsletter.readers.addresses import email_key
+from newsletter.readers.greeting import first_name
 from newsletter.readers.tokens import address_digest
 from newsletter.settings import Settings
 from newsletter.store.models import Issue, NewsletterKind
@@ -86,11 +87,14 @@ _MEMO_LIMIT = 4096
 # have very varied ledgers could make thousands of selections; past this many, plan per reader.
 _PLAN_LIMIT = 1024
 # Per-reader values (plain text) and the keys of their HTML-escaped forms in a plan's values.
-_PERSONAL = ("name", "pref", "unsub")
+_PERSONAL = ("name", "first", "pref", "unsub")
 # Per-reader values and how they are named in a skeleton's markers.
-FIELDS = ("name", "pref", "unsub", "subject", "preheader")
-# A name that exercises every escaping path, used to check the fast path against the reference.
-_SAMPLE_NAME = 'Zoë <b>&amp;</b> "O\'Brien" ✉\xa0李'
+FIELDS = ("name", "first", "pref", "unsub", "subject", "preheader")
+# Names whose greeting exercises every escaping path (the first name of the first holds all the
+# tricky characters), and a name with no first name: the fast path is checked with each.
+_SAMPLE_NAMES = ('Zoë<b>&amp;</b>"O\'Brien"✉\xa0李 Ünal', "Dr.", "")
+# Which skeleton a reader takes: (has a name, has a first name to greet with).
+_VARIANTS = ((True, True), (True, False), (False, False))
 
 # Re-exported: the rendering API in one place for the dispatcher, the CLI and the web.
 __all__ = [
@@ -344,8 +348,8 @@ class PreparedIssue:
         self._dkim = _dkim_signer(settings)
         self._build_headers()
         self.fast = True
-        self._variants: dict[bool, tuple[Skeleton, Skeleton]] = {}
-        self._plan_memo: dict[tuple[tuple[int, ...], bool], tuple[Plan, Plan]] = {}
+        self._variants: dict[tuple[bool, bool], tuple[Skeleton, Skeleton]] = {}
+        self._plan_memo: dict[tuple[tuple[int, ...], tuple[bool, bool]], tuple[Plan, Plan]] = {}
         try:
             self._build_skeletons()
             self._check_against_reference()
@@ -390,14 +394,16 @@ class PreparedIssue:
         self._closing = f"{CRLF}--{self.boundary}--{CRLF}".encode()
 
     def _build_skeletons(self) -> None:
-        """Render each part with markers, for readers with and without a name."""
+        """Render each part with markers, for readers with and without a (first) name."""
         markers = _Markers()
-        for named in (True, False):
+        for variant in _VARIANTS:
+            named, greeted = variant
             context = template_context(
                 self.settings,
                 self.content,
                 posts=self.content.posts,
                 name=markers.field("name") if named else "",
+                greeting_name=markers.field("first") if greeted else "",
                 preferences_url=markers.field("pref"),
                 unsubscribe_url=markers.field("unsub"),
                 subject=markers.field("subject"),
@@ -409,13 +415,13 @@ class PreparedIssue:
                 parts.append(
                     _split(document, markers, extension == "html", len(self.content.posts))
                 )
-            self._variants[named] = (parts[0], parts[1])
+            self._variants[variant] = (parts[0], parts[1])
 
     def _check_against_reference(self) -> None:
         """Prove the spliced output equals the plain render for a tricky sample reader."""
         if self.kind is NewsletterKind.DIGEST and not self.content.posts:
             return
-        for name in (_SAMPLE_NAME, ""):
+        for name in _SAMPLE_NAMES:
             sample = Reader(1, "reader@example.com", name, 0, "UTC", (), None, frozenset())
             reference = render_reference(self.env, self.settings, self.content, sample)
             assert reference is not None
@@ -482,12 +488,15 @@ class PreparedIssue:
             text_qp = qp(crlf(reference.text))
             html_qp = qp(crlf(reference.html))
             return [text_qp], [html_qp], subject_header, personal
+        greeting = first_name(name)
         values = {
             "name": name,
+            "first": greeting,
             "pref": personal.preferences_url,
             "unsub": personal.unsubscribe_url,
         }
-        text_plan, html_plan = self._plans(chosen, bool(name), subject, preheader)
+        variant = (bool(name), bool(greeting))
+        text_plan, html_plan = self._plans(chosen, variant, subject, preheader)
         return (
             text_plan.fill(values),
             html_plan.fill(_html_values(values)),
@@ -496,10 +505,10 @@ class PreparedIssue:
         )
 
     def _plans(
-        self, chosen: tuple[int, ...], named: bool, subject: str, preheader: str
+        self, chosen: tuple[int, ...], variant: tuple[bool, bool], subject: str, preheader: str
     ) -> tuple[Plan, Plan]:
         """Text and HTML plans of a selection (memoised): everything but the reader's values."""
-        key = (chosen, named)
+        key = (chosen, variant)
         found = self._plan_memo.get(key)
         if found is not None:
             return found
@@ -509,7 +518,7 @@ class PreparedIssue:
         for field, value in (("subject", subject), ("preheader", preheader)):
             html[field] = escape_text(value)
             html[field + "@"] = escape_attribute(value)
-        text_skeleton, html_skeleton = self._variants[named]
+        text_skeleton, html_skeleton = self._variants[variant]
         found = (text_skeleton.plan(chosen, plain), html_skeleton.plan(chosen, html))
         if len(self._plan_memo) < _PLAN_LIMIT:
             self._plan_memo[key] = found
