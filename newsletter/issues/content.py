@@ -7,7 +7,6 @@ reader's mail. Previews and the public web version use it directly; the fast per
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -18,8 +17,9 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter.content.plain_text import html_to_plain_text
 from newsletter.content.posts import latest_posts
-from newsletter.content.sanitize import clean_html, html_to_text
+from newsletter.content.sanitize import clean_html
 from newsletter.content.selection import (
     NewsletterView,
     PostView,
@@ -95,7 +95,7 @@ def load_content(session: Session, settings: Settings, issue: Issue) -> IssueCon
         posts = tuple(view for view in planned if rows[view.id].retracted_at is None)
     else:
         body_html = clean_html(issue.body_html or "", settings.site_url)
-        body_text = (issue.body_text or "").strip() or text_from_html(body_html)
+        body_text = (issue.body_text or "").strip() or html_to_plain_text(body_html)
         fixed_subject = fixed_subject or nl.name
     return IssueContent(
         issue_id=issue.id,
@@ -110,15 +110,6 @@ def load_content(session: Session, settings: Settings, issue: Issue) -> IssueCon
         day=day,
         view_in_browser_url=archive_url(settings, issue.id) if issue.id is not None else "",
     )
-
-
-_BLOCK_BREAK = re.compile(r"(?i)<br\s*/?>|</(?:p|h[1-6]|li|blockquote|pre|figure|ul|ol)>")
-
-
-def text_from_html(fragment: str) -> str:
-    """A plain-text body for a campaign written only as HTML: one paragraph per block."""
-    parts = (html_to_text(piece) for piece in _BLOCK_BREAK.split(fragment))
-    return "\n\n".join(part for part in parts if part)
 
 
 def subject_for(settings: Settings, content: IssueContent, posts: Sequence[PostView]) -> str:

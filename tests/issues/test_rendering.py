@@ -471,6 +471,40 @@ def test_campaign_goes_to_everyone_with_personal_links(scene: Scene) -> None:
         assert crlf(text) == crlf(ref.text) and crlf(html) == crlf(ref.html)
 
 
+def test_a_campaign_written_only_in_html_keeps_its_structure_in_the_text_part(
+    scene: Scene,
+) -> None:
+    offers = Newsletter(slug="offers", name="Offers", kind=NewsletterKind.CAMPAIGN)
+    scene.db.add(offers)
+    scene.db.flush()
+    campaign = Issue(
+        newsletter_id=offers.id,
+        kind=NewsletterKind.CAMPAIGN,
+        status=IssueStatus.SENDING,
+        subject="Half price",
+        body_html=(
+            "<h1>Half price</h1><p>All weekend.</p><p>What you get:</p>"
+            "<ul><li>Every article</li><li>The app</li></ul>"
+            '<ol><li>Pick a plan</li><li>Pay <a href="https://news.example.com/offer">half</a>'
+            "</li></ol><p>" + "Terms apply to this offer, as they always do. " * 4 + "</p>"
+        ),
+    )
+    scene.db.add(campaign)
+    scene.db.commit()
+    with scene.app.app_context():
+        prepared = prepare_issue(scene.db, scene.settings, campaign.id)
+    assert prepared.fast
+    mail = prepared.message_for(reader())
+    assert mail is not None
+    text = bodies(parse(mail))[0].replace("\r\n", "\n")
+    assert (
+        "HALF PRICE\n\nAll weekend.\n\nWhat you get:\n\n* Every article\n* The app\n\n"
+        "1. Pick a plan\n2. Pay half (https://news.example.com/offer)\n\nTerms apply"
+    ) in text
+    for line in text.splitlines():
+        assert len(line) <= 76 or URL.fullmatch(line), line
+
+
 def test_overridden_templates_that_defeat_splicing_fall_back_to_the_plain_render(
     scene: Scene, tmp_path: Path
 ) -> None:
