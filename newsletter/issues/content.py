@@ -33,6 +33,7 @@ from newsletter.content.selection import (
     select_for_reader,
     topic_keys,
 )
+from newsletter.issues.layout import arrange
 from newsletter.issues.links import archive_url
 from newsletter.mail.compose import Rendered, render_pair
 from newsletter.readers import links
@@ -156,11 +157,15 @@ def template_context(
     archive: bool = False,
 ) -> dict[str, Any]:
     """The variables of the digest and campaign templates (the same for fast and slow paths)."""
+    layout = arrange(posts, content.newsletter.categories)
     return {
         "settings": settings,
         "newsletter": content.newsletter,
         "issue": content,
         "posts": list(posts),
+        # The reader's top story, then the others in sections (issues.layout).
+        "lead": layout.lead,
+        "sections": list(layout.sections),
         "name": name,
         # What the greeting calls the reader (readers.greeting): "Jane" for "Jane Reader".
         "first_name": greeting_name,

@@ -117,6 +117,11 @@ def add_posts(db: Session) -> list[Post]:
 @pytest.fixture
 def scene(app: Flask, db: Session, settings: Settings) -> Iterator[Scene]:
     """A planned digest issue, being sent."""
+    yield from planned_scene(app, db, settings)
+
+
+def planned_scene(app: Flask, db: Session, settings: Settings) -> Iterator[Scene]:
+    """The ``scene`` fixture's work, for other modules' fixtures."""
     clear_cache()
     newsletter = Newsletter(slug="morning", name="Morning Briefing")
     db.add(newsletter)
@@ -224,6 +229,12 @@ def test_reply_to_when_configured(scene: Scene) -> None:
         reader(name="Dr.", topics=("politics",)),
         reader(name="山田 太郎"),
         reader(name="Dr. <i>Jo</i> & Co"),
+        # Other selections, other layouts: another lead, one section, no sections at all.
+        reader(topics=("Business", "Sport")),
+        reader(topics=("politics", "sport")),
+        reader(topics=("business",)),
+        reader(name="", sent=frozenset({1, 2})),
+        reader(topics=("Politics", "Business"), sent=frozenset({1})),
     ],
     ids=[
         "named",
@@ -235,6 +246,11 @@ def test_reply_to_when_configured(scene: Scene) -> None:
         "title-only",
         "cjk",
         "title-first",
+        "two-sections",
+        "lead-and-one-section",
+        "one-story",
+        "ledger-last-only",
+        "ledger-and-topics",
     ],
 )
 def test_parts_equal_a_plain_render_of_the_templates(scene: Scene, who: Reader) -> None:
@@ -410,9 +426,16 @@ def test_text_part_reads_well_alone(scene: Scene) -> None:
 
     for line in lines:
         assert len(line) <= 78 or URL.fullmatch(line), line
+    lead, *rest = scene.posts
     for post in scene.posts:
         assert post.link in lines  # every link alone on its line, so it stays clickable
-        assert "* " + post.title in text
+    # The lead first, its headline underlined; then the others under their sections.
+    at = lines.index(lead.title)
+    assert lines[at + 1] == "=" * len(lead.title)
+    for post in rest:
+        heading = post.categories[0].upper()
+        assert lines.index(heading) > at and lines[lines.index(heading) + 1] == "-" * len(heading)
+        assert lines.index("* " + post.title) == lines.index(heading) + 3
     assert "By Zoë Ünal" in text
     assert (
         links.unsubscribe_url(
