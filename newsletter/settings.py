@@ -67,6 +67,11 @@ class Settings:
     site_name: str = "The Daily Brief"
     site_url: str = "https://news.example.com"
     postal_address: str = "The Daily Brief, 1 Example Street, New York, NY 10001, USA"
+    # The masthead of every mail: the site's logo when set (an absolute http(s) URL), else its
+    # name in type. The width is what the logo is shown at (px); a height of 0 keeps its shape.
+    logo_url: str = ""
+    logo_width: int = 180
+    logo_height: int = 0
     template_dir: str = ""
     trusted_proxies: int = 0
     # Signup and consent
@@ -240,6 +245,14 @@ class Settings:
             raise SettingsError("NEWSLETTER_BATCH_SIZE must be at least 1")
         if not 0 <= self.send_rate_reserve < 1:
             raise SettingsError("NEWSLETTER_SEND_RATE_RESERVE must be at least 0 and below 1")
+        if self.logo_url and urlsplit(self.logo_url).scheme not in {"http", "https"}:
+            raise SettingsError(
+                f"NEWSLETTER_LOGO_URL must be an http:// or https:// address, not {self.logo_url!r}"
+            )
+        if not 1 <= self.logo_width <= 600 or not 0 <= self.logo_height <= 600:
+            raise SettingsError(
+                "NEWSLETTER_LOGO_WIDTH must be 1 to 600 and NEWSLETTER_LOGO_HEIGHT 0 to 600 (px)"
+            )
         if self.confirm_expiry_days < 1:
             raise SettingsError("NEWSLETTER_CONFIRM_EXPIRY_DAYS must be at least 1")
         if not 1 <= self.signup_challenge_max_number <= 10_000_000:

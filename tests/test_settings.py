@@ -170,6 +170,9 @@ def test_an_unusable_data_directory_is_one_clear_error(tmp_path: Path) -> None:
         ("SIGNUP_RATE_LIMIT", "lots", "NEWSLETTER_SIGNUP_RATE_LIMIT must be limits"),
         ("ADDRESS_RATE_LIMIT", "5 an hour", "NEWSLETTER_ADDRESS_RATE_LIMIT must be limits"),
         ("MAIL_FROM", "newsletter", "NEWSLETTER_MAIL_FROM must be an address"),
+        ("LOGO_URL", "logo.png", "NEWSLETTER_LOGO_URL must be an http:// or https:// address"),
+        ("LOGO_WIDTH", "0", "NEWSLETTER_LOGO_WIDTH must be 1 to 600"),
+        ("LOGO_HEIGHT", "900", "NEWSLETTER_LOGO_HEIGHT 0 to 600"),
     ],
 )
 def test_malformed_settings_are_refused_in_one_clear_line(
@@ -191,9 +194,17 @@ def test_the_readme_examples_of_settings_are_accepted(tmp_path: Path) -> None:
         "NEWSLETTER_BASE_URL": "https://newsletter.example.com",
         "NEWSLETTER_MAIL_FROM": "The Daily Brief <news@example.com>",
         "NEWSLETTER_SIGNUP_RATE_LIMIT": "20/minute;200/hour",
+        "NEWSLETTER_LOGO_URL": "https://news.example.com/logo.png",
+        "NEWSLETTER_LOGO_WIDTH": "200",
+        "NEWSLETTER_LOGO_HEIGHT": "48",
     }
     settings = Settings.from_env(environ)
     assert settings.redis_url == "redis://redis:6379/1"
+    assert (settings.logo_url, settings.logo_width, settings.logo_height) == (
+        "https://news.example.com/logo.png",
+        200,
+        48,
+    )
 
 
 @pytest.mark.parametrize(

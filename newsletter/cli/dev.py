@@ -37,7 +37,7 @@ def dev_command(host: str, port: int, concurrency: int) -> None:
     if not devserver.port_free(host, port):
         fail(f"{host}:{port} is already in use; stop what runs there or pick --port {port + 1}.")
     try:
-        devserver.prepare(settings, click.echo)
+        devserver.prepare(settings, click.echo, devserver.server_url(host, port))
     except KeyboardInterrupt:
         # Each setup step commits on its own and is idempotent, so a rerun picks up from here.
         fail("Stopped before the servers started; run `newsletter dev` again to carry on.")

@@ -107,6 +107,7 @@ class NewsletterView:
     name: str
     kind: str
     subject_template: str
+    categories: tuple[str, ...] = ()  # the newsletter's categories in its order; () = all
 
 
 def newsletter_view(newsletter: Newsletter) -> NewsletterView:
@@ -117,6 +118,7 @@ def newsletter_view(newsletter: Newsletter) -> NewsletterView:
         name=newsletter.name,
         kind=NewsletterKind(newsletter.kind).value,
         subject_template=newsletter.subject_template or "",
+        categories=tuple(c for c in newsletter.categories or () if c.strip()),
     )
 
 

@@ -7,7 +7,6 @@ reader's mail. Previews and the public web version use it directly; the fast per
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -18,8 +17,9 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter.content.plain_text import html_to_plain_text
 from newsletter.content.posts import latest_posts
-from newsletter.content.sanitize import clean_html, html_to_text
+from newsletter.content.sanitize import clean_html
 from newsletter.content.selection import (
     NewsletterView,
     PostView,
@@ -33,9 +33,11 @@ from newsletter.content.selection import (
     select_for_reader,
     topic_keys,
 )
+from newsletter.issues.layout import arrange
 from newsletter.issues.links import archive_url
 from newsletter.mail.compose import Rendered, render_pair
 from newsletter.readers import links
+from newsletter.readers.greeting import first_name
 from newsletter.settings import Settings
 from newsletter.store.db import utcnow
 from newsletter.store.models import Frequency, Issue, IssueStatus, Newsletter, NewsletterKind, Post
@@ -94,7 +96,7 @@ def load_content(session: Session, settings: Settings, issue: Issue) -> IssueCon
         posts = tuple(view for view in planned if rows[view.id].retracted_at is None)
     else:
         body_html = clean_html(issue.body_html or "", settings.site_url)
-        body_text = (issue.body_text or "").strip() or text_from_html(body_html)
+        body_text = (issue.body_text or "").strip() or html_to_plain_text(body_html)
         fixed_subject = fixed_subject or nl.name
     return IssueContent(
         issue_id=issue.id,
@@ -109,15 +111,6 @@ def load_content(session: Session, settings: Settings, issue: Issue) -> IssueCon
         day=day,
         view_in_browser_url=archive_url(settings, issue.id) if issue.id is not None else "",
     )
-
-
-_BLOCK_BREAK = re.compile(r"(?i)<br\s*/?>|</(?:p|h[1-6]|li|blockquote|pre|figure|ul|ol)>")
-
-
-def text_from_html(fragment: str) -> str:
-    """A plain-text body for a campaign written only as HTML: one paragraph per block."""
-    parts = (html_to_text(piece) for piece in _BLOCK_BREAK.split(fragment))
-    return "\n\n".join(part for part in parts if part)
 
 
 def subject_for(settings: Settings, content: IssueContent, posts: Sequence[PostView]) -> str:
@@ -156,6 +149,7 @@ def template_context(
     *,
     posts: Sequence[PostView],
     name: str,
+    greeting_name: str,
     preferences_url: str,
     unsubscribe_url: str,
     subject: str,
@@ -163,12 +157,18 @@ def template_context(
     archive: bool = False,
 ) -> dict[str, Any]:
     """The variables of the digest and campaign templates (the same for fast and slow paths)."""
+    layout = arrange(posts, content.newsletter.categories)
     return {
         "settings": settings,
         "newsletter": content.newsletter,
         "issue": content,
         "posts": list(posts),
+        # The reader's top story, then the others in sections (issues.layout).
+        "lead": layout.lead,
+        "sections": list(layout.sections),
         "name": name,
+        # What the greeting calls the reader (readers.greeting): "Jane" for "Jane Reader".
+        "first_name": greeting_name,
         "subject": subject,
         "preheader": preheader,
         "date": content.day,
@@ -225,11 +225,13 @@ def render_reference(
         return None
     posts = [content.posts[i] for i in chosen]
     personal = personal_links(settings, content, reader)
+    name = clean_line(reader.name)
     context = template_context(
         settings,
         content,
         posts=posts,
-        name=clean_line(reader.name),
+        name=name,
+        greeting_name=first_name(name),
         preferences_url=personal.preferences_url,
         unsubscribe_url=personal.unsubscribe_url,
         subject=subject_for(settings, content, posts),
@@ -246,6 +248,7 @@ def render_archive(env: Environment, settings: Settings, content: IssueContent) 
         content,
         posts=posts,
         name="",
+        greeting_name="",
         preferences_url="",
         unsubscribe_url="",
         subject=subject_for(settings, content, posts),

@@ -49,6 +49,7 @@ from newsletter.issues.content import (
     subject_for,
     template_context,
 )
+from newsletter.issues.layout import Piece, arrange, catalogue, piece_context
 from newsletter.issues.links import archive_url, preview_url
 from newsletter.mail.compose import inline_css, list_id
 from newsletter.mail.dkim import DKIMSigner
@@ -72,6 +73,7 @@ from newsletter.mail.mime_plan import (
 from newsletter.mail.verp import is_verp, verp_address
 from newsletter.readers import links, tokens
 from newsletter.readers.addresses import email_key
+from newsletter.readers.greeting import first_name
 from newsletter.readers.tokens import address_digest
 from newsletter.settings import Settings
 from newsletter.store.models import Issue, NewsletterKind
@@ -86,11 +88,14 @@ _MEMO_LIMIT = 4096
 # have very varied ledgers could make thousands of selections; past this many, plan per reader.
 _PLAN_LIMIT = 1024
 # Per-reader values (plain text) and the keys of their HTML-escaped forms in a plan's values.
-_PERSONAL = ("name", "pref", "unsub")
+_PERSONAL = ("name", "first", "pref", "unsub")
 # Per-reader values and how they are named in a skeleton's markers.
-FIELDS = ("name", "pref", "unsub", "subject", "preheader")
-# A name that exercises every escaping path, used to check the fast path against the reference.
-_SAMPLE_NAME = 'Zoë <b>&amp;</b> "O\'Brien" ✉\xa0李'
+FIELDS = ("name", "first", "pref", "unsub", "subject", "preheader")
+# Names whose greeting exercises every escaping path (the first name of the first holds all the
+# tricky characters), and a name with no first name: the fast path is checked with each.
+_SAMPLE_NAMES = ('Zoë<b>&amp;</b>"O\'Brien"✉\xa0李 Ünal', "Dr.", "")
+# Which skeleton a reader takes: (has a name, has a first name to greet with).
+_VARIANTS = ((True, True), (True, False), (False, False))
 
 # Re-exported: the rendering API in one place for the dispatcher, the CLI and the web.
 __all__ = [
@@ -135,17 +140,20 @@ def envelope_sender(settings: Settings, issue_id: int, subscriber_id: int) -> st
 
 @dataclass(frozen=True)
 class Skeleton:
-    """One body part split at the per-reader values: prefix, one piece per post, suffix."""
+    """One body part split at the per-reader values: prefix, the pieces of the posts region
+    (each post as lead and as a story, each section heading: :func:`layout.catalogue`),
+    suffix."""
 
     prefix: tuple[Segment, ...]
     pieces: tuple[tuple[Segment, ...], ...]
     suffix: tuple[Segment, ...]
 
-    def plan(self, chosen: Sequence[int], values: Mapping[str, str]) -> Plan:
-        """The part for one selection, per-reader values left as :class:`Hole` in ``values``."""
+    def plan(self, script: Sequence[int], values: Mapping[str, str]) -> Plan:
+        """The part for one layout (``script``: its pieces in order), per-reader values left as
+        :class:`Hole` in ``values``."""
         builder = PlanBuilder()
         builder.segments(self.prefix, values)
-        for index in chosen:
+        for index in script:
             builder.segments(self.pieces[index], values)
         builder.segments(self.suffix, values)
         return builder.plan()
@@ -191,15 +199,16 @@ def _render_part(
     extension: str,
     context: dict[str, Any],
     markers: _Markers,
+    pieces: Sequence[Piece],
 ) -> str:
-    """Render one part with markers, each post's block once, CSS inlined for HTML."""
+    """Render one part with markers, the posts block once per piece, CSS inlined for HTML."""
     name = f"email/{content.template}.{extension}"
     template = env.get_template(name)
     if content.kind is NewsletterKind.DIGEST:
         region = []
-        for index, post in enumerate(content.posts):
+        for index, piece in enumerate(pieces):
             region.append(markers.post(index))
-            region.append(_render_block(template, POSTS_BLOCK, {**context, "posts": [post]}))
+            region.append(_render_block(template, POSTS_BLOCK, {**context, **piece_context(piece)}))
         region.append(markers.end)
         wrapper = env.from_string(
             "{% extends " + repr(name) + " %}{% block " + POSTS_BLOCK + " %}"
@@ -216,7 +225,7 @@ def _render_part(
 
 
 def _split(document: str, markers: _Markers, html: bool, posts: int) -> Skeleton:
-    """Cut a rendered part at its markers into literals and slots."""
+    """Cut a rendered part at its markers into literals and slots (``posts``: the pieces)."""
     sections: list[list[Segment]] = [[]]
     expected_post = 0
     position = 0
@@ -242,7 +251,7 @@ def _split(document: str, markers: _Markers, html: bool, posts: int) -> Skeleton
         raise SkeletonError("a template changes a per-reader value (a filter on a marker?)")
     if posts:
         if expected_post != posts or len(sections) != posts + 2:
-            raise SkeletonError("the posts block did not render once per post")
+            raise SkeletonError("the posts block did not render once per piece")
         return Skeleton(tuple(sections[0]), tuple(map(tuple, sections[1:-1])), tuple(sections[-1]))
     if len(sections) == 1:
         return Skeleton(tuple(sections[0]), (), ())
@@ -339,13 +348,17 @@ class PreparedIssue:
         self.issue_id: int = content.issue_id or 0
         self.kind = content.kind
         self.post_ids = tuple(p.id for p in content.posts)
+        # Every lead, story and heading a reader's layout can use, rendered once (layout.py).
+        digest = self.kind is NewsletterKind.DIGEST
+        self._pieces = catalogue(content.posts, content.newsletter.categories) if digest else ()
+        self._piece_index = {piece: index for index, piece in enumerate(self._pieces)}
         self._topics: dict[tuple[str, ...], frozenset[str]] = {}
         self._headlines: dict[tuple[int, ...], tuple[bytes, str, str]] = {}
         self._dkim = _dkim_signer(settings)
         self._build_headers()
         self.fast = True
-        self._variants: dict[bool, tuple[Skeleton, Skeleton]] = {}
-        self._plan_memo: dict[tuple[tuple[int, ...], bool], tuple[Plan, Plan]] = {}
+        self._variants: dict[tuple[bool, bool], tuple[Skeleton, Skeleton]] = {}
+        self._plan_memo: dict[tuple[tuple[int, ...], tuple[bool, bool]], tuple[Plan, Plan]] = {}
         try:
             self._build_skeletons()
             self._check_against_reference()
@@ -390,14 +403,16 @@ class PreparedIssue:
         self._closing = f"{CRLF}--{self.boundary}--{CRLF}".encode()
 
     def _build_skeletons(self) -> None:
-        """Render each part with markers, for readers with and without a name."""
+        """Render each part with markers, for readers with and without a (first) name."""
         markers = _Markers()
-        for named in (True, False):
+        for variant in _VARIANTS:
+            named, greeted = variant
             context = template_context(
                 self.settings,
                 self.content,
                 posts=self.content.posts,
                 name=markers.field("name") if named else "",
+                greeting_name=markers.field("first") if greeted else "",
                 preferences_url=markers.field("pref"),
                 unsubscribe_url=markers.field("unsub"),
                 subject=markers.field("subject"),
@@ -405,21 +420,27 @@ class PreparedIssue:
             )
             parts = []
             for extension in ("txt", "html"):
-                document = _render_part(self.env, self.content, extension, context, markers)
-                parts.append(
-                    _split(document, markers, extension == "html", len(self.content.posts))
+                document = _render_part(
+                    self.env, self.content, extension, context, markers, self._pieces
                 )
-            self._variants[named] = (parts[0], parts[1])
+                parts.append(_split(document, markers, extension == "html", len(self._pieces)))
+            self._variants[variant] = (parts[0], parts[1])
 
     def _check_against_reference(self) -> None:
-        """Prove the spliced output equals the plain render for a tricky sample reader."""
+        """Prove the spliced output equals the plain render for tricky sample readers: every
+        post for each sample name, then other leads and sections (all but the first post,
+        the last alone)."""
         if self.kind is NewsletterKind.DIGEST and not self.content.posts:
             return
-        for name in (_SAMPLE_NAME, ""):
-            sample = Reader(1, "reader@example.com", name, 0, "UTC", (), None, frozenset())
+        ids = [post.id for post in self.content.posts]
+        samples = [(name, frozenset[int]()) for name in _SAMPLE_NAMES]
+        if len(ids) > 1:
+            samples += [(_SAMPLE_NAMES[0], frozenset(ids[:1])), ("", frozenset(ids[:-1]))]
+        for name, sent in samples:
+            sample = Reader(1, "reader@example.com", name, 0, "UTC", (), None, sent)
             reference = render_reference(self.env, self.settings, self.content, sample)
             assert reference is not None
-            chosen = tuple(range(len(self.content.posts)))
+            chosen = self._selection(sample)
             text_chunks, html_chunks, _, _ = self._parts(sample, clean_line(name), chosen)
             text, html = b"".join(text_chunks), b"".join(html_chunks)
             for label, encoded, expected in (
@@ -482,12 +503,15 @@ class PreparedIssue:
             text_qp = qp(crlf(reference.text))
             html_qp = qp(crlf(reference.html))
             return [text_qp], [html_qp], subject_header, personal
+        greeting = first_name(name)
         values = {
             "name": name,
+            "first": greeting,
             "pref": personal.preferences_url,
             "unsub": personal.unsubscribe_url,
         }
-        text_plan, html_plan = self._plans(chosen, bool(name), subject, preheader)
+        variant = (bool(name), bool(greeting))
+        text_plan, html_plan = self._plans(chosen, variant, subject, preheader)
         return (
             text_plan.fill(values),
             html_plan.fill(_html_values(values)),
@@ -495,11 +519,19 @@ class PreparedIssue:
             personal,
         )
 
+    def _script(self, chosen: tuple[int, ...]) -> tuple[int, ...]:
+        """The pieces of a selection's layout, in order (lead, section headings, stories)."""
+        if self.kind is not NewsletterKind.DIGEST:
+            return ()
+        posts = [self.content.posts[i] for i in chosen]
+        layout = arrange(posts, self.content.newsletter.categories)
+        return tuple(self._piece_index[piece] for piece in layout.pieces())
+
     def _plans(
-        self, chosen: tuple[int, ...], named: bool, subject: str, preheader: str
+        self, chosen: tuple[int, ...], variant: tuple[bool, bool], subject: str, preheader: str
     ) -> tuple[Plan, Plan]:
         """Text and HTML plans of a selection (memoised): everything but the reader's values."""
-        key = (chosen, named)
+        key = (chosen, variant)
         found = self._plan_memo.get(key)
         if found is not None:
             return found
@@ -509,8 +541,9 @@ class PreparedIssue:
         for field, value in (("subject", subject), ("preheader", preheader)):
             html[field] = escape_text(value)
             html[field + "@"] = escape_attribute(value)
-        text_skeleton, html_skeleton = self._variants[named]
-        found = (text_skeleton.plan(chosen, plain), html_skeleton.plan(chosen, html))
+        text_skeleton, html_skeleton = self._variants[variant]
+        script = self._script(chosen)
+        found = (text_skeleton.plan(script, plain), html_skeleton.plan(script, html))
         if len(self._plan_memo) < _PLAN_LIMIT:
             self._plan_memo[key] = found
         return found

@@ -31,11 +31,14 @@ from newsletter.store.migrate import current_revision, upgrade
 
 GRACE_SECONDS = 15.0
 PUB_DATE = re.compile(r"<pubDate>([^<]+)</pubDate>")
+# The sample feed's images, served by the app from templates/static/demo/.
+DEMO_IMAGE = re.compile(r'(url=")(/static/demo/[^"]+")')
 Echo = Callable[[str], None]
 
 
-def prepare(settings: Settings, echo: Echo) -> None:
-    """Migrate the database, add the demo newsletters and ingest the demo feed (idempotent)."""
+def prepare(settings: Settings, echo: Echo, base_url: str = "") -> None:
+    """Migrate the database, add the demo newsletters and ingest the demo feed (idempotent);
+    ``base_url`` is where the dev server will be (default: NEWSLETTER_BASE_URL)."""
     upgrade(settings.database_url)
     echo(
         f"Database {redact_url(settings.database_url)} at revision "
@@ -45,14 +48,16 @@ def prepare(settings: Settings, echo: Echo) -> None:
         created = seed_newsletters(db)
     if created:
         echo(f"Created demo newsletters: {', '.join(created)}.")
-    echo(ingest_demo_feed(settings))
+    echo(ingest_demo_feed(settings, base_url or settings.base_url))
 
 
-def ingest_demo_feed(settings: Settings) -> str:
-    """Register a fresh copy of the sample feed and ingest it (beat keeps polling it)."""
+def ingest_demo_feed(settings: Settings, base_url: str = "") -> str:
+    """Register a fresh copy of the sample feed and ingest it (beat keeps polling it); its
+    images point at the dev server at ``base_url`` (default: NEWSLETTER_BASE_URL)."""
 
     feed = settings.data_dir / "demo-feed.xml"
-    feed.write_text(recent_dates(DEMO_FEED.read_text(encoding="utf-8"), utcnow()), "utf-8")
+    rss = recent_dates(DEMO_FEED.read_text(encoding="utf-8"), utcnow())
+    feed.write_text(demo_images(rss, base_url or settings.base_url), "utf-8")
     with session_scope(settings.database_url) as db:
         result = ingest_source(db, settings, str(feed))
     return f"Demo feed: {result.describe()}"
@@ -74,6 +79,12 @@ def recent_dates(rss: str, now: datetime) -> str:
         ),
         rss,
     )
+
+
+def demo_images(rss: str, base_url: str) -> str:
+    """Make the sample feed's image paths absolute on ``base_url``: a mail client, like the
+    feed reader, needs a full address, and ours is only known when the server starts."""
+    return DEMO_IMAGE.sub(lambda m: m.group(1) + base_url.rstrip("/") + m.group(2), rss)
 
 
 def port_free(host: str, port: int) -> bool:
@@ -105,13 +116,18 @@ def link_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def server_url(host: str, port: int) -> str:
+    """The address of the dev server in links: NEWSLETTER_BASE_URL when set, else host:port."""
+    return os.environ.get("NEWSLETTER_BASE_URL") or f"http://{link_host(host)}:{port}"
+
+
 def child_env(settings: Settings, host: str, port: int) -> dict[str, str]:
     """Environment for the children: same settings, absolute data dir, links to this server."""
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     env["NEWSLETTER_DATA_DIR"] = str(settings.data_dir)
     # Mailed links must reach this very server when the port or host was changed.
-    env.setdefault("NEWSLETTER_BASE_URL", f"http://{link_host(host)}:{port}")
+    env["NEWSLETTER_BASE_URL"] = server_url(host, port)
     return env
 
 

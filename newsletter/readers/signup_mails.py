@@ -20,7 +20,9 @@ from datetime import datetime
 from jinja2 import Environment
 from sqlalchemy.orm import Session
 
+from newsletter.mail.headers import one_line
 from newsletter.readers import links
+from newsletter.readers.greeting import first_name
 from newsletter.readers.mail_queue import MailQueue
 from newsletter.readers.signup import (
     SignupAction,
@@ -108,6 +110,7 @@ def send_welcome(
         "joined": [describe(s, n) for s, n in joined],
         "others": [describe(s, n) for s, n in rows if n.id not in set(newsletter_ids)],
         "name": subscriber.name,
+        "first_name": first_name(one_line(subscriber.name or "")),
         "reason": (
             f"You are getting this mail because you confirmed your subscription to "
             f"{settings.site_name} newsletters."

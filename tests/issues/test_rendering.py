@@ -33,6 +33,7 @@ from newsletter.mail.mime_plan import Encoder, Hole, Literal, PlanBuilder, qp
 from newsletter.mail.transport import get_transport
 from newsletter.mail.verp import VerpClaim, read_verp, verp_tag
 from newsletter.readers import links
+from newsletter.readers.greeting import first_name
 from newsletter.settings import Settings
 from newsletter.store.db import dispose_engines, utcnow
 from newsletter.store.models import Issue, IssueStatus, Newsletter, NewsletterKind, Post
@@ -116,6 +117,11 @@ def add_posts(db: Session) -> list[Post]:
 @pytest.fixture
 def scene(app: Flask, db: Session, settings: Settings) -> Iterator[Scene]:
     """A planned digest issue, being sent."""
+    yield from planned_scene(app, db, settings)
+
+
+def planned_scene(app: Flask, db: Session, settings: Settings) -> Iterator[Scene]:
+    """The ``scene`` fixture's work, for other modules' fixtures."""
     clear_cache()
     newsletter = Newsletter(slug="morning", name="Morning Briefing")
     db.add(newsletter)
@@ -220,8 +226,32 @@ def test_reply_to_when_configured(scene: Scene) -> None:
         reader(name="<script>alert(1)</script>"),
         reader(topics=("sport", "BUSINESS")),
         reader(name="Bo", sent=frozenset({1})),
+        reader(name="Dr.", topics=("politics",)),
+        reader(name="山田 太郎"),
+        reader(name="Dr. <i>Jo</i> & Co"),
+        # Other selections, other layouts: another lead, one section, no sections at all.
+        reader(topics=("Business", "Sport")),
+        reader(topics=("politics", "sport")),
+        reader(topics=("business",)),
+        reader(name="", sent=frozenset({1, 2})),
+        reader(topics=("Politics", "Business"), sent=frozenset({1})),
     ],
-    ids=["named", "anonymous", "tricky-name", "script-name", "topics", "ledger"],
+    ids=[
+        "named",
+        "anonymous",
+        "tricky-name",
+        "script-name",
+        "topics",
+        "ledger",
+        "title-only",
+        "cjk",
+        "title-first",
+        "two-sections",
+        "lead-and-one-section",
+        "one-story",
+        "ledger-last-only",
+        "ledger-and-topics",
+    ],
 )
 def test_parts_equal_a_plain_render_of_the_templates(scene: Scene, who: Reader) -> None:
     prepared = scene.prepared()
@@ -263,6 +293,29 @@ def test_html_injection_in_a_name_is_escaped(scene: Scene) -> None:
     assert 'Hi <script>alert("x")</script>, here' in text  # plain text needs no escaping
 
 
+@pytest.mark.parametrize(
+    ("name", "greeting"),
+    [
+        ("Jane Reader", "Hi Jane, here are the latest stories"),
+        ("Dr. Jane Reader", "Hi Jane, here are the latest stories"),
+        ("Dr. Smith", "Hi Dr. Smith, here are the latest stories"),
+        ("山田 太郎", "Hi 山田 太郎, here are the latest stories"),
+        ("Mrs", "Hello! Here are the latest stories"),
+        ("", "Hello! Here are the latest stories"),
+    ],
+)
+def test_the_greeting_uses_the_first_name(scene: Scene, name: str, greeting: str) -> None:
+    mail = scene.prepared().message_for(reader(name=name))
+    assert mail is not None
+    msg = parse(mail)
+    text, html = bodies(msg)
+    assert f"{greeting} from {scene.settings.site_name}." in text
+    assert f"{greeting} from {scene.settings.site_name}." in unescape(html)
+    assert "Hi ," not in text and "Hi ," not in html
+    if name:
+        assert display_name(mail.message) == name  # the To header keeps the whole name
+
+
 def test_line_breaks_in_a_name_cannot_inject_headers(scene: Scene) -> None:
     evil = "Mallory\r\nBcc: victim@example.net\r\n\r\n<b>body</b>"
     mail = scene.prepared().message_for(reader(name=evil))
@@ -272,7 +325,7 @@ def test_line_breaks_in_a_name_cannot_inject_headers(scene: Scene) -> None:
     assert msg["To"].addresses[0].display_name == "Mallory Bcc: victim@example.net <b>body</b>"
     assert len(msg["To"].addresses) == 1
     text, _ = bodies(msg)
-    assert "Hi Mallory Bcc: victim@example.net <b>body</b>, here" in text
+    assert "Hi Mallory, here" in text
 
 
 @pytest.mark.parametrize(
@@ -297,7 +350,7 @@ def test_names_round_trip_in_the_to_header(scene: Scene, name: str) -> None:
     assert address.addr_spec == "ana@example.com"
     assert display_name(mail.message) == " ".join(name.split())
     text, _ = bodies(msg)
-    assert f"Hi {' '.join(name.split())}, here" in text
+    assert f"Hi {first_name(' '.join(name.split()))}, here" in text
 
 
 def test_each_reader_gets_their_topics_minus_what_they_already_had(scene: Scene) -> None:
@@ -373,9 +426,16 @@ def test_text_part_reads_well_alone(scene: Scene) -> None:
 
     for line in lines:
         assert len(line) <= 78 or URL.fullmatch(line), line
+    lead, *rest = scene.posts
     for post in scene.posts:
         assert post.link in lines  # every link alone on its line, so it stays clickable
-        assert "* " + post.title in text
+    # The lead first, its headline underlined; then the others under their sections.
+    at = lines.index(lead.title)
+    assert lines[at + 1] == "=" * len(lead.title)
+    for post in rest:
+        heading = post.categories[0].upper()
+        assert lines.index(heading) > at and lines[lines.index(heading) + 1] == "-" * len(heading)
+        assert lines.index("* " + post.title) == lines.index(heading) + 3
     assert "By Zoë Ünal" in text
     assert (
         links.unsubscribe_url(
@@ -432,6 +492,40 @@ def test_campaign_goes_to_everyone_with_personal_links(scene: Scene) -> None:
             ref = render_reference(scene.app.jinja_env, scene.settings, content, who)
         assert ref is not None
         assert crlf(text) == crlf(ref.text) and crlf(html) == crlf(ref.html)
+
+
+def test_a_campaign_written_only_in_html_keeps_its_structure_in_the_text_part(
+    scene: Scene,
+) -> None:
+    offers = Newsletter(slug="offers", name="Offers", kind=NewsletterKind.CAMPAIGN)
+    scene.db.add(offers)
+    scene.db.flush()
+    campaign = Issue(
+        newsletter_id=offers.id,
+        kind=NewsletterKind.CAMPAIGN,
+        status=IssueStatus.SENDING,
+        subject="Half price",
+        body_html=(
+            "<h1>Half price</h1><p>All weekend.</p><p>What you get:</p>"
+            "<ul><li>Every article</li><li>The app</li></ul>"
+            '<ol><li>Pick a plan</li><li>Pay <a href="https://news.example.com/offer">half</a>'
+            "</li></ol><p>" + "Terms apply to this offer, as they always do. " * 4 + "</p>"
+        ),
+    )
+    scene.db.add(campaign)
+    scene.db.commit()
+    with scene.app.app_context():
+        prepared = prepare_issue(scene.db, scene.settings, campaign.id)
+    assert prepared.fast
+    mail = prepared.message_for(reader())
+    assert mail is not None
+    text = bodies(parse(mail))[0].replace("\r\n", "\n")
+    assert (
+        "HALF PRICE\n\nAll weekend.\n\nWhat you get:\n\n* Every article\n* The app\n\n"
+        "1. Pick a plan\n2. Pay half (https://news.example.com/offer)\n\nTerms apply"
+    ) in text
+    for line in text.splitlines():
+        assert len(line) <= 76 or URL.fullmatch(line), line
 
 
 def test_overridden_templates_that_defeat_splicing_fall_back_to_the_plain_render(

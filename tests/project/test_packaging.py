@@ -77,6 +77,7 @@ def test_wheel_contains_templates_migrations_and_demo_data(wheel: Path) -> None:
     versions = [n for n in files if n.startswith("newsletter/store/migrations/versions/")]
     assert any(n.endswith(".py") for n in versions)
     assert "newsletter/ops/demo/sample-feed.xml" in files
+    assert "newsletter/_templates/static/demo/border.jpg" in files  # the demo feed's images
     assert "worker/tasks.py" in files
     assert "newsletter/cli/__main__.py" in files
     assert not any(n.startswith(("tests/", "bench/")) for n in files)

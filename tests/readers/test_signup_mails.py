@@ -113,7 +113,11 @@ def test_welcome_mail_carries_list_headers_and_working_links(
     ctx: Flask, db: Session, settings: Settings, lists: Lists
 ) -> None:
     reader = add_subscriber(
-        db, "w@example.com", SubscriberStatus.ACTIVE, [lists.daily, lists.weekly], name="Wanda"
+        db,
+        "w@example.com",
+        SubscriberStatus.ACTIVE,
+        [lists.daily, lists.weekly],
+        name="Wanda Reader",
     )
     result = send_welcome(db, settings, ctx.jinja_env, reader.id, [lists.weekly.id])
     assert result.sent
@@ -124,7 +128,8 @@ def test_welcome_mail_carries_list_headers_and_working_links(
     assert https.startswith("http://127.0.0.1:5000/unsubscribe/")
     assert mailto.startswith("mailto:unsubscribe@news.example.com?subject=unsubscribe-")
     text = text_part(msg)
-    assert "WELCOME, WANDA!" in text and "Weekend Reads (weekly)" in text
+    assert "WELCOME, WANDA!" in text and "Weekend Reads (weekly)" in text  # the first name
+    assert "Welcome, Wanda!" in html_part(msg)
     assert "You also stay subscribed to Morning Briefing." in text
     assert link_in(msg, "/preferences/") in html_part(msg)
     assert link_in(msg, "/unsubscribe/") == https

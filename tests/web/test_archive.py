@@ -177,7 +177,8 @@ def test_preview_page_shows_subject_html_and_text_and_stores_nothing(
 
     text = client.get(path_of(url) + "?view=text").get_data(as_text=True)
     assert "<iframe" not in text
-    assert "* Bridge reopens after repairs" in text and "https://news.example.com/a" in text
+    lead = "Bridge reopens after repairs"
+    assert f"{lead}\n{'=' * len(lead)}" in text and "https://news.example.com/a" in text
 
     assert db.scalar(select(func.count()).select_from(Issue)) == issues_before
 
@@ -275,7 +276,8 @@ def test_preview_page_renders_the_mail_in_chromium(
         assert heading.first.inner_text() == "Library extends opening hours"
         assert page.locator("iframe.preview__frame").bounding_box()["height"] > 300
         page.get_by_role("link", name="Plain text").click()
-        assert "* Library extends opening hours" in page.locator("pre").inner_text()
+        lead = "Library extends opening hours"  # the lead story, underlined in plain text
+        assert f"{lead}\n{'=' * len(lead)}" in page.locator("pre").inner_text()
 
         page.goto(live_server + path_of(archive_url(settings, issue.id)))
         mail = page.frame_locator("iframe.archive__frame")
