@@ -212,7 +212,9 @@ def test_a_body_cleaned_in_pieces_keeps_every_paragraph_whole() -> None:
 _BODY_TOKENS = st.sampled_from(
     ["<b>", "</b>", "<i c=1>", "<div>", "</div>", "<table>", "</table>", "<td>", "<tr>", "<ul>",
      "<li>", "</p>", "<p>", "<svg>", "<math>", "<style>", "<script>", "</script>", "<!--", "-->",
-     "<a href='javascript:x'>", "<img src=x onerror=y>", "x", " ", "&amp;", "<", ">", "'", '"']
+     "<form>", "</form>", "<h2>", "</h3>", "<select>", "<option>", "<th>", "</td>", "<caption>",
+     "</tr>", "<dd>", "<a href='javascript:x'>", "<img src=x onerror=y>", "x", " ", "&amp;", "<",
+     ">", "'", '"']
 )  # fmt: skip
 
 
