@@ -5,7 +5,8 @@ size of a structure it keeps, once per token:
 
 * the stack of open elements: every stray end tag walks it ("any other end tag"), and every
   block start tag walks it to close a ``<p>`` in button scope, so 20 000 unclosed ``<div>``,
-  ``<ul>`` or ``<b>`` followed by as many tags cost 20 000² steps;
+  ``<ul>`` or ``<b>`` followed by as many tags cost 20 000² steps (``</form>`` and misnested
+  ``</b>`` leave elements open that a well-formed document would close);
 * the list of active formatting elements: each formatting start tag compares its attributes with
   the list back to the last marker (the "Noah's Ark" clause), and each run of text re-creates the
   entries no longer open, so thousands of ``<b cN>`` with distinct attributes are quadratic;
@@ -31,8 +32,12 @@ def _names(spaced: str) -> frozenset[str]:
     return frozenset(spaced.split())
 
 
+# Each stray end tag or block start tag walks up to MAX_DEPTH elements: ~0.5 s a MB at worst.
 MAX_DEPTH = 100
+# html5ever re-creates every open formatting element in each later paragraph, so a body can grow
+# by this factor (and its cost with it, ~2 s a MB at worst); editors leave one or two open.
 MAX_FORMATTING = 8
+# Each fostered piece searches the table's siblings, at most the whole body.
 MAX_FOSTERED = 64
 MAX_ATTRIBUTES = 64
 
