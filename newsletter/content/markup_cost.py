@@ -88,7 +88,11 @@ _TOKEN = re.compile(
     r"""<(?:(!--)|(/?)([a-zA-Z][^\t\n\f\r />]*)((?:[^>"']+|"[^"]*"|'[^']*')*+)>?)"""
 )
 _COMMENT_END = re.compile(r"--!?>")
-_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
+# An attribute as html5ever reads one: a name (quotes included), then maybe "=" and a value.
+_ATTRIBUTE = re.compile(
+    r"[^\t\n\f\r />][^\t\n\f\r />=]*+"
+    r"""(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:"[^"]*+"?+|'[^']*+'?+|[^\t\n\f\r >]*+))?+"""
+)
 _NON_SPACE = re.compile(r"\S")
 
 
@@ -316,5 +320,5 @@ def too_costly(fragment: str) -> str | None:
 
 
 def _attribute_count(attributes: str) -> int:
-    """About how many attributes a tag's text after its name holds (at least as many)."""
-    return len(_QUOTED.sub("", attributes).split())
+    """How many attributes a tag's text after its name holds."""
+    return sum(1 for _ in _ATTRIBUTE.finditer(attributes))
