@@ -39,6 +39,7 @@ MAX_DEPTH = 100
 MAX_FORMATTING = 8
 # Each fostered piece searches the table's siblings, at most the whole body.
 MAX_FOSTERED = 64
+# Each attribute is compared with the tag's earlier ones; real tags have a handful.
 MAX_ATTRIBUTES = 64
 
 # Elements that never hold content, so are never on the stack of open elements.
