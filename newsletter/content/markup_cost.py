@@ -52,25 +52,29 @@ _NOT_STACKED = _names("body head html tbody tfoot thead tr")
 _TABLE_SECTIONS = _names("tbody tfoot thead tr")
 _CELLS = frozenset({"caption", "td", "th"})
 _FORMATTING = _names("a b big code em font i nobr s small strike strong tt u")
-# html5ever's "special" elements: the end tag of anything else stops at them.
+# html5ever's "special" elements (its special_tag set): the end tag of anything else stops at
+# them, and so does a new <li> looking for the open one.
 _SPECIAL = _names(
     "address applet area article aside base basefont bgsound blockquote body br button caption"
     " center col colgroup dd details dir div dl dt embed fieldset figcaption figure footer form"
-    " frame frameset h1 h2 h3 h4 h5 h6 head header hgroup hr html iframe img input keygen li link"
+    " frame frameset h1 h2 h3 h4 h5 h6 head header hgroup hr html iframe img input isindex li link"
     " listing main marquee menu meta nav noembed noframes noscript object ol p param plaintext pre"
-    " script search section select source style summary table tbody td template textarea tfoot th"
-    " thead title tr track ul wbr xmp"
+    " script section select source style summary table tbody td template textarea tfoot th thead"
+    " title tr track ul wbr xmp"
 )
+# MathML and SVG elements where HTML starts again: they stop end tags as special elements do.
+# Counted as stops whatever their namespace, which can only leave more open.
+_INTEGRATION_POINTS = _names("annotation-xml desc foreignobject mi mn mo ms mtext")
 # The end tag of a special element stops at these instead (html5ever's "in scope"); </p> also
 # stops at a button, </li> at a list.
-_SCOPE = _names("applet caption html marquee object table td template th")
+_SCOPE = _names("applet caption html marquee object table td template th") | _INTEGRATION_POINTS
 _BUTTON_SCOPE = frozenset({"button"})
 _LIST_SCOPE = frozenset({"ol", "ul"})
 # A start tag of these closes an open <p> in button scope.
 _CLOSES_P = _names(
     "address article aside blockquote center details dialog dir div dl dd dt fieldset figcaption"
     " figure footer form h1 h2 h3 h4 h5 h6 header hgroup hr li listing main menu nav ol p"
-    " plaintext pre search section summary table ul xmp"
+    " plaintext pre section summary table ul xmp"
 )
 # A new item closes the open one unless a special element other than these lies between.
 _ITEM_TRANSPARENT = frozenset({"address", "div", "p"})
@@ -100,11 +104,11 @@ _NON_SPACE = re.compile(r"\S")
 # The kinds of element that stop an end tag or a new item, in the order of _Model.marks.
 _STOPS_OTHERS, _STOPS_SPECIAL, _STOPS_P, _STOPS_LI, _STOPS_ITEM = range(5)
 _KINDS = (
-    _SPECIAL,
+    _SPECIAL | _INTEGRATION_POINTS,
     _SCOPE,
     _SCOPE | _BUTTON_SCOPE,
     _SCOPE | _LIST_SCOPE,
-    _SPECIAL - _ITEM_TRANSPARENT,
+    (_SPECIAL | _INTEGRATION_POINTS) - _ITEM_TRANSPARENT,
 )
 _BOTTOM = (-1,) * len(_KINDS)
 

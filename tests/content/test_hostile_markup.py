@@ -131,6 +131,8 @@ HOSTILE_BODIES = {
     "content fostered out of tables": _body("<table>x</table>", 400_000),
     "nested tables": _body("<table><tr><td>x", 400_000),
     "list items in lists": _body("<li><ul></li>", 200_000),
+    # A special element (here the obsolete <isindex>) stops a new item from closing the last.
+    "list items under special elements": _body("<isindex><li>", 200_000),
     # </form> takes the form out of the stack and leaves what it holds open.
     "forms left holding elements": _body("<form><q></form>", 200_000),
     "many attributes": "<b " + " ".join(f"a{i}" for i in range(40_000)) + ">x" + ACTIVE,
