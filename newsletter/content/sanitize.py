@@ -8,12 +8,17 @@ or non-http(s) URLs, and every link gets ``rel="noopener"``.
 from __future__ import annotations
 
 import html
+import logging
 import re
 from collections.abc import Iterator
 from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
 import nh3
+
+from newsletter.content.markup_cost import too_costly
+
+log = logging.getLogger(__name__)
 
 ALLOWED_TAGS = frozenset(
     {
@@ -92,10 +97,15 @@ _BLOCK_TAGS = frozenset(
 _SPACES = re.compile(r"\s+")
 # The start or end of a block element, whose text must not run into the next block's.
 _BLOCK_TAG = re.compile(r"</?(?:" + "|".join(sorted(_BLOCK_TAGS)) + r")(?=[\s/>])", re.IGNORECASE)
+_BLOCK_START = re.compile(r"<(?:" + "|".join(sorted(_BLOCK_TAGS)) + r")(?=[\s/>])", re.IGNORECASE)
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_UrlRelative = Literal["deny"] | tuple[Literal["rewrite_with_base"], str]
 # Text extraction runs nh3 on pieces of this size (see _pieces): small enough that a piece's
 # worst case is a few milliseconds, large enough that real titles and summaries are one piece.
 TEXT_PIECE_CHARS = 4 * 1024
+# HTML that html5ever could not parse in linear time in one piece (see markup_cost) is cleaned in
+# independent pieces of this size: a piece's worst case is a few milliseconds.
+HTML_PIECE_CHARS = 2 * 1024
 _H1 = re.compile(r"<(/?)h1\b", re.IGNORECASE)
 _H56 = re.compile(r"<(/?)h[56]\b", re.IGNORECASE)
 # WordPress ends excerpts with " [&hellip;]" or " &#8230;"; a plain ellipsis reads better in mail.
@@ -107,13 +117,28 @@ def clean_html(fragment: str, base_url: str = "") -> str:
     if not fragment or not fragment.strip():
         return ""
     # Relative URLs mean nothing in a mail client: resolve them, or drop them without a base.
-    url_relative: Literal["deny"] | tuple[Literal["rewrite_with_base"], str] = "deny"
+    url_relative: _UrlRelative = "deny"
     if is_http_url(base_url):
         url_relative = ("rewrite_with_base", base_url)
     # Keep the outline of headings outside the allowed h2-h4 instead of flattening them to text.
     fragment = _H1.sub(r"<\1h2", _scrub(fragment))
     fragment = _H56.sub(r"<\1h4", fragment)
-    cleaned = nh3.clean(
+    reason = too_costly(fragment)
+    if reason is None:
+        return _clean(fragment, url_relative).strip()
+    # Markup that would cost html5ever quadratic time in one piece (hostile, or broken beyond
+    # what any editor writes) keeps its structure piece by piece: each piece is cleaned on its
+    # own, so its unclosed elements end with it, and the sum of safe fragments is safe.
+    pieces = list(_pieces(fragment, HTML_PIECE_CHARS, _BLOCK_START))
+    log.info(
+        "clean_html: %s in %d characters; cleaned in %d pieces", reason, len(fragment), len(pieces)
+    )
+    return "".join(_clean(piece, url_relative) for piece in pieces).strip()
+
+
+def _clean(fragment: str, url_relative: _UrlRelative) -> str:
+    """``fragment`` cleaned by nh3 with the policy of this module."""
+    return nh3.clean(
         fragment,
         tags=set(ALLOWED_TAGS),
         clean_content_tags=set(DROP_WITH_CONTENT),
@@ -123,14 +148,13 @@ def clean_html(fragment: str, base_url: str = "") -> str:
         strip_comments=True,
         url_relative=url_relative,
     )
-    return cleaned.strip()
 
 
 def html_to_text(fragment: str) -> str:
     """Plain text of an HTML fragment: tags stripped, entities decoded, whitespace collapsed."""
     if not fragment:
         return ""
-    text = "".join(_text_of(piece) for piece in _pieces(_scrub(fragment)))
+    text = "".join(_text_of(piece) for piece in _pieces(_scrub(fragment), TEXT_PIECE_CHARS))
     return _SPACES.sub(" ", text).strip()
 
 
@@ -144,19 +168,27 @@ def _text_of(piece: str) -> str:
     return html.unescape(cleaned)
 
 
-def _pieces(fragment: str) -> Iterator[str]:
-    """``fragment`` in pieces of at most TEXT_PIECE_CHARS, each cut just before a tag.
+def _pieces(fragment: str, size: int, before: re.Pattern[str] | None = None) -> Iterator[str]:
+    """``fragment`` in pieces of at most ``size`` characters, each cut just before a tag.
 
     html5ever is linear on flat input but walks its stack of open elements for every stray end
     tag, so 20 000 unclosed ``<b>`` then 20 000 ``</x>`` cost quadratic time. Text needs no
-    structure: pieces bound that stack, making the whole extraction linear.
+    structure: pieces bound that stack, making the whole extraction linear. With ``before``,
+    a cut before a match of it in the second half of a piece is preferred (a block start tag,
+    so that a paragraph stays whole).
     """
     start = 0
-    while len(fragment) - start > TEXT_PIECE_CHARS:
-        end = start + TEXT_PIECE_CHARS
+    while len(fragment) - start > size:
+        end = start + size
+        cut = -1
+        if before is not None:
+            # The last match in the second half: a piece is never less than half full for it.
+            for match in before.finditer(fragment, start + size // 2, end):
+                cut = match.start()
         # Between two tags ("><") is the cleanest cut, then before any tag, then at a space (never
         # inside an entity); only a piece of one unbroken word is cut anywhere.
-        cut = fragment.rfind("><", start + 1, end) + 1 or fragment.rfind("<", start + 1, end)
+        if cut <= start:
+            cut = fragment.rfind("><", start + 1, end) + 1 or fragment.rfind("<", start + 1, end)
         if cut <= start:
             cut = fragment.rfind(" ", start + 1, end)
         if cut <= start:
