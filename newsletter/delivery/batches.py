@@ -8,6 +8,11 @@ The rules that make it exactly once at the SMTP boundary:
   connection, so a worker killed at any moment leaves at most one accepted-but-unrecorded mail per
   connection (it stays ``sending``; recovery re-queues it after the lease and it may go twice);
 * temporary failures put rows back to ``queued`` for a retry with backoff, permanent ones are final.
+
+The deliverability guard (newsletter/inbound/guard.py) is judged after each hard bounce from this
+batch's own counts plus the issue's counters (read at the start and with the once-a-second status
+look), so one batch never lets the rate pass the limit; batches running beside it add what they
+bounce only when they end, which is the overshoot allowance the README documents.
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ from newsletter.content.selection import Reader, load_readers
 from newsletter.delivery.fan_out import pump
 from newsletter.delivery.rate_limit import get_rate_limiter
 from newsletter.delivery.sent_marks import SentRecorder, batch_connection
+from newsletter.inbound.guard import Guard, pause_reason, trips
 from newsletter.issues.queue import TaskQueue
 from newsletter.issues.rendering import envelope_sender, prepare_issue
-from newsletter.issues.status import finish_if_done, issue_status, set_issue_status, update_issue
+from newsletter.issues.status import finish_if_done, set_issue_status, update_issue
 from newsletter.mail.transport import PermanentFailure, TemporaryFailure, Transport, get_transport
 from newsletter.readers.addresses import email_hash
 from newsletter.readers.eligibility import eligible_clause, suppressed_hashes
@@ -66,6 +72,7 @@ class BatchResult:
     claimed: int = 0
     sent: int = 0
     failed: int = 0
+    bounced: int = 0  # of the failed: hard bounces (the answer blamed the mailbox)
     skipped: int = 0
     retry_ids: list[int] = field(default_factory=list)
     retry_in: float = 0.0
@@ -180,8 +187,13 @@ class _Batch:
         self.checked = time.monotonic()
         self.base_attempts = 0
         self.base_errors = 0
+        # The guard's counts of the other batches and reports, from the issue row (they never
+        # include this run's own outcomes: those are written when it ends).
+        self.base_mailed = 0
+        self.base_bounces = 0
         self.counted_done = 0
         self.counted_failed = 0
+        self.counted_bounced = 0
 
     # -- the whole run ----------------------------------------------------------------------------
 
@@ -195,6 +207,7 @@ class _Batch:
             self.result.stopped = "issue not sending"
             return self.result
         self.base_attempts, self.base_errors = issue.attempt_count, issue.error_count
+        self.base_mailed, self.base_bounces = issue.mailed_count, issue.bounce_count
         claimed = self._claim(delivery_ids)
         if not claimed:
             return self.result
@@ -310,6 +323,9 @@ class _Batch:
             except PermanentFailure as exc:
                 consecutive_4xx.clear()
                 self._record_failure(did, exc, str(exc), email=reader.email)
+                if self._guard_due():
+                    self._guard_pause()
+                    return
                 if self._autopause_due():
                     self._autopause(str(exc))
                     return
@@ -355,9 +371,16 @@ class _Batch:
         if time.monotonic() - self.checked < STATUS_CHECK_SECONDS:
             return False
         self.checked = time.monotonic()
-        status = issue_status(self.session, self.issue_id)
+        row = self.session.execute(
+            select(ISSUES.c.status, ISSUES.c.mailed_count, ISSUES.c.bounce_count).where(
+                ISSUES.c.id == self.issue_id
+            )
+        ).first()
         self.session.commit()
-        if status == IssueStatus.SENDING.value:
+        status = None if row is None else IssueStatus(row.status).value
+        if row is not None and status == IssueStatus.SENDING.value:
+            # What batches that ended meanwhile (and reported bounces) added, for the guard.
+            self.base_mailed, self.base_bounces = row.mailed_count, row.bounce_count
             return False
         self._flush_skips()
         self._release(list(self.remaining), cancelled=status == IssueStatus.CANCELLED.value)
@@ -415,6 +438,10 @@ class _Batch:
         )
         if exc is not None and subscriber_id is not None and _blames_address(exc):
             bounce_address(self.session, subscriber_id, email, str(exc))
+            # The guard counts as hard bounces exactly the answers that suppress the address:
+            # a policy (5.7.x) or full-mailbox (5.2.x) refusal says nothing about the list's
+            # quality and is left to the error auto-pause.
+            self.result.bounced += 1
         self.session.commit()
         self.result.failed += 1
 
@@ -571,6 +598,36 @@ class _Batch:
         self.result.stopped = "auto-paused"
         log.warning("issue %s auto-paused after %d/%d failures", self.issue_id, errors, attempts)
 
+    def _guard_due(self) -> bool:
+        """Would one more hard bounce on one more mail pass the guard's limit?"""
+        return trips(self.settings, Guard.BOUNCE, *self._guard_counts())
+
+    def _guard_counts(self) -> tuple[int, int]:
+        """(hard bounces, mails) of the issue as this run knows them."""
+        mailed = self.base_mailed + self.result.sent + self.result.failed
+        return self.base_bounces + self.result.bounced, mailed
+
+    def _guard_pause(self) -> None:
+        """The hard-bounce rate reached its limit: pause before the next mail, say why."""
+        bounces, mailed = self._guard_counts()
+        self._count_outcomes()
+        set_issue_status(
+            self.session,
+            self.issue_id,
+            IssueStatus.PAUSED,
+            pause_reason(self.settings, Guard.BOUNCE, bounces, mailed),
+            only_from=[IssueStatus.SENDING],
+        )
+        self._release(list(self.remaining), cancelled=False)
+        self.session.commit()
+        self.result.stopped = "guard-paused"
+        log.warning(
+            "issue %s paused by the guard after %d hard bounces in %d mails",
+            self.issue_id,
+            bounces,
+            mailed,
+        )
+
     def _pause_for_config(self, exc: TemporaryFailure) -> None:
         """Our own SMTP setup was refused: nobody's fault but ours, pause and say so."""
         set_issue_status(
@@ -586,9 +643,11 @@ class _Batch:
         self.result.stopped = "smtp configuration refused"
 
     def _count_outcomes(self) -> None:
-        """Add this run's not yet counted final outcomes to the issue's auto-pause window."""
+        """Add this run's not yet counted final outcomes to the issue's auto-pause window and
+        the guard's counts."""
         done = self.result.sent + self.result.failed - self.counted_done
         failed = self.result.failed - self.counted_failed
+        bounced = self.result.bounced - self.counted_bounced
         if not done:
             return
         self.session.execute(
@@ -597,10 +656,13 @@ class _Batch:
             .values(
                 attempt_count=ISSUES.c.attempt_count + done,
                 error_count=ISSUES.c.error_count + failed,
+                mailed_count=ISSUES.c.mailed_count + done,
+                bounce_count=ISSUES.c.bounce_count + bounced,
             )
         )
         self.counted_done += done
         self.counted_failed += failed
+        self.counted_bounced += bounced
 
 
 def over_error_threshold(settings: Settings, attempts: int, errors: int) -> bool:
