@@ -9,10 +9,12 @@ The rules that make it exactly once at the SMTP boundary:
   connection (it stays ``sending``; recovery re-queues it after the lease and it may go twice);
 * temporary failures put rows back to ``queued`` for a retry with backoff, permanent ones are final.
 
-The deliverability guard (newsletter/inbound/guard.py) is judged after each hard bounce from this
-batch's own counts plus the issue's counters (read at the start and with the once-a-second status
-look), so one batch never lets the rate pass the limit; batches running beside it add what they
-bounce only when they end, which is the overshoot allowance the README documents.
+The deliverability guard (newsletter/inbound/guard.py) is judged after each hard bounce: the bounce
+is counted on the issue row at once (in the commit that records it), and the rate is its count
+over the mails of the batches that ended plus this one's. So one batch never lets the rate pass
+the limit, and batches side by side pass it by at most one bounce for each other batch (only a
+bounce right after a pause can pass it, and it trips the guard for its batch too); their uncounted
+mails only make the guard stricter.
 """
 
 from __future__ import annotations
@@ -35,10 +37,10 @@ from newsletter.content.selection import Reader, load_readers
 from newsletter.delivery.fan_out import pump
 from newsletter.delivery.rate_limit import get_rate_limiter
 from newsletter.delivery.sent_marks import SentRecorder, batch_connection
-from newsletter.inbound.guard import Guard, pause_reason, trips
+from newsletter.inbound.guard import Guard, add_event, pause_reason, trips
 from newsletter.issues.queue import TaskQueue
 from newsletter.issues.rendering import envelope_sender, prepare_issue
-from newsletter.issues.status import finish_if_done, set_issue_status, update_issue
+from newsletter.issues.status import finish_if_done, issue_status, set_issue_status, update_issue
 from newsletter.mail.transport import PermanentFailure, TemporaryFailure, Transport, get_transport
 from newsletter.readers.addresses import email_hash
 from newsletter.readers.eligibility import eligible_clause, suppressed_hashes
@@ -187,13 +189,10 @@ class _Batch:
         self.checked = time.monotonic()
         self.base_attempts = 0
         self.base_errors = 0
-        # The guard's counts of the other batches and reports, from the issue row (they never
-        # include this run's own outcomes: those are written when it ends).
-        self.base_mailed = 0
-        self.base_bounces = 0
         self.counted_done = 0
         self.counted_failed = 0
-        self.counted_bounced = 0
+        # The guard's view after this run's latest hard bounce: (bounces, mails).
+        self.bounce_seen: tuple[int, int] | None = None
 
     # -- the whole run ----------------------------------------------------------------------------
 
@@ -207,7 +206,6 @@ class _Batch:
             self.result.stopped = "issue not sending"
             return self.result
         self.base_attempts, self.base_errors = issue.attempt_count, issue.error_count
-        self.base_mailed, self.base_bounces = issue.mailed_count, issue.bounce_count
         claimed = self._claim(delivery_ids)
         if not claimed:
             return self.result
@@ -371,16 +369,9 @@ class _Batch:
         if time.monotonic() - self.checked < STATUS_CHECK_SECONDS:
             return False
         self.checked = time.monotonic()
-        row = self.session.execute(
-            select(ISSUES.c.status, ISSUES.c.mailed_count, ISSUES.c.bounce_count).where(
-                ISSUES.c.id == self.issue_id
-            )
-        ).first()
+        status = issue_status(self.session, self.issue_id)
         self.session.commit()
-        status = None if row is None else IssueStatus(row.status).value
-        if row is not None and status == IssueStatus.SENDING.value:
-            # What batches that ended meanwhile (and reported bounces) added, for the guard.
-            self.base_mailed, self.base_bounces = row.mailed_count, row.bounce_count
+        if status == IssueStatus.SENDING.value:
             return False
         self._flush_skips()
         self._release(list(self.remaining), cancelled=status == IssueStatus.CANCELLED.value)
@@ -442,6 +433,11 @@ class _Batch:
             # a policy (5.7.x) or full-mailbox (5.2.x) refusal says nothing about the list's
             # quality and is left to the error auto-pause.
             self.result.bounced += 1
+            counted = add_event(self.session, self.issue_id, Guard.BOUNCE)
+            if counted is not None:
+                # The issue's mails leave out this run's, which are counted when it ends.
+                own = self.result.sent + self.result.failed + 1 - self.counted_done
+                self.bounce_seen = (counted[0], counted[1] + own)
         self.session.commit()
         self.result.failed += 1
 
@@ -599,17 +595,17 @@ class _Batch:
         log.warning("issue %s auto-paused after %d/%d failures", self.issue_id, errors, attempts)
 
     def _guard_due(self) -> bool:
-        """Would one more hard bounce on one more mail pass the guard's limit?"""
-        return trips(self.settings, Guard.BOUNCE, *self._guard_counts())
-
-    def _guard_counts(self) -> tuple[int, int]:
-        """(hard bounces, mails) of the issue as this run knows them."""
-        mailed = self.base_mailed + self.result.sent + self.result.failed
-        return self.base_bounces + self.result.bounced, mailed
+        """After a hard bounce: would one more on one more mail pass the guard's limit?"""
+        seen, self.bounce_seen = self.bounce_seen, None
+        if seen is None or not trips(self.settings, Guard.BOUNCE, *seen):
+            return False
+        self.bounce_seen = seen  # for the pause's reason
+        return True
 
     def _guard_pause(self) -> None:
         """The hard-bounce rate reached its limit: pause before the next mail, say why."""
-        bounces, mailed = self._guard_counts()
+        assert self.bounce_seen is not None
+        bounces, mailed = self.bounce_seen
         self._count_outcomes()
         set_issue_status(
             self.session,
@@ -644,10 +640,9 @@ class _Batch:
 
     def _count_outcomes(self) -> None:
         """Add this run's not yet counted final outcomes to the issue's auto-pause window and
-        the guard's counts."""
+        the guard's mails (its hard bounces were counted as they came)."""
         done = self.result.sent + self.result.failed - self.counted_done
         failed = self.result.failed - self.counted_failed
-        bounced = self.result.bounced - self.counted_bounced
         if not done:
             return
         self.session.execute(
@@ -657,12 +652,10 @@ class _Batch:
                 attempt_count=ISSUES.c.attempt_count + done,
                 error_count=ISSUES.c.error_count + failed,
                 mailed_count=ISSUES.c.mailed_count + done,
-                bounce_count=ISSUES.c.bounce_count + bounced,
             )
         )
         self.counted_done += done
         self.counted_failed += failed
-        self.counted_bounced += bounced
 
 
 def over_error_threshold(settings: Settings, attempts: int, errors: int) -> bool:

@@ -110,9 +110,11 @@ def _percent(share: float) -> str:
     return f"{share * 100:.{digits}f}".rstrip("0").rstrip(".") + "%"
 
 
-def count_report(session: Session, settings: Settings, issue_id: int, guard: Guard) -> bool:
-    """Add one hard bounce or complaint reported after the send to its issue, and pause the
-    send if it is still sending and this reaches the limit; True when it paused. Commits nothing.
+def add_event(session: Session, issue_id: int, guard: Guard) -> tuple[int, int, str] | None:
+    """Count one hard bounce or complaint on its issue at once (an atomic increment, so every
+    batch and report judges with all of them): (count, mails, status) after it. Commits nothing.
+
+    ``mails`` counts the batches that ended; running ones add theirs to what they know.
     """
     column = ISSUES.c[COUNTER[guard]]
     row = session.execute(
@@ -121,9 +123,19 @@ def count_report(session: Session, settings: Settings, issue_id: int, guard: Gua
         .values({column: column + 1, ISSUES.c.updated_at: ISSUES.c.updated_at})
         .returning(column, ISSUES.c.mailed_count, ISSUES.c.status)
     ).first()
-    if row is None or IssueStatus(row.status) != IssueStatus.SENDING:
+    if row is None:
+        return None
+    return int(row[0]), int(row.mailed_count), IssueStatus(row.status).value
+
+
+def count_report(session: Session, settings: Settings, issue_id: int, guard: Guard) -> bool:
+    """Add one hard bounce or complaint reported after the send to its issue, and pause the
+    send if it is still sending and this reaches the limit; True when it paused. Commits nothing.
+    """
+    counted = add_event(session, issue_id, guard)
+    if counted is None or counted[2] != IssueStatus.SENDING.value:
         return False  # finished, or paused by an editor or a guard: their reason stands
-    count, mails = int(row[0]), int(row.mailed_count)
+    count, mails, _ = counted
     if not trips(settings, guard, count, mails):
         return False
     return pause_send(session, issue_id, pause_reason(settings, guard, count, mails))
