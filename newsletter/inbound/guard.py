@@ -4,6 +4,7 @@ passes its limit (``NEWSLETTER_GUARD_BOUNCE_RATE``, ``NEWSLETTER_GUARD_COMPLAINT
 The counts live on the issue row, all since the send started (a resume keeps them):
 ``mailed_count`` (mails with a final SMTP answer), ``bounce_count`` (hard bounces: the SMTP
 answers that blame the mailbox, and hard bounces reported later) and ``complaint_count``.
+Bounces and complaints are added at once (:func:`add_event`), mails when their batch ends.
 
 The rule (:func:`at_limit`): a rate is ``count / max(mails, NEWSLETTER_GUARD_MIN_SAMPLE)``, and a
 guard trips as soon as one more event on one more mail would take it over the limit; so until it
