@@ -103,6 +103,17 @@ class Settings:
     batch_size: int = 500
     autopause_error_threshold: float = 0.2
     autopause_min_attempts: int = 50
+    # The deliverability guard (newsletter/inbound/guard.py): a send pauses itself before its
+    # hard-bounce or spam-complaint rate passes these (0 turns that guard off). 0.3% is the
+    # complaint rate Gmail's and Yahoo's bulk-sender rules (2024) say never to reach (aim under
+    # 0.1%); 5% hard bounces is where ESPs step in (Amazon SES puts an account under review at
+    # 5% and may pause its sending at 10%). A rate is taken over at least guard_min_sample
+    # mails, so the first bounces of a send do not stop it: the limits allow 50 bounces and 3
+    # complaints in the first 1000 mails (over 200, 0.3% would be 0.6: the first complaint
+    # would pause any send).
+    guard_bounce_rate: float = 0.05
+    guard_complaint_rate: float = 0.003
+    guard_min_sample: int = 1000
     # The send engine (newsletter/issues, newsletter/delivery)
     delivery_lease_seconds: int = 300
     send_inflight_batches: int = 8
@@ -243,6 +254,14 @@ class Settings:
             )
         if self.batch_size < 1:
             raise SettingsError("NEWSLETTER_BATCH_SIZE must be at least 1")
+        for name in ("guard_bounce_rate", "guard_complaint_rate"):
+            if not 0 <= getattr(self, name) < 1:
+                raise SettingsError(
+                    f"NEWSLETTER_{name.upper()} must be a share from 0 (off) to below 1, "
+                    "e.g. 0.05 for 5%"
+                )
+        if self.guard_min_sample < 0:
+            raise SettingsError("NEWSLETTER_GUARD_MIN_SAMPLE must be 0 or more")
         if not 0 <= self.send_rate_reserve < 1:
             raise SettingsError("NEWSLETTER_SEND_RATE_RESERVE must be at least 0 and below 1")
         if self.logo_url and urlsplit(self.logo_url).scheme not in {"http", "https"}:

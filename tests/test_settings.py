@@ -173,6 +173,9 @@ def test_an_unusable_data_directory_is_one_clear_error(tmp_path: Path) -> None:
         ("LOGO_URL", "logo.png", "NEWSLETTER_LOGO_URL must be an http:// or https:// address"),
         ("LOGO_WIDTH", "0", "NEWSLETTER_LOGO_WIDTH must be 1 to 600"),
         ("LOGO_HEIGHT", "900", "NEWSLETTER_LOGO_HEIGHT 0 to 600"),
+        ("GUARD_BOUNCE_RATE", "5", "NEWSLETTER_GUARD_BOUNCE_RATE must be a share from 0"),
+        ("GUARD_COMPLAINT_RATE", "-0.1", "NEWSLETTER_GUARD_COMPLAINT_RATE must be a share"),
+        ("GUARD_MIN_SAMPLE", "-1", "NEWSLETTER_GUARD_MIN_SAMPLE must be 0 or more"),
     ],
 )
 def test_malformed_settings_are_refused_in_one_clear_line(
@@ -240,3 +243,17 @@ def test_the_signup_trust_settings_default_and_parse(tmp_path: Path) -> None:
         Settings.from_env(
             {"NEWSLETTER_DATA_DIR": str(tmp_path), "NEWSLETTER_SIGNUP_CHALLENGE_MAX_NUMBER": "0"}
         )
+
+
+def test_the_deliverability_guard_defaults_and_turns_off_with_zero(tmp_path: Path) -> None:
+    default = Settings.from_env({"NEWSLETTER_DATA_DIR": str(tmp_path)})
+    assert (default.guard_bounce_rate, default.guard_complaint_rate) == (0.05, 0.003)
+    assert default.guard_min_sample == 1000
+    off = Settings.from_env(
+        {
+            "NEWSLETTER_DATA_DIR": str(tmp_path),
+            "NEWSLETTER_GUARD_BOUNCE_RATE": "0",
+            "NEWSLETTER_GUARD_COMPLAINT_RATE": "0",
+        }
+    )
+    assert (off.guard_bounce_rate, off.guard_complaint_rate) == (0.0, 0.0)

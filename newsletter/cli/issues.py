@@ -30,6 +30,10 @@ def progress_line(p: Progress) -> str:
     if p.status == "sending" and not p.fanout_complete:
         parts.append("still listing readers")
     parts += [f"{p.failed} failed", f"{p.skipped} skipped"]
+    if p.hard_bounces:
+        parts.append(f"{p.hard_bounces} hard-bounced")
+    if p.complaints:
+        parts.append(f"{p.complaints} spam complaint{'s' if p.complaints > 1 else ''}")
     if p.waiting:
         parts.append(f"{p.waiting} waiting for their local time")
     if p.status == "sending" and p.rate_per_second:

@@ -8,6 +8,13 @@ The rules that make it exactly once at the SMTP boundary:
   connection, so a worker killed at any moment leaves at most one accepted-but-unrecorded mail per
   connection (it stays ``sending``; recovery re-queues it after the lease and it may go twice);
 * temporary failures put rows back to ``queued`` for a retry with backoff, permanent ones are final.
+
+The deliverability guard (newsletter/inbound/guard.py) is judged after each hard bounce: the bounce
+is counted on the issue row at once (in the commit that records it), and the rate is its count
+over the mails of the batches that ended plus this one's. So one batch never lets the rate pass
+the limit, and batches side by side pass it by at most one bounce for each other batch (only a
+bounce right after a pause can pass it, and it trips the guard for its batch too); their uncounted
+mails only make the guard stricter.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from newsletter.content.selection import Reader, load_readers
 from newsletter.delivery.fan_out import pump
 from newsletter.delivery.rate_limit import get_rate_limiter
 from newsletter.delivery.sent_marks import SentRecorder, batch_connection
+from newsletter.inbound.guard import Guard, add_event, pause_reason, trips
 from newsletter.issues.queue import TaskQueue
 from newsletter.issues.rendering import envelope_sender, prepare_issue
 from newsletter.issues.status import finish_if_done, issue_status, set_issue_status, update_issue
@@ -66,6 +74,7 @@ class BatchResult:
     claimed: int = 0
     sent: int = 0
     failed: int = 0
+    bounced: int = 0  # of the failed: hard bounces (the answer blamed the mailbox)
     skipped: int = 0
     retry_ids: list[int] = field(default_factory=list)
     retry_in: float = 0.0
@@ -182,6 +191,8 @@ class _Batch:
         self.base_errors = 0
         self.counted_done = 0
         self.counted_failed = 0
+        # The guard's view after this run's latest hard bounce: (bounces, mails).
+        self.bounce_seen: tuple[int, int] | None = None
 
     # -- the whole run ----------------------------------------------------------------------------
 
@@ -310,6 +321,9 @@ class _Batch:
             except PermanentFailure as exc:
                 consecutive_4xx.clear()
                 self._record_failure(did, exc, str(exc), email=reader.email)
+                if self._guard_due():
+                    self._guard_pause()
+                    return
                 if self._autopause_due():
                     self._autopause(str(exc))
                     return
@@ -415,6 +429,15 @@ class _Batch:
         )
         if exc is not None and subscriber_id is not None and _blames_address(exc):
             bounce_address(self.session, subscriber_id, email, str(exc))
+            # The guard counts as hard bounces exactly the answers that suppress the address:
+            # a policy (5.7.x) or full-mailbox (5.2.x) refusal says nothing about the list's
+            # quality and is left to the error auto-pause.
+            self.result.bounced += 1
+            counted = add_event(self.session, self.issue_id, Guard.BOUNCE)
+            if counted is not None:
+                # The issue's mails leave out this run's, which are counted when it ends.
+                own = self.result.sent + self.result.failed + 1 - self.counted_done
+                self.bounce_seen = (counted[0], counted[1] + own)
         self.session.commit()
         self.result.failed += 1
 
@@ -571,6 +594,36 @@ class _Batch:
         self.result.stopped = "auto-paused"
         log.warning("issue %s auto-paused after %d/%d failures", self.issue_id, errors, attempts)
 
+    def _guard_due(self) -> bool:
+        """After a hard bounce: would one more on one more mail pass the guard's limit?"""
+        seen, self.bounce_seen = self.bounce_seen, None
+        if seen is None or not trips(self.settings, Guard.BOUNCE, *seen):
+            return False
+        self.bounce_seen = seen  # for the pause's reason
+        return True
+
+    def _guard_pause(self) -> None:
+        """The hard-bounce rate reached its limit: pause before the next mail, say why."""
+        assert self.bounce_seen is not None
+        bounces, mailed = self.bounce_seen
+        self._count_outcomes()
+        set_issue_status(
+            self.session,
+            self.issue_id,
+            IssueStatus.PAUSED,
+            pause_reason(self.settings, Guard.BOUNCE, bounces, mailed),
+            only_from=[IssueStatus.SENDING],
+        )
+        self._release(list(self.remaining), cancelled=False)
+        self.session.commit()
+        self.result.stopped = "guard-paused"
+        log.warning(
+            "issue %s paused by the guard after %d hard bounces in %d mails",
+            self.issue_id,
+            bounces,
+            mailed,
+        )
+
     def _pause_for_config(self, exc: TemporaryFailure) -> None:
         """Our own SMTP setup was refused: nobody's fault but ours, pause and say so."""
         set_issue_status(
@@ -586,7 +639,8 @@ class _Batch:
         self.result.stopped = "smtp configuration refused"
 
     def _count_outcomes(self) -> None:
-        """Add this run's not yet counted final outcomes to the issue's auto-pause window."""
+        """Add this run's not yet counted final outcomes to the issue's auto-pause window and
+        the guard's mails (its hard bounces were counted as they came)."""
         done = self.result.sent + self.result.failed - self.counted_done
         failed = self.result.failed - self.counted_failed
         if not done:
@@ -597,6 +651,7 @@ class _Batch:
             .values(
                 attempt_count=ISSUES.c.attempt_count + done,
                 error_count=ISSUES.c.error_count + failed,
+                mailed_count=ISSUES.c.mailed_count + done,
             )
         )
         self.counted_done += done

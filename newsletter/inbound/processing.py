@@ -44,6 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.inbound.events import EventKind, ProviderEvent
+from newsletter.inbound.guard import Guard, count_report
 from newsletter.inbound.limits import InboundRefused
 from newsletter.inbound.parsing import Failure, Inbound, MessageKind, NotAMessage, read_message
 from newsletter.mail.verp import VerpClaim, read_verp
@@ -174,7 +175,7 @@ def _act(
         if inbound.kind == MessageKind.BOUNCE:
             outcome = _bounce(session, settings, inbound, evidence, now)
         else:
-            outcome = _complaint(session, inbound, evidence, now)
+            outcome = _complaint(session, settings, inbound, evidence, now)
         return outcome or _unmatched(session, inbound, evidence, digest, now)
     return Outcome(Result.UNKNOWN, f"{inbound.note}; nothing changed")
 
@@ -227,7 +228,7 @@ def _bounce(
     outcomes: list[Outcome] = []
     for subscriber, delivery, failure in _bounce_targets(session, inbound, evidence):
         if failure.permanent:
-            outcomes.append(_hard_bounce(session, subscriber, delivery, failure, now))
+            outcomes.append(_hard_bounce(session, settings, subscriber, delivery, failure, now))
         else:
             outcomes.append(_soft_bounce(session, settings, subscriber, delivery, failure, now))
     if not outcomes:
@@ -299,7 +300,12 @@ def _quoted_target(
 
 
 def _hard_bounce(
-    session: Session, subscriber: Subscriber, delivery: Delivery, failure: Failure, now: datetime
+    session: Session,
+    settings: Settings,
+    subscriber: Subscriber,
+    delivery: Delivery,
+    failure: Failure,
+    now: datetime,
 ) -> Outcome:
     """Bounced delivery, bounced reader, suppressed address: each only if not so already."""
     detail = failure.describe()
@@ -309,6 +315,8 @@ def _hard_bounce(
         delivery.smtp_code = failure.smtp_code or delivery.smtp_code
         delivery.smtp_response = f"bounced after acceptance: {detail}"[:1000]
         changed = True
+        # Once per delivery: the send's guard counts it and may pause a send still running.
+        count_report(session, settings, delivery.issue_id, Guard.BOUNCE)
     if subscriber.status != SubscriberStatus.BOUNCED:
         subscriber.status = SubscriberStatus.BOUNCED
         changed = True
@@ -417,7 +425,7 @@ def _retire_soft_bounced(
 
 
 def _complaint(
-    session: Session, inbound: Inbound, evidence: Evidence, now: datetime
+    session: Session, settings: Settings, inbound: Inbound, evidence: Evidence, now: datetime
 ) -> Outcome | None:
     """The reader marked our mail as spam: leave every list, suppress the address."""
     target = _complaint_target(session, inbound, evidence)
@@ -430,7 +438,7 @@ def _complaint(
         where = f" about issue {issue_id}" if issue_id else ""
         suppress(session, subscriber.email, "complaint", f"spam complaint{where}")
         changed = True
-    changed |= _record(
+    recorded = _record(
         session,
         subscriber.id,
         issue_id,
@@ -439,6 +447,10 @@ def _complaint(
         f"feedback type {inbound.feedback_type}",
         now,
     )
+    if recorded and issue_id is not None:
+        # Once per reader and issue: the send's guard counts it and may pause it.
+        count_report(session, settings, issue_id, Guard.COMPLAINT)
+    changed |= recorded
     session.flush()
     done = f"subscriber {subscriber.id} unsubscribed from every newsletter and suppressed"
     return Outcome(

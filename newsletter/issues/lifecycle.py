@@ -374,6 +374,9 @@ def send(
         fanout_finished_at=None,
         attempt_count=0,
         error_count=0,
+        mailed_count=0,
+        bounce_count=0,
+        complaint_count=0,
         send_at=issue.send_at or now,
     )
     session.commit()
@@ -420,7 +423,11 @@ def resume(
     issue_id: int,
     queue: TaskQueue,
 ) -> Issue:
-    """Continue a paused (or failed) send where it stopped; the error window starts afresh."""
+    """Continue a paused (or failed) send where it stopped; the error window starts afresh.
+
+    The deliverability guard's counts stay (newsletter/inbound/guard.py): the next hard bounce
+    or complaint is judged with everything so far.
+    """
     issue = _move(
         session,
         issue_id,

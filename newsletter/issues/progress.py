@@ -41,6 +41,10 @@ class Progress:
     failed: int
     bounced: int
     skipped: int
+    # The deliverability guard's counts (newsletter/inbound/guard.py): hard bounces, at SMTP
+    # time (among ``failed``) or reported later (``bounced``), and spam complaints.
+    hard_bounces: int
+    complaints: int
     rate_per_second: float
     eta_seconds: int | None
     done: bool
@@ -76,6 +80,8 @@ def progress(session: Session, issue_id: int, now: datetime | None = None) -> Pr
         failed=counts.get("failed", 0),
         bounced=counts.get("bounced", 0),
         skipped=counts.get("skipped", 0),
+        hard_bounces=issue.bounce_count,
+        complaints=issue.complaint_count,
         rate_per_second=round(rate, 2),
         eta_seconds=eta,
         done=IssueStatus(issue.status) in FINAL,

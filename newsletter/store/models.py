@@ -309,6 +309,12 @@ class Issue(Base):
     # Auto-pause window: final outcomes since the send (re)started, and how many failed.
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     error_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The deliverability guard (newsletter/inbound/guard.py): mails with a final answer, hard
+    # bounces (at SMTP time or reported later) and spam complaints since the send started.
+    # Unlike the window above, a resume keeps them.
+    mailed_count: Mapped[int] = mapped_column(Integer, default=0)
+    bounce_count: Mapped[int] = mapped_column(Integer, default=0)
+    complaint_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -124,6 +124,27 @@ def test_digest_send_wait_exits_non_zero_when_every_mail_fails(
     assert "failed: every delivery failed" in result.output
 
 
+def test_a_send_the_deliverability_guard_paused_says_why_and_how_many(
+    readers: dict[str, str], smtp_sink: SMTPSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_GUARD_BOUNCE_RATE", "0.3")
+    monkeypatch.setenv("NEWSLETTER_GUARD_MIN_SAMPLE", "3")
+    smtp_sink.handler.reply_for["r1@example.com"] = "550 5.1.1 no such user"
+    result = invoke("digest", "send", "--newsletter", "daily", "--wait")
+    assert result.exit_code == 1
+    reason = (
+        "auto-paused: 1 of the first 2 mails hard-bounced: more than the 30% limit "
+        "(NEWSLETTER_GUARD_BOUNCE_RATE) allows in the first 3"
+    )
+    assert f"is paused ({reason}" in result.output
+    created = re.match(r"Issue (\d+) created", result.output)
+    assert created, result.output
+    issue_id = created.group(1)
+    shown = invoke("issues", "show", issue_id).output
+    assert f"reason:     {reason}" in shown
+    assert f"issue {issue_id}: paused, 1/3 sent, 1 failed, 0 skipped, 1 hard-bounced" in shown
+
+
 def test_digest_test_sends_a_marked_copy_and_stores_nothing(
     readers: dict[str, str], smtp_sink: SMTPSink
 ) -> None:

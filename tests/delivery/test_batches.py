@@ -266,3 +266,91 @@ def test_too_many_failures_pause_the_send_by_themselves(
     queue.drain()
     assert statuses(db, issue.id) == {"failed": 4, "sent": 6}
     assert lifecycle.get_issue(db, issue.id).status == IssueStatus.SENT
+
+
+def _bouncing_list(
+    db: Session, settings: Settings, smtp_sink: SMTPSink, readers: int = 60
+) -> tuple[Settings, list[str]]:
+    """Readers r00… of which every fifth mailbox does not exist; the guard at 10% of 20."""
+    settings = replace(
+        settings,
+        guard_bounce_rate=0.1,
+        guard_min_sample=20,
+        autopause_min_attempts=10_000,  # only the guard here
+        batch_size=100,
+    )
+    daily = seed.newsletter(db, "daily")
+    seed.posts(db, 1)
+    dead = []
+    for i in range(readers):
+        address = f"r{i:02d}@example.com"
+        seed.reader(db, address, [daily])
+        if i % 5 == 4:
+            smtp_sink.handler.reply_for[address] = "550 5.1.1 No such user"
+            dead.append(address)
+    return settings, dead
+
+
+def test_hard_bounces_pause_the_send_before_their_rate_passes_the_limit(
+    db: Session, settings: Settings, queue: seed.InlineQueue, smtp_sink: SMTPSink
+) -> None:
+    settings, dead = _bouncing_list(db, settings, smtp_sink)
+    queue.settings = settings
+    issue = start_digest(db, settings, queue)
+    queue.drain()
+
+    # 10% of at least 20 mails allows 2: the second bounce (the 10th mail) pauses the send,
+    # since a third on the next mail would pass the limit.
+    issue = lifecycle.get_issue(db, issue.id)
+    assert issue.status == IssueStatus.PAUSED
+    assert issue.status_reason.startswith(
+        "auto-paused: 2 of the first 10 mails hard-bounced: as many as the 10% limit "
+        "(NEWSLETTER_GUARD_BOUNCE_RATE) allows in the first 20"
+    )
+    assert statuses(db, issue.id) == {"sent": 8, "failed": 2, "queued": 50}
+    assert (issue.bounce_count, issue.mailed_count) == (2, 10)
+
+    # The editor takes the rest of the bad list out and resumes: the counts stay, the send
+    # finishes, and no more mail went to a dead address.
+    for address in dead[2:]:
+        db.execute(
+            update(Subscriber).where(Subscriber.email == address).values(status="unsubscribed")
+        )
+    db.commit()
+    lifecycle.resume(db, settings, issue.id, queue)
+    queue.drain()
+    issue = lifecycle.get_issue(db, issue.id)
+    assert issue.status == IssueStatus.SENT
+    assert statuses(db, issue.id) == {"sent": 48, "failed": 2, "skipped": 10}
+    assert (issue.bounce_count, issue.mailed_count) == (2, 50)
+
+
+def test_a_resumed_send_is_paused_again_by_its_next_hard_bounce_at_the_limit(
+    db: Session, settings: Settings, queue: seed.InlineQueue, smtp_sink: SMTPSink
+) -> None:
+    settings, _ = _bouncing_list(db, settings, smtp_sink)
+    queue.settings = settings
+    issue = start_digest(db, settings, queue)
+    queue.drain()
+    lifecycle.resume(db, settings, issue.id, queue)
+    queue.drain()
+    issue = lifecycle.get_issue(db, issue.id)
+    assert issue.status == IssueStatus.PAUSED
+    assert issue.status_reason.startswith(
+        "auto-paused: 3 of the first 15 mails hard-bounced: more than the 10% limit"
+    )
+    assert statuses(db, issue.id) == {"sent": 12, "failed": 3, "queued": 45}
+
+
+def test_policy_refusals_are_not_hard_bounces_for_the_guard(
+    db: Session, settings: Settings, queue: seed.InlineQueue, smtp_sink: SMTPSink
+) -> None:
+    settings, dead = _bouncing_list(db, settings, smtp_sink, readers=30)
+    for address in dead:
+        smtp_sink.handler.reply_for[address] = "554 5.7.1 Message refused by policy"
+    queue.settings = settings
+    issue = start_digest(db, settings, queue)
+    queue.drain()
+    issue = lifecycle.get_issue(db, issue.id)
+    assert issue.status == IssueStatus.SENT
+    assert (issue.bounce_count, issue.mailed_count) == (0, 30)

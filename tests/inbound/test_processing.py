@@ -20,7 +20,9 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter.delivery import batches, fan_out
 from newsletter.inbound.processing import Result, process_message, verp_ids
+from newsletter.issues import lifecycle
 from newsletter.issues.rendering import envelope_sender
 from newsletter.mail.transport import close_transports
 from newsletter.mail.verp import verp_tag
@@ -32,10 +34,12 @@ from newsletter.store.models import (
     DeliveryStatus,
     FeedbackEvent,
     FeedbackKind,
+    IssueStatus,
     SubscriberStatus,
     SubscriptionStatus,
     Suppression,
 )
+from tests.support import dispatching as seed
 from tests.support.hostile_mail import huge_header, naming, nested, wide
 from tests.support.inbound import (
     ALICE,
@@ -315,6 +319,83 @@ def test_a_not_spam_feedback_report_changes_nothing(world: World) -> None:
     )
     assert world.process(report).result == Result.UNKNOWN
     assert snapshot(world.db) == state
+
+
+# --- the deliverability guard ---------------------------------------------------------------------
+
+
+def half_sent(
+    world: World, settings: Settings, readers: int = 20
+) -> tuple[int, list[str], seed.InlineQueue]:
+    """A campaign to ``readers`` more readers whose first batch of 10 went out, the rest
+    queued (the send still running); returns the issue, who got it, and the queue."""
+    for i in range(readers):
+        seed.reader(world.db, f"reader{i:02d}@example.org", [world.offers])
+    issue = lifecycle.create_campaign(
+        world.db, settings, world.offers, subject="Offer", body_html="<p>Half price.</p>"
+    )
+    world.db.commit()
+    queue = seed.InlineQueue(settings)
+    lifecycle.send(world.db, settings, issue.id, queue)
+    kind, issue_id, _, _ = queue.tasks.popleft()
+    assert kind == "fan_out"
+    fan_out.advance(settings, issue_id, queue)
+    kind, _, ids, _ = queue.tasks.popleft()
+    assert kind == "send_batch"
+    assert batches.send_batch(settings, issue_id, ids, queue=queue).sent == 10
+    mailed = [m.rcpt_tos[0] for m in world.sink.messages]
+    return issue_id, mailed, queue
+
+
+def complaint(world: World, address: str, issue_id: int) -> bytes:
+    """An ARF abuse report about the mail one reader got in one issue, to its VERP address."""
+    mail = world.mail_to(address, issue_id)
+    return sample(
+        "arf-complaint.eml",
+        feedback_type="abuse",
+        verp=mail.mail_from,
+        email=address,
+        original_message=lf(mail.data),
+    )
+
+
+def test_complaints_about_a_running_send_pause_it_at_the_complaint_limit(world: World) -> None:
+    settings = replace(world.settings, batch_size=10, guard_complaint_rate=0.2, guard_min_sample=10)
+    world.settings = settings
+    issue_id, mailed, queue = half_sent(world, settings)
+
+    # 20% of at least 10 mails allows 2 complaints: the first is counted, the second pauses.
+    assert world.twice(complaint(world, mailed[0], issue_id)).result == Result.COMPLAINT
+    issue = lifecycle.get_issue(world.db, issue_id)
+    assert (issue.status, issue.complaint_count) == (IssueStatus.SENDING, 1)
+    assert world.twice(complaint(world, mailed[1], issue_id)).result == Result.COMPLAINT
+    world.db.expire_all()
+    issue = lifecycle.get_issue(world.db, issue_id)
+    assert (issue.status, issue.complaint_count) == (IssueStatus.PAUSED, 2)
+    assert issue.status_reason.startswith(
+        "auto-paused: 2 of 10 mails (20%) were reported as spam, one more would pass the 20% "
+        "limit (NEWSLETTER_GUARD_COMPLAINT_RATE)."
+    )
+
+    # The rest stays queued: the next batch finds the issue paused and sends nothing.
+    queue.drain()
+    assert len(world.sink.messages) == 10
+    # A complaint about a paused send is counted; the reason it was paused for stays.
+    reason = issue.status_reason
+    assert world.process(complaint(world, mailed[2], issue_id)).result == Result.COMPLAINT
+    world.db.expire_all()
+    issue = lifecycle.get_issue(world.db, issue_id)
+    assert (issue.status, issue.complaint_count) == (IssueStatus.PAUSED, 3)
+    assert issue.status_reason == reason
+
+
+def test_a_hard_bounce_reported_later_counts_for_its_send(world: World) -> None:
+    issue_id = world.send()
+    assert world.twice(postfix_bounce(world, BOB, issue_id)).result == Result.BOUNCED
+    world.db.expire_all()
+    issue = lifecycle.get_issue(world.db, issue_id)
+    # Counted once; the send had finished, so the guard has nothing to pause.
+    assert (issue.bounce_count, issue.mailed_count, issue.status) == (1, 2, IssueStatus.SENT)
 
 
 # --- reports that prove nothing -------------------------------------------------------------------

@@ -664,6 +664,65 @@ def test_a_5xx_for_one_address(stack_factory: Any, smtp_sink: SMTPSink) -> None:
         assert failed.status == DeliveryStatus.FAILED and failed.smtp_code == 550
 
 
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_list_where_one_in_ten_hard_bounces_pauses_itself_at_the_bounce_limit(
+    stack_factory: Any, smtp_sink: SMTPSink, processes: int
+) -> None:
+    # With one worker process (one batch at a time) the guard is exact; batches side by side
+    # may pass the limit by one bounce for each other batch (README, "Deliverability guard").
+    stack: Stack = stack_factory(
+        smtp_sink.url,
+        guard_bounce_rate="0.05",
+        guard_min_sample="100",
+        autopause_min_attempts="100000",  # only the guard here
+    )
+    stack.worker(concurrency=processes)
+    population = seed_population(stack.database_url, readers=600, seed=11)
+    readers = sorted(population.eligible["offers"])
+    dead = set(random.Random(11).sample(readers, len(readers) // 10))
+    for address in dead:
+        smtp_sink.handler.reply_for[address] = f"550 5.1.1 <{address}>: no such mailbox"
+    queue = stack.queue()
+    with stack.session() as db:
+        offers = lifecycle.find_newsletter(db, "offers")
+        issue = lifecycle.create_campaign(
+            db, stack.settings, offers, subject="Offer", body_html="<p>Offer.</p>"
+        )
+        db.commit()
+        lifecycle.send(db, stack.settings, issue.id, queue)
+        issue_id = issue.id
+    deadline = time.monotonic() + 90
+    progress = None
+    while time.monotonic() < deadline:
+        with stack.session() as db:
+            progress = progress_of(db, issue_id)
+        if progress.status != "sending":
+            break
+        time.sleep(0.3)
+    assert progress is not None and progress.status == "paused", f"{progress}\n{stack.logs()}"
+    time.sleep(1.5)  # nothing more goes out once paused
+    with stack.session() as db:
+        progress = progress_of(db, issue_id)
+        row = db.get(Issue, issue_id)
+        assert row is not None
+        counters = (row.bounce_count, row.mailed_count)
+    bounced, mailed = progress.failed, progress.sent + progress.failed
+    assert counters == (bounced, mailed)
+    assert len(smtp_sink.messages) == progress.sent
+    # Never past 5% of max(mails, 100) (but for the allowance), and with one batch at a time
+    # not paused early either: one more bounce would have passed the limit.
+    assert bounced <= 0.05 * max(mailed, 100) + (processes - 1), (bounced, mailed)
+    if processes == 1:
+        assert bounced + 1 > 0.05 * max(mailed + 1, 100)
+    assert progress.queued > 0  # the rest waits for an editor
+    assert "hard-bounced" in progress.reason and "5% limit" in progress.reason
+    shown = run_newsletter(["issues", "show", str(issue_id)], stack.env).stdout
+    named = re.search(r"reason: +auto-paused: (\d+) of ", shown)
+    assert named, shown
+    # The reason gives what the batch that paused saw: a batch beside it may add its one bounce.
+    assert int(named.group(1)) == bounced if processes == 1 else int(named.group(1)) <= bounced
+
+
 # --- Beat -----------------------------------------------------------------------------------------
 
 

@@ -334,3 +334,22 @@ def test_schedule_patch_with_null_is_a_400_and_changes_nothing(
         "0 7 * * *",
         "Morning",
     )
+
+
+def test_a_send_the_deliverability_guard_paused_says_why(
+    api: FlaskClient, app: Flask, lists: dict[str, Any], smtp_sink: SMTPSink
+) -> None:
+    inline = app.config["QUEUE"]
+    inline.settings = replace(inline.settings, guard_bounce_rate=0.3, guard_min_sample=3)
+    smtp_sink.handler.reply_for["r1@example.com"] = "550 5.1.1 gone"
+    issue_id = api.post("/api/v1/issues", json={"newsletter": "daily"}).get_json()["issue"]["id"]
+    api.post(f"/api/v1/issues/{issue_id}/send")
+    drain(app)
+    shown = api.get(f"/api/v1/issues/{issue_id}").get_json()
+    assert shown["issue"]["status"] == "paused"
+    assert shown["issue"]["reason"] == shown["progress"]["reason"]
+    assert shown["progress"]["reason"].startswith(
+        "auto-paused: 1 of the first 2 mails hard-bounced: more than the 30% limit "
+        "(NEWSLETTER_GUARD_BOUNCE_RATE) allows in the first 3"
+    )
+    assert (shown["progress"]["sent"], shown["progress"]["failed"]) == (1, 1)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 07:25:25.897700
+Create Date: 2026-12-03 17:40:42.545933
 """
 
 from __future__ import annotations
@@ -340,6 +340,9 @@ def upgrade() -> None:
         ),
         sa.Column("attempt_count", sa.Integer(), nullable=False),
         sa.Column("error_count", sa.Integer(), nullable=False),
+        sa.Column("mailed_count", sa.Integer(), nullable=False),
+        sa.Column("bounce_count", sa.Integer(), nullable=False),
+        sa.Column("complaint_count", sa.Integer(), nullable=False),
         sa.Column("created_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("started_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("finished_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True),
