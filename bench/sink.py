@@ -136,15 +136,18 @@ class Sink:
     def _serve(self, conn: socket.socket) -> None:
         """One SMTP session."""
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        closed = False
         try:
-            self._session(conn)
+            closed = self._session(conn)
         except OSError:
             pass
         finally:
             conn.close()
-            self.counters.session_closed()
+            if not closed:
+                self.counters.session_closed()
 
-    def _session(self, conn: socket.socket) -> None:
+    def _session(self, conn: socket.socket) -> bool:
+        """Serve until EOF or QUIT; True when QUIT already counted the session closed."""
         ext = b"250-PIPELINING\r\n" if self.pipelining else b""
         ehlo = b"250-sink\r\n" + ext + b"250-8BITMIME\r\n250-SIZE 52428800\r\n250 SMTPUTF8\r\n"
         conn.sendall(b"220 sink ESMTP ready\r\n")
@@ -155,7 +158,7 @@ class Sink:
         while True:
             chunk = recv(262144)
             if not chunk:
-                return
+                return False
             buf += chunk
             while buf:
                 if in_data:
@@ -191,8 +194,11 @@ class Sink:
                     out.append(b"250 2.0.0 Ok\r\n")
                 elif verb == b"QUIT":
                     out.append(b"221 2.0.0 Bye\r\n")
+                    # Closed before the 221 goes out: a client that quits and reconnects at once
+                    # (a pool retiring a connection) must not look like two sessions at once.
+                    self.counters.session_closed()
                     conn.sendall(b"".join(out))
-                    return
+                    return True
                 else:
                     out.append(b"502 5.5.2 Command not recognized\r\n")
             if out:  # everything buffered is answered: one write for a pipelined group
