@@ -7,8 +7,10 @@ buffered parser that answers a whole pipelined group with one write.
 
     python bench/sink.py --port 2525 --status-file /tmp/sink.json
 
-The status file (JSON: messages, bytes, connections) is rewritten a few times a second while counts
-change; SIGTERM or SIGINT writes it one last time and prints the totals.
+The status file (JSON: messages, bytes, connections = sessions in total, sessions_open = open now,
+sessions_peak = most open at once) is rewritten a few times a second while counts change; SIGUSR1
+restarts the peak from the sessions open now (to measure one window, e.g. a send); SIGTERM or SIGINT
+writes the file one last time and prints the totals.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ class Counters:
         self.lock = threading.Lock()
         self.messages = 0
         self.bytes = 0
-        self.connections = 0
+        self.connections = 0  # sessions accepted in total
+        self.open = 0  # sessions open now
+        self.peak = 0  # most sessions open at once since the start or reset_peak()
         self.first_at = 0.0
         self.last_at = 0.0
 
@@ -51,6 +55,23 @@ class Counters:
             self.last_at = now
             return self.messages
 
+    def session_opened(self) -> None:
+        """Count a new session, open until :meth:`session_closed`."""
+        with self.lock:
+            self.connections += 1
+            self.open += 1
+            self.peak = max(self.peak, self.open)
+
+    def session_closed(self) -> None:
+        """One session fewer open."""
+        with self.lock:
+            self.open -= 1
+
+    def reset_peak(self) -> None:
+        """Restart the peak from the sessions open now (the start of a measured window)."""
+        with self.lock:
+            self.peak = self.open
+
     def snapshot(self) -> dict[str, float | int]:
         """Current totals as a JSON-able dict."""
         with self.lock:
@@ -58,6 +79,8 @@ class Counters:
                 "messages": self.messages,
                 "bytes": self.bytes,
                 "connections": self.connections,
+                "sessions_open": self.open,
+                "sessions_peak": self.peak,
                 "first_at": self.first_at,
                 "last_at": self.last_at,
             }
@@ -93,8 +116,8 @@ class Sink:
                 conn, _ = self.listener.accept()
             except OSError:
                 break
-            with self.counters.lock:
-                self.counters.connections += 1
+            # Counted here, before the thread starts, so a snapshot never misses a session.
+            self.counters.session_opened()
             thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             thread.start()
 
@@ -113,14 +136,18 @@ class Sink:
     def _serve(self, conn: socket.socket) -> None:
         """One SMTP session."""
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        closed = False
         try:
-            self._session(conn)
+            closed = self._session(conn)
         except OSError:
             pass
         finally:
             conn.close()
+            if not closed:
+                self.counters.session_closed()
 
-    def _session(self, conn: socket.socket) -> None:
+    def _session(self, conn: socket.socket) -> bool:
+        """Serve until EOF or QUIT; True when QUIT already counted the session closed."""
         ext = b"250-PIPELINING\r\n" if self.pipelining else b""
         ehlo = b"250-sink\r\n" + ext + b"250-8BITMIME\r\n250-SIZE 52428800\r\n250 SMTPUTF8\r\n"
         conn.sendall(b"220 sink ESMTP ready\r\n")
@@ -131,7 +158,7 @@ class Sink:
         while True:
             chunk = recv(262144)
             if not chunk:
-                return
+                return False
             buf += chunk
             while buf:
                 if in_data:
@@ -167,8 +194,11 @@ class Sink:
                     out.append(b"250 2.0.0 Ok\r\n")
                 elif verb == b"QUIT":
                     out.append(b"221 2.0.0 Bye\r\n")
+                    # Closed before the 221 goes out: a client that quits and reconnects at once
+                    # (a pool retiring a connection) must not look like two sessions at once.
+                    self.counters.session_closed()
                     conn.sendall(b"".join(out))
-                    return
+                    return True
                 else:
                     out.append(b"502 5.5.2 Command not recognized\r\n")
             if out:  # everything buffered is answered: one write for a pipelined group
@@ -217,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGUSR1, lambda signum, frame: sink.counters.reset_peak())
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     print(f"sink listening on {args.host}:{sink.port}", flush=True)
     last: dict[str, float | int] = {}
@@ -230,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     snap = sink.counters.snapshot()
     print(
         f"sink: {snap['messages']} messages, {snap['bytes']} bytes, "
-        f"{snap['connections']} connections",
+        f"{snap['connections']} connections, at most {snap['sessions_peak']} at once",
         flush=True,
     )
     return 0

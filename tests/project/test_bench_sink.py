@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.floor import measure_floor, prebuilt_messages
+from bench.floor import floor_detail, measure_floor, prebuilt_messages
 from bench.sink import Sink
 from newsletter.mail.transport import SMTPTransport, transport_from_url
 from tests.support.smtp import free_port
@@ -53,6 +53,7 @@ def test_smtplib_sends_and_sink_counts(sink: Sink, tmp_path: Path) -> None:
     snap = wait_count(sink, 5)
     assert snap["messages"] == 5
     assert snap["connections"] == 1
+    assert snap["sessions_peak"] == 1
     # smtplib sends the empty message as one empty line; the sink counts stuffed bytes.
     assert snap["bytes"] == sum(len(m) for m in messages) + 2 + len(b"..\r\n...\r\n..x\r\n")
     saved = sorted(tmp_path.glob("*.eml"))
@@ -71,10 +72,40 @@ def test_pipelined_transport_against_sink(sink: Sink) -> None:
     assert snap["connections"] == 1
 
 
+def test_sink_counts_sessions_open_at_once(sink: Sink) -> None:
+    with (
+        smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as one,
+        smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as two,
+    ):
+        one.sendmail("a@example.com", ["b@example.org"], b"one\r\n")
+        two.sendmail("a@example.com", ["b@example.org"], b"two\r\n")
+        snap = wait_count(sink, 2)
+        assert (snap["connections"], snap["sessions_open"], snap["sessions_peak"]) == (2, 2, 2)
+    with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as three:
+        three.noop()
+    deadline = time.monotonic() + 10
+    while sink.counters.snapshot()["sessions_open"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    snap = sink.counters.snapshot()
+    # The third came after the first two closed: three in total, never more than two at once.
+    assert (snap["connections"], snap["sessions_open"], snap["sessions_peak"]) == (3, 0, 2)
+    sink.counters.reset_peak()
+    assert sink.counters.snapshot()["sessions_peak"] == 0
+
+
 def test_floor_measures_a_rate(sink: Sink) -> None:
     rate = measure_floor("127.0.0.1", sink.port, 3000, count=200)
     assert rate > 0
     assert wait_count(sink, 200)["messages"] == 200
+
+
+def test_floor_over_two_connections_at_once(sink: Sink) -> None:
+    rate, cpu_ms = floor_detail("127.0.0.1", sink.port, 3000, count=400, connections=2)
+    assert rate > 0
+    assert cpu_ms > 0
+    snap = wait_count(sink, 400)
+    assert snap["messages"] == 400
+    assert (snap["connections"], snap["sessions_peak"]) == (2, 2)
 
 
 def test_sink_process_writes_status_and_reports_on_sigterm(tmp_path: Path) -> None:
