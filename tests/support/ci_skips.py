@@ -2,8 +2,9 @@
 skipped because a real service is unreachable FAILS instead, so CI cannot pass by skipping the
 integration tests. Locally such skips stay skips, with their reason shown by ``-ra``.
 
-A skip counts as "service unreachable" when its reason mentions Redis, PostgreSQL, RabbitMQ or Chromium
-together with unreachable / not reachable / not running / unavailable / not installed / missing.
+A skip counts as "service unreachable" when its reason mentions Redis, PostgreSQL, RabbitMQ or
+Chromium together with unreachable / not reachable / not running / unavailable / not installed /
+missing.
 """
 
 from __future__ import annotations
