@@ -6,6 +6,9 @@ processed, 1 when any could not be read or parsed (the rest are still processed)
 (EX_DATAERR, a permanent error to an MTA) when any was refused for a limit of
 newsletter/inbound/limits.py (its reason on stderr, nothing stored), 75 (EX_TEMPFAIL, "try again
 later" to an MTA) when the database could not be reached; the first of 75, 65, 1 that applies.
+
+``newsletter inbound serve`` (newsletter/cli/inbound_mailbox.py) takes the same mail over SMTP or
+LMTP instead.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from flask.cli import AppGroup
 from sqlalchemy.exc import OperationalError
 
 from newsletter.cli.common import session, settings
+from newsletter.cli.inbound_mailbox import serve_command
 from newsletter.inbound.limits import (
     MAX_DEPTH,
     MAX_HEADER_BYTES,
@@ -186,4 +190,5 @@ def _read(path: Path, limit: int) -> Source:
         return Source(str(path), error=f"cannot read: {exc.strerror or exc}")
 
 
+inbound_group.add_command(serve_command)
 commands = [inbound_group]

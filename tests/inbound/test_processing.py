@@ -50,6 +50,7 @@ from tests.support.inbound import (
     World,
     header_block,
     lf,
+    postfix_bounce,
     sample,
     snapshot,
     unmatched_reports,
@@ -91,25 +92,6 @@ def app(app: Flask) -> Iterator[Flask]:
 def world(app: Flask, db: Session, settings: Settings, smtp_sink: SMTPSink) -> World:
     """Offers (alice, bob) and weekly (bob, carol), nothing sent yet."""
     return World.build(db, settings, smtp_sink)
-
-
-def postfix_bounce(
-    world: World,
-    address: str,
-    issue_id: int,
-    *,
-    name: str = "postfix-5.1.1.eml",
-    quote: bool = True,
-    email: str | None = None,
-) -> bytes:
-    """A Postfix DSN for the mail one reader got in one issue, sent to its VERP address."""
-    mail = world.mail_to(address, issue_id)
-    return sample(
-        name,
-        verp=mail.mail_from,
-        email=email or address,
-        original_headers=header_block(mail.data) if quote else "X-Nothing: quoted",
-    )
 
 
 def mailto_request(list_unsubscribe: str, sender: str) -> bytes:
