@@ -139,6 +139,9 @@ class Settings:
     beat_tick_seconds: int = 30
     # Inbound mail: bounces, complaints, mailto unsubscribes (newsletter/inbound/processing.py)
     inbound_max_bytes: int = 10 * 1024 * 1024
+    # The bounce mailbox `newsletter inbound poll` reads: imaps://user:password@host/FOLDER or
+    # pop3s://… (newsletter/inbound/poller.py). A secret: it holds the mailbox's password.
+    inbound_mailbox_url: str = ""
     soft_bounce_limit: int = 3
     soft_bounce_days: int = 30
     # Provider webhooks (newsletter/web/api_webhooks.py): each endpoint is off (404) until its

@@ -32,7 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "newsletter.cli.dev",  # newsletter dev
     "newsletter.cli.digest",  # newsletter digest preview|send|test
     "newsletter.cli.feeds",  # newsletter feeds add|list|remove|ingest
-    "newsletter.cli.inbound",  # newsletter inbound process|serve (bounces, complaints…)
+    "newsletter.cli.inbound",  # newsletter inbound process|serve|poll (bounces, complaints…)
     "newsletter.cli.issues",  # newsletter issues list|show|send|pause|…, campaigns create
     "newsletter.cli.newsletters",  # newsletter newsletters create|list
     "newsletter.cli.schedules",  # newsletter schedules create|list|enable|disable|delete

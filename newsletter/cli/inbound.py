@@ -23,8 +23,8 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy.exc import OperationalError
 
-from newsletter.cli.common import session, settings
-from newsletter.cli.inbound_mailbox import serve_command
+from newsletter.cli.common import EX_DATAERR, EX_TEMPFAIL, session, settings
+from newsletter.cli.inbound_mailbox import poll_command, serve_command
 from newsletter.inbound.limits import (
     MAX_DEPTH,
     MAX_HEADER_BYTES,
@@ -34,8 +34,6 @@ from newsletter.inbound.limits import (
 )
 from newsletter.inbound.processing import Result, process_message
 
-EX_DATAERR = 65  # sysexits.h: Postfix and Exim bounce the message, with our stderr, for good
-EX_TEMPFAIL = 75  # sysexits.h: Postfix and Exim defer the message and retry later
 EXIT_STATUS = f"""\b
 Exit status, the first that applies:
   {EX_TEMPFAIL}  the database could not be reached (EX_TEMPFAIL: an MTA retries later)
@@ -191,4 +189,5 @@ def _read(path: Path, limit: int) -> Source:
 
 
 inbound_group.add_command(serve_command)
+inbound_group.add_command(poll_command)
 commands = [inbound_group]

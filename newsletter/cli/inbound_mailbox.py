@@ -1,20 +1,26 @@
-"""``newsletter inbound serve``: the bounce mailbox, an SMTP or LMTP server that processes mail.
+"""``newsletter inbound serve`` and ``inbound poll``: a bounce mailbox served or polled.
 
-Added to the ``inbound`` group by :mod:`newsletter.cli.inbound`; the server itself is
-:mod:`newsletter.inbound.receiver`.
+``serve`` is an SMTP or LMTP server that processes what it receives
+(:mod:`newsletter.inbound.receiver`); ``poll`` reads a hosted mailbox over IMAP or POP3
+(:mod:`newsletter.inbound.poller`). Both are added to the ``inbound`` group by
+:mod:`newsletter.cli.inbound`.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
 
 import click
 
-from newsletter.cli.common import fail, settings
+from newsletter.cli.common import EX_TEMPFAIL, fail, settings
+from newsletter.inbound.poller import MailboxError, parse_url, poll
+from newsletter.inbound.processing import Result
 from newsletter.inbound.receiver import BounceHandler, SocketMailbox, TcpMailbox, own_domains
+from newsletter.settings import Settings
 from newsletter.store.db import session_scope
 
 
@@ -88,12 +94,14 @@ def serve_command(
     except (OSError, RuntimeError) as exc:
         fail(f"cannot listen on {where}: {exc}")
     click.echo(f"{kind} bounce mailbox on {where} for {', '.join(sorted(taken))}", err=True)
-    _wait_for_signal()
+    stop = _stop_on_signal()
+    while not stop.wait(1.0):
+        pass
     server.stop()
 
 
-def _wait_for_signal() -> None:
-    """Block until SIGINT or SIGTERM (a supervisor stopping us)."""
+def _stop_on_signal() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (a supervisor stopping us)."""
     stop = threading.Event()
 
     def handle(_signum: int, _frame: FrameType | None) -> None:
@@ -101,5 +109,64 @@ def _wait_for_signal() -> None:
 
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
-    while not stop.wait(1.0):
-        pass
+    return stop
+
+
+@click.command("poll")
+@click.argument("url", required=False, metavar="[URL]")
+@click.option(
+    "--every",
+    type=click.IntRange(min=10),
+    default=None,
+    metavar="SECONDS",
+    help="Poll again every SECONDS until stopped (default: poll once and exit).",
+)
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="IMAP only: flag processed messages as read and leave them, instead of deleting them.",
+)
+def poll_command(url: str | None, every: int | None, keep: bool) -> None:
+    """Process the mail waiting in a bounce mailbox over IMAP or POP3, then remove it.
+
+    URL (or NEWSLETTER_INBOUND_MAILBOX_URL) is imaps://USER:PASSWORD@HOST/FOLDER, imap://,
+    pop3s:// or pop3://. Each message is processed as `inbound process` would and only then
+    deleted, so nothing is lost; prints one line per message. Exit status of a single poll:
+    0 done, 1 the mailbox could not be read, 75 the database was away (the rest wait).
+    """
+    config = settings()
+    where = (url or config.inbound_mailbox_url).strip()
+    if not where:
+        fail("no mailbox: pass URL or set NEWSLETTER_INBOUND_MAILBOX_URL", code=2)
+    try:
+        safe = parse_url(where).safe
+    except MailboxError as exc:
+        fail(str(exc), code=2)
+    stop = _stop_on_signal() if every else None
+    while True:
+        status = _poll_once(config, where, safe, keep)
+        if stop is None:
+            sys.exit(status)
+        if stop.wait(every):
+            return
+
+
+def _poll_once(config: Settings, url: str, safe: str, keep: bool) -> int:
+    """One round, reported line by line; its exit status."""
+    try:
+        done = poll(config, lambda: session_scope(config.database_url), url, keep=keep)
+    except MailboxError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return 1
+    for number, outcome in enumerate(done.outcomes, start=1):
+        click.echo(f"{safe}#{number}: {outcome.line()}", err=outcome.result == Result.REFUSED)
+    if done.deferred:
+        click.echo(
+            f"{safe}: deferred: the database could not be reached; {done.left} message(s) "
+            "wait for the next poll",
+            err=True,
+        )
+        return EX_TEMPFAIL
+    if done.left:
+        click.echo(f"{safe}: {done.left} more message(s) wait for the next poll", err=True)
+    return 0

@@ -16,7 +16,6 @@ from email import message_from_bytes
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,7 +23,6 @@ from newsletter.delivery import batches, fan_out
 from newsletter.inbound.processing import Result, process_message, verp_ids
 from newsletter.issues import lifecycle
 from newsletter.issues.rendering import envelope_sender
-from newsletter.mail.transport import close_transports
 from newsletter.mail.verp import verp_tag
 from newsletter.readers import links
 from newsletter.readers.suppression import is_suppressed
@@ -78,20 +76,6 @@ def settings(
         return
     with migrated_postgres_database() as url:
         yield replace(real_sends, database_url=url)
-
-
-@pytest.fixture
-def app(app: Flask) -> Iterator[Flask]:
-    """conftest's app with an app context pushed (its Jinja environment renders the mails)."""
-    with app.app_context():
-        yield app
-    close_transports()
-
-
-@pytest.fixture
-def world(app: Flask, db: Session, settings: Settings, smtp_sink: SMTPSink) -> World:
-    """Offers (alice, bob) and weekly (bob, carol), nothing sent yet."""
-    return World.build(db, settings, smtp_sink)
 
 
 def mailto_request(list_unsubscribe: str, sender: str) -> bytes:

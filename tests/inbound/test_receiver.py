@@ -16,12 +16,9 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from flask import Flask
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from newsletter.inbound.receiver import BounceHandler, TcpMailbox, own_domains
-from newsletter.mail.transport import close_transports
 from newsletter.settings import Settings
 from newsletter.store.db import session_scope
 from newsletter.store.models import DeliveryStatus, SubscriberStatus, Suppression
@@ -47,20 +44,6 @@ def settings(settings: Settings, smtp_sink: SMTPSink) -> Settings:
         bounce_address=BOUNCES,
         autopause_min_attempts=10_000,
     )
-
-
-@pytest.fixture
-def app(app: Flask) -> Iterator[Flask]:
-    """conftest's app with an app context pushed (its Jinja environment renders the mails)."""
-    with app.app_context():
-        yield app
-    close_transports()
-
-
-@pytest.fixture
-def world(app: Flask, db: Session, settings: Settings, smtp_sink: SMTPSink) -> World:
-    """Offers (alice, bob) and weekly (bob, carol), nothing sent yet."""
-    return World.build(db, settings, smtp_sink)
 
 
 def serve(settings: Settings, *, lmtp: bool = False, database_url: str = "") -> Iterator[int]:
