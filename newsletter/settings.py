@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key"  # noqa: S105 - refused in production
 ENVIRONMENTS = ("development", "production", "testing")
+# The pre-send check's modes ("" = by environment: see Settings.presend_mode).
+PRESEND_MODES = ("", "block", "warn", "off")
 
 
 class SettingsError(RuntimeError):
@@ -138,6 +140,10 @@ class Settings:
     digest_max_posts: int = 12
     beat_tick_seconds: int = 30
     # Inbound mail: bounces, complaints, mailto unsubscribes (newsletter/inbound/processing.py)
+    # The pre-send check before a send starts (newsletter/issues/presend.py): "block" (a failure
+    # stops the send unless overridden), "warn" (logged, the send goes on) or "off". Unset:
+    # block in production, warn in development, off in testing (tests turn it on themselves).
+    presend_check: str = ""
     inbound_max_bytes: int = 10 * 1024 * 1024
     # The bounce mailbox `newsletter inbound poll` reads: imaps://user:password@host/FOLDER or
     # pop3s://… (newsletter/inbound/poller.py). A secret: it holds the mailbox's password.
@@ -254,6 +260,10 @@ class Settings:
             raise SettingsError(
                 "NEWSLETTER_SMTP_URL must start with smtp://, smtps:// or capture://, "
                 f"not {scheme!r}"
+            )
+        if self.presend_check not in PRESEND_MODES:
+            raise SettingsError(
+                f"NEWSLETTER_PRESEND_CHECK must be block, warn or off, not {self.presend_check!r}"
             )
         if self.batch_size < 1:
             raise SettingsError("NEWSLETTER_BATCH_SIZE must be at least 1")
@@ -378,6 +388,13 @@ class Settings:
         if self.send_rate_per_hour <= 0:
             return 0
         return max(1, math.floor(self.send_rate_per_hour * (1 - self.send_rate_reserve)))
+
+    @property
+    def presend_mode(self) -> str:
+        """block, warn or off: the setting, else by environment."""
+        if self.presend_check:
+            return self.presend_check
+        return {"production": "block", "testing": "off"}.get(self.env, "warn")
 
     @property
     def street_address(self) -> str:

@@ -33,7 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "newsletter.cli.digest",  # newsletter digest preview|send|test
     "newsletter.cli.feeds",  # newsletter feeds add|list|remove|ingest
     "newsletter.cli.inbound",  # newsletter inbound process|serve|poll (bounces, complaints…)
-    "newsletter.cli.issues",  # newsletter issues list|show|send|pause|…, campaigns create
+    "newsletter.cli.issues",  # newsletter issues list|show|check|send|pause|…, campaigns create
     "newsletter.cli.newsletters",  # newsletter newsletters create|list
     "newsletter.cli.schedules",  # newsletter schedules create|list|enable|disable|delete
     "newsletter.cli.servers",  # newsletter web|worker|beat|ping

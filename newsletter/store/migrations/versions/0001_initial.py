@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 17:40:42.545933
+Create Date: 2026-12-04 18:52:28.505620
 """
 
 from __future__ import annotations
@@ -343,6 +343,7 @@ def upgrade() -> None:
         sa.Column("mailed_count", sa.Integer(), nullable=False),
         sa.Column("bounce_count", sa.Integer(), nullable=False),
         sa.Column("complaint_count", sa.Integer(), nullable=False),
+        sa.Column("check_override", sa.Text(), nullable=False),
         sa.Column("created_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("started_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("finished_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True),
