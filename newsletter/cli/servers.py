@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import click
 from celery.signals import worker_process_init
@@ -166,7 +167,7 @@ def worker_command(
     app.worker_main(argv)
 
 
-def serve_task_metrics(settings: Settings, pool: str) -> None:
+def serve_task_metrics(settings: Settings, pool: str) -> WSGIServer | None:
     """Serve ``newsletter_task_duration_seconds`` on NEWSLETTER_WORKER_METRICS_PORT, if set.
 
     The tasks run in this process's pool: threads share its histogram, but prefork children
@@ -175,7 +176,7 @@ def serve_task_metrics(settings: Settings, pool: str) -> None:
     """
     port = settings.worker_metrics_port
     if not port:
-        return
+        return None
     if pool == "prefork" and multiprocess_dir() is None:
         raise click.UsageError(
             f"NEWSLETTER_WORKER_METRICS_PORT with the prefork pool needs {MULTIPROC_ENV} set to "
@@ -186,13 +187,16 @@ def serve_task_metrics(settings: Settings, pool: str) -> None:
     registry = CollectorRegistry(auto_describe=False)
     exposed(registry, TASK_DURATION)
     try:
-        start_http_server(port, addr=settings.worker_metrics_host, registry=registry)
+        server, _thread = start_http_server(
+            port, addr=settings.worker_metrics_host, registry=registry
+        )
     except OSError as exc:
         raise click.ClickException(
             f"cannot serve worker metrics on {settings.worker_metrics_host}:{port}: "
             f"{exc.strerror or exc}"
         ) from exc
     click.echo(f"Task metrics on http://{settings.worker_metrics_host}:{port}/metrics")
+    return server
 
 
 @_group.command("beat", with_appcontext=False)
