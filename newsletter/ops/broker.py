@@ -9,6 +9,7 @@ and one attempt, so a stopped broker makes a health check or a scrape answer at 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -29,7 +30,10 @@ def connect(
         # Redis reads these; RabbitMQ uses connect_timeout below.
         "socket_connect_timeout": timeout,
         "socket_timeout": timeout,
+        # And these bound the retries of opening the default channel: one try, no waiting.
         "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0,
     }
     conn = Connection(url, connect_timeout=timeout, transport_options=options)
     try:
@@ -50,7 +54,7 @@ def reachable(url: str, transport_options: Mapping[str, Any]) -> bool:
         try:
             # Redis connects lazily: a channel makes it answer (a PING) for real.
             conn.default_channel  # noqa: B018
-        except UNREACHABLE:
+        except (*UNREACHABLE, *conn.connection_errors):
             return False
     return True
 
@@ -65,22 +69,29 @@ def queue_depths(
     """
     depths: dict[str, int] = {}
     with connect(url, transport_options) as conn:
-        for queue in queues:
-            # A channel per queue: RabbitMQ closes the channel of a failed passive declare.
-            channel = conn.channel()
-            try:
-                declared = channel.queue_declare(queue=queue, passive=True)
-                depths[queue] = int(declared.message_count)
-            except (ChannelError, *conn.channel_errors):
-                depths[queue] = 0
-            finally:
-                _close_quietly(channel)
+        try:
+            for queue in queues:
+                depths[queue] = _depth(conn, queue)
+        except conn.connection_errors as exc:
+            # Gone after connecting: the transport's own error (redis-py's, amqp's) as kombu's.
+            raise OperationalError(type(exc).__name__) from exc
     return depths
 
 
-def _close_quietly(channel: Any) -> None:
-    """Close a channel the broker may already have closed."""
+def _depth(conn: Connection, queue: str) -> int:
+    """One queue's waiting messages, through a passive declare on a channel of its own (RabbitMQ
+    closes the channel of a failed one)."""
+    channel = conn.channel()
     try:
+        return int(channel.queue_declare(queue=queue, passive=True).message_count)
+    except (ChannelError, *conn.channel_errors):
+        return 0
+    finally:
+        _close_quietly(conn, channel)
+
+
+def _close_quietly(conn: Connection, channel: Any) -> None:
+    """Close a channel the broker may already have closed."""
+    errors = (*UNREACHABLE, ChannelError, *conn.connection_errors, *conn.channel_errors)
+    with contextlib.suppress(*errors):
         channel.close()
-    except (*UNREACHABLE, ChannelError):
-        pass

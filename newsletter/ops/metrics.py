@@ -47,9 +47,8 @@ log = logging.getLogger(__name__)
 class DatabaseCollector(Collector):
     """Collects subscriber, subscription, issue, delivery and feed gauges from one session."""
 
-    def __init__(self, session: Session, now: datetime | None = None) -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
-        self.now = now
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """Yield every metric family (called by the registry at scrape time)."""
@@ -57,7 +56,7 @@ class DatabaseCollector(Collector):
         yield self._subscriptions()
         yield self._issues()
         yield self._deliveries()
-        now = self.now or utcnow()
+        now = utcnow()
         yield self._send_rate(now)
         yield self._feedback()
         yield from self._signups(now)
