@@ -18,6 +18,7 @@ DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key"  # noqa: S105 - refused in p
 ENVIRONMENTS = ("development", "production", "testing")
 # The pre-send check's modes ("" = by environment: see Settings.presend_mode).
 PRESEND_MODES = ("", "block", "warn", "off")
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(RuntimeError):
@@ -158,6 +159,11 @@ class Settings:
     mailgun_signing_key: str = ""
     # SendGrid's Signed Event Webhook verification key, base64 DER as SendGrid shows it.
     sendgrid_public_key: str = ""
+    # Operations (newsletter/ops): log lines as text or JSON (unset: JSON in production only),
+    # and the port a worker serves its task-duration metrics on (0: none).
+    log_format: str = ""
+    worker_metrics_port: int = 0
+    worker_metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -232,6 +238,8 @@ class Settings:
             changes["broker_url"] = "filesystem://"
         if not self.smtp_url:
             changes["smtp_url"] = f"capture://{data_dir / 'mail'}"
+        if not self.log_format:
+            changes["log_format"] = "json" if self.is_production else "text"
         result = replace(self, **changes)  # type: ignore[arg-type]
         result.validate()
         return result
@@ -285,6 +293,12 @@ class Settings:
             raise SettingsError(
                 "NEWSLETTER_LOGO_WIDTH must be 1 to 600 and NEWSLETTER_LOGO_HEIGHT 0 to 600 (px)"
             )
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(
+                f"NEWSLETTER_LOG_FORMAT must be text or json, not {self.log_format!r}"
+            )
+        if not 0 <= self.worker_metrics_port <= 65535:
+            raise SettingsError("NEWSLETTER_WORKER_METRICS_PORT must be 0 (off) or a port 1-65535")
         if self.confirm_expiry_days < 1:
             raise SettingsError("NEWSLETTER_CONFIRM_EXPIRY_DAYS must be at least 1")
         if not 1 <= self.signup_challenge_max_number <= 10_000_000:
