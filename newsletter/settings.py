@@ -126,6 +126,9 @@ class Settings:
     dkim_key_file: str = ""
     dkim_selector: str = ""
     dkim_domain: str = ""
+    # Where `newsletter dns` looks records up: "ip", "ip:port" or "[v6]:port", comma-separated
+    # (unset: the system's resolvers).
+    dns_nameservers: tuple[str, ...] = ()
     feedback_id_sender: str = "newsletter"
     # Digests and feeds
     feeds: tuple[str, ...] = ()
