@@ -59,9 +59,11 @@ _LIST_TOKENS = (
     re.compile(rf"subject=unsubscribe-({_SIGNED})", re.IGNORECASE),
 )
 _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
-_SMTP_CODE = re.compile(r"(?:^|[\s;:(])([245]\d\d)(?=[\s\-]|$)")
+# "550 5.1.1 …", "550-5.1.1 …" (multi-line replies), "554: delivery error …" (Yahoo, qmail).
+_SMTP_CODE = re.compile(r"(?:^|[\s;:(])([245]\d\d)(?=[\s\-:]|$)")
 _COPY_MARKER = re.compile(
-    r"^-+ *(?:This is a copy of|Original message|Undelivered message|The original message)",
+    r"^-+ *(?:This is a copy of|Original message|Undelivered message|The original message"
+    r"|Below this line is a copy of)",  # the last one: qmail's, and Yahoo's after it
     re.IGNORECASE | re.MULTILINE,
 )
 # Headers that show where a report was delivered: a VERP address may hide in any of them.
