@@ -24,8 +24,8 @@ def make_user(db: Session, email: str, role: Role, password: str = PASSWORD) -> 
 
 
 def form_token(client: FlaskClient, path: str = "/console/login") -> str:
-    """The CSRF token of a console page's forms."""
-    html = client.get(path).get_data(as_text=True)
+    """The CSRF token of a console page's forms (the page a signed-in login page leads to)."""
+    html = client.get(path, follow_redirects=True).get_data(as_text=True)
     match = re.search(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"', html)
     assert match, f"{path} has no CSRF token"
     return match.group(1)
