@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wtforms import EmailField, PasswordField, SelectField, StringField
+from wtforms import EmailField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import EqualTo, InputRequired, Length
 
 from newsletter.access.passwords import MAX_LENGTH, MIN_LENGTH
@@ -13,9 +13,9 @@ from newsletter.access.users import MAX_EMAIL_LENGTH, NAME_MAX
 from newsletter.web.forms import SafeForm
 
 ROLE_CHOICES = [
-    (Role.ADMIN.value, "Admin: everything, users and settings"),
-    (Role.EDITOR.value, "Editor: content, sends, schedules, subscribers"),
-    (Role.VIEWER.value, "Viewer: read only"),
+    SelectChoice(Role.ADMIN.value, "Admin: everything, users and settings"),
+    SelectChoice(Role.EDITOR.value, "Editor: content, sends, schedules, subscribers"),
+    SelectChoice(Role.VIEWER.value, "Viewer: read only"),
 ]
 
 
