@@ -11,7 +11,7 @@ from datetime import date
 
 WIDTH = 720
 HEIGHT = 220
-LEFT = 44  # room for the y labels
+LEFT = 56  # room for the y labels (drawn larger on a phone)
 RIGHT = 8
 TOP = 10
 BOTTOM = 26  # room for the x labels
