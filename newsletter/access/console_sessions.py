@@ -2,8 +2,9 @@
 
 A session ends after ``console_session_idle_hours`` without a request, at ``expires_at``
 (``console_session_max_days`` after its login), when it is revoked, or when its user is
-disabled. Every login makes a new id (:func:`start_session`), so an id planted in a browser
-before the login is worth nothing afterwards (no session fixation).
+disabled; one still waiting for its TOTP code, ten minutes after the password was given.
+Every login makes a new id (:func:`start_session`), so an id planted in a browser before the
+login is worth nothing afterwards (no session fixation).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from newsletter.store.models import ConsoleSession, User
 # Writing last_seen_at on every request would make each page view a write; a minute of
 # slack on a 12-hour idle limit changes nothing.
 TOUCH_EVERY = timedelta(minutes=1)
+# A session waiting for its TOTP code (password given) is good for this long only.
+CODE_STEP_LIFETIME = timedelta(minutes=10)
 MAX_TOKEN_LENGTH = 100
 
 
@@ -60,6 +63,8 @@ def start_session(
 def is_live(settings: Settings, row: ConsoleSession, now: datetime) -> bool:
     """True while ``row`` is neither revoked, nor past its end, nor idle too long."""
     idle_end = row.last_seen_at + timedelta(hours=settings.console_session_idle_hours)
+    if row.totp_pending:
+        idle_end = min(idle_end, row.created_at + CODE_STEP_LIFETIME)
     return row.revoked_at is None and now < row.expires_at and now < idle_end
 
 

@@ -44,7 +44,8 @@ def _when(value: datetime | None) -> str:
 @click.option(
     "--password-stdin",
     is_flag=True,
-    help="Read the password from standard input (one line) instead of printing a one-time one.",
+    help="Read the password from standard input (one line; asked for, hidden, at a terminal) "
+    "instead of printing a one-time one.",
 )
 def create_command(email: str, role: str, name: str, password_stdin: bool) -> None:
     """Create a console account for EMAIL with ROLE.
@@ -53,7 +54,10 @@ def create_command(email: str, role: str, name: str, password_stdin: bool) -> No
     asks for a new one.
     """
     password = None
-    if password_stdin:
+    if password_stdin and sys.stdin.isatty():
+        # Typed by a person: hidden, and twice, as a password prompt should be.
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    elif password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     with domain_session(*ACCOUNT_ERRORS) as db:
         user, one_time = create_user(db, email, Role(role.lower()), name=name, password=password)

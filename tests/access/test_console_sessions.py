@@ -69,3 +69,11 @@ def test_revoked_sessions_and_those_of_a_disabled_user_are_refused(
     disable_user(db, bo)
     db.commit()
     assert load_session(db, settings, bo_token) is None
+
+
+def test_a_session_waiting_for_its_code_lasts_ten_minutes(db: Session, settings: Settings) -> None:
+    user = make_user(db, "ann@example.com", Role.VIEWER)
+    start = utcnow()
+    _row, token = start_session(db, settings, user, totp_pending=True, now=start)
+    assert load_session(db, settings, token, now=start + timedelta(minutes=9)) is not None
+    assert load_session(db, settings, token, now=start + timedelta(minutes=10)) is None

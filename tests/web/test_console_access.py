@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.access.api_tokens import create_token
 from newsletter.access.console_sessions import start_session
-from newsletter.access.roles import Role
+from newsletter.access.roles import Role, role_allows
 from newsletter.access.users import set_role
 from newsletter.settings import Settings
 from newsletter.store.models import User
@@ -214,3 +214,37 @@ def test_a_viewers_token_cannot_write_through_the_api(
     refused = client.post("/api/v1/posts", json={**post, "guid": "p-2"}, headers=headers)
     assert refused.status_code == 403
     assert refused.json is not None and refused.json["error"]["scope"] == "posts:write"
+
+
+# --- API routes, by the role of the token's owner ------------------------------------------------
+
+
+def api_routes(app: Flask) -> list[tuple[str, str, str]]:
+    """(method, URL rule, scope) of every route that asks for a bearer token's scope."""
+    return sorted(
+        (method, rule.rule, app.view_functions[rule.endpoint].required_scope)
+        for rule in app.url_map.iter_rules()
+        if hasattr(app.view_functions[rule.endpoint], "required_scope")
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
+    )
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.EDITOR, Role.ADMIN])
+def test_every_api_route_for_a_token_of_every_role(
+    app: Flask, client: FlaskClient, db: Session, people: dict[str, User], role: Role
+) -> None:
+    # Granted every scope (as if made before a demotion): the owner's role decides what is left.
+    row, plaintext = create_token(db, f"{role.value}-token", ["all"])
+    row.user_id = people[role.value].id
+    db.commit()
+    headers = {"Authorization": f"Bearer {plaintext}"}
+    routes = api_routes(app)
+    assert len(routes) >= 20
+    for method, rule, scope in routes:
+        url = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "999" if "id" in m.group(1) else "x", rule)
+        response = client.open(url, method=method, headers=headers, json={})
+        if role_allows(role, scope):
+            assert response.status_code not in (401, 403, 500), (method, rule, role)
+        else:
+            assert response.status_code == 403, (method, rule, role)
+            assert response.json is not None and response.json["error"]["scope"] == scope

@@ -154,6 +154,7 @@ def _user() -> User:
 
 @bp.route("/password", methods=["GET", "POST"])
 @role_required(Role.VIEWER, setup=True)
+@login_limit  # the current password is checked here too: no unlimited guessing from a session
 def password() -> BaseResponse | tuple[str, int]:
     """Change one's password (the first login after a one-time password comes here first)."""
     user = _user()
