@@ -38,6 +38,7 @@ from newsletter.web.console.guard import (
     set_session_cookie,
 )
 from newsletter.web.extensions import limiter
+from newsletter.web.forms import CONTROL_MESSAGE
 from newsletter.web.pages import client_ip, client_user_agent
 
 DISABLED_MESSAGE = "This account is disabled. Ask an admin of the console to enable it."
@@ -95,7 +96,7 @@ def login() -> BaseResponse | tuple[str, int] | str:
             DISABLED_MESSAGE if result.outcome is Outcome.DISABLED else refused_message(settings())
         )
     elif request.method == "POST":
-        error = "Please fill in both fields."
+        error = CONTROL_MESSAGE if form.control_chars_found else "Please fill in both fields."
     status = 400 if request.method == "POST" else 200
     return render_template("web/console/login.html", form=form, error=error), status
 
