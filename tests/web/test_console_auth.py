@@ -327,3 +327,21 @@ def test_sessions_page_lists_and_revokes_ones_own(app: Flask, ann: User, db: Ses
     here.post(f"/console/sessions/{other.id}/revoke", data={"csrf_token": token})
     assert there.get("/console/").status_code == 302
     assert here.get("/console/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("email", "password", "message"),
+    [
+        ("ann@example.com\r\nBcc: x@example.com", PASSWORD, "control characters"),
+        ("", PASSWORD, "Please enter your email address."),
+        (EMAIL, "", "Please enter your password."),
+        (EMAIL, "x" * 2000, "That password is too long."),
+    ],
+)
+def test_a_malformed_login_says_what_is_wrong_and_counts_nothing(
+    client: FlaskClient, ann: User, db: Session, email: str, password: str, message: str
+) -> None:
+    response = login(client, email, password)
+    assert response.status_code == 400 and message in response.get_data(as_text=True)
+    db.refresh(ann)
+    assert ann.failed_logins == 0 and session_cookie(client) is None

@@ -72,6 +72,14 @@ def _signed_in(user: User, *, totp_pending: bool) -> str:
     return token
 
 
+def _first_error(form: LoginForm) -> str:
+    """What is wrong with a login form that did not validate, in one line."""
+    if form.control_chars_found:
+        return CONTROL_MESSAGE
+    messages = [str(message) for field in form for message in field.errors]
+    return messages[0] if messages else "Please fill in both fields."
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @public
 @login_limit
@@ -96,7 +104,7 @@ def login() -> BaseResponse | tuple[str, int] | str:
             DISABLED_MESSAGE if result.outcome is Outcome.DISABLED else refused_message(settings())
         )
     elif request.method == "POST":
-        error = CONTROL_MESSAGE if form.control_chars_found else "Please fill in both fields."
+        error = _first_error(form)
     status = 400 if request.method == "POST" else 200
     return render_template("web/console/login.html", form=form, error=error), status
 
