@@ -185,3 +185,29 @@ def test_feed_health_says_which_feeds_fail(db: Session) -> None:
     )
     db.commit()
     assert [f.health for f in feed_health(db)] == ["ok", "failing", "never fetched", "disabled"]
+
+
+def test_a_reader_who_left_and_came_back_counts_again_from_their_return(db: Session) -> None:
+    daily = Newsletter(slug="daily", name="Daily digest")
+    db.add(daily)
+    db.flush()
+    back, gone_before, gone_during = (reader(db, n) for n in range(3))
+    # Left 15 days ago, confirmed again 8 days ago: the row keeps both times.
+    db.add(
+        Subscription(
+            subscriber_id=back.id,
+            newsletter_id=daily.id,
+            status=SubscriptionStatus.ACTIVE,
+            confirmed_at=days_ago(8),
+            unsubscribed_at=days_ago(15),
+        )
+    )
+    subscribe(db, gone_before, daily, days_ago(50), left=days_ago(40))  # gone before the window
+    subscribe(db, gone_during, daily, days_ago(45), left=days_ago(3))  # active at its start
+    db.commit()
+    by_age = {(NOW.date() - d.day).days: d for d in daily_counts(db, NOW)}
+    assert by_age[29].active == 1  # only the one that left 3 days ago
+    assert by_age[15].unsubscribes == 1 and by_age[15].active == 1
+    assert by_age[8].confirmations == 1 and by_age[8].active == 2
+    assert by_age[3].unsubscribes == 1 and by_age[3].active == 1
+    assert by_age[0].active == 1
