@@ -29,6 +29,7 @@ from newsletter.web import (
     api_posts,  # noqa: F401  (adds its routes to api.bp)
     api_webhooks,  # noqa: F401  (adds its routes to api.bp)
     archive,
+    console,
     devmail,
     health,
     metrics,
@@ -121,6 +122,7 @@ def _register_blueprints(app: Flask, settings: Settings) -> None:
     app.register_blueprint(public.bp)
     app.register_blueprint(reader_links.bp)  # /unsubscribe, /preferences, /data (mailed links)
     app.register_blueprint(archive.bp)  # /archive/<token>, /preview/<token>
+    app.register_blueprint(console.bp)  # /console: the newsroom console, behind a login
     csrf.exempt(api.bp)  # bearer-token auth, no cookies: CSRF does not apply
     app.register_blueprint(api.bp)
     if not settings.is_production:

@@ -167,6 +167,15 @@ class Settings:
     log_format: str = ""
     worker_metrics_port: int = 0
     worker_metrics_host: str = "127.0.0.1"
+    # The newsroom console (newsletter/web/console): a session ends after this many hours
+    # without a request, and this many days after its login whatever happens.
+    console_session_idle_hours: int = 12
+    console_session_max_days: int = 7
+    # This many wrong passwords or codes in a row lock an account for this many minutes.
+    console_login_max_failures: int = 5
+    console_lockout_minutes: int = 15
+    # Login posts per IP, across accounts (429 beyond).
+    console_login_rate_limit: str = "10/minute;100/hour"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -306,6 +315,14 @@ class Settings:
             raise SettingsError("NEWSLETTER_CONFIRM_EXPIRY_DAYS must be at least 1")
         if not 1 <= self.signup_challenge_max_number <= 10_000_000:
             raise SettingsError("NEWSLETTER_SIGNUP_CHALLENGE_MAX_NUMBER must be 1 to 10000000")
+        for name in (
+            "console_session_idle_hours",
+            "console_session_max_days",
+            "console_login_max_failures",
+            "console_lockout_minutes",
+        ):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"NEWSLETTER_{name.upper()} must be at least 1")
         self._validate_urls()
         self._validate_mail()
 
@@ -337,7 +354,7 @@ class Settings:
             raise SettingsError(
                 f"NEWSLETTER_BASE_URL must be an http:// or https:// address, not {self.base_url!r}"
             )
-        for name in ("signup_rate_limit", "address_rate_limit"):
+        for name in ("signup_rate_limit", "address_rate_limit", "console_login_rate_limit"):
             try:
                 parse_many(getattr(self, name))
             except ValueError:

@@ -1,4 +1,5 @@
-"""Who may use the machine interfaces: bearer tokens for the JSON API and /metrics.
+"""Who may do what: console accounts, roles, passwords, TOTP, sessions and logins, and bearer
+tokens for the JSON API and /metrics (owned by a user or by ops).
 
-Stored hashed, shown once.
+Secrets are stored hashed and shown once.
 """

@@ -11,8 +11,9 @@ from types import MappingProxyType
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter.access.roles import role_allows
 from newsletter.store.db import utcnow
-from newsletter.store.models import ApiToken
+from newsletter.store.models import ApiToken, User
 
 PREFIX = "nlt_"
 
@@ -61,13 +62,38 @@ def normalise_scopes(requested: Iterable[str]) -> list[str]:
     return [name for name in SCOPES if ALL in wanted or name in wanted]
 
 
-def create_token(session: Session, name: str, scopes: Iterable[str]) -> tuple[ApiToken, str]:
-    """Create a token named ``name`` allowed ``scopes``; return the row and the plaintext."""
+def scopes_for_owner(user: User, requested: Iterable[str]) -> list[str]:
+    """The scopes asked for a token of ``user``: ``all`` means all their role allows; a scope
+    beyond their role is a ScopeError that names it and the role."""
+    wanted = list(requested)
+    granted = normalise_scopes(wanted)
+    if ALL in {name.strip() for name in wanted}:
+        return [name for name in granted if role_allows(user.role, name)]
+    beyond = [name for name in granted if not role_allows(user.role, name)]
+    if beyond:
+        raise ScopeError(
+            f"{user.email} is a {user.role.value}, whose tokens cannot have "
+            f"{', '.join(beyond)}; leave {'it' if len(beyond) == 1 else 'them'} out "
+            "or change the user's role first"
+        )
+    return granted
+
+
+def create_token(
+    session: Session, name: str, scopes: Iterable[str], *, user: User | None = None
+) -> tuple[ApiToken, str]:
+    """Create a token named ``name`` allowed ``scopes`` (owned by ``user``, never beyond their
+    role, when given); return the row and the plaintext."""
     if not name.strip():
         raise ValueError("a token needs a name, e.g. 'cms' or 'editor-console'")
-    granted = normalise_scopes(scopes)
+    granted = normalise_scopes(scopes) if user is None else scopes_for_owner(user, scopes)
     plaintext = PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken(name=name.strip(), token_hash=_digest(plaintext), scopes=" ".join(granted))
+    row = ApiToken(
+        name=name.strip(),
+        token_hash=_digest(plaintext),
+        scopes=" ".join(granted),
+        user_id=user.id if user is not None else None,
+    )
     session.add(row)
     session.flush()
     return row, plaintext
@@ -79,8 +105,10 @@ def token_scopes(token: ApiToken) -> list[str]:
 
 
 def has_scope(token: ApiToken, scope: str) -> bool:
-    """True when ``token`` was granted ``scope``."""
-    return scope in token_scopes(token)
+    """True when ``token`` was granted ``scope`` and its owner's role (if any) allows it now."""
+    if scope not in token_scopes(token):
+        return False
+    return token.user is None or role_allows(token.user.role, scope)
 
 
 def authenticate(session: Session, presented: str) -> ApiToken | None:
@@ -92,6 +120,8 @@ def authenticate(session: Session, presented: str) -> ApiToken | None:
     # The lookup is by hash, so timing reveals nothing useful; compare anyway for clarity.
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
         return None
+    if row.user is not None and row.user.disabled_at is not None:
+        return None  # a disabled user's tokens stop with their account
     row.last_used_at = utcnow()
     return row
 

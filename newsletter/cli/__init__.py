@@ -40,6 +40,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "newsletter.cli.servers",  # newsletter web|worker|beat|ping
     "newsletter.cli.subscribers",  # newsletter subscribers export
     "newsletter.cli.tokens",  # newsletter tokens create|list|revoke
+    "newsletter.cli.users",  # newsletter users create|list|set-role|disable|enable|…
 )
 
 

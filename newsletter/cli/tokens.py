@@ -14,6 +14,7 @@ from newsletter.access.api_tokens import (
     scope_list,
     token_scopes,
 )
+from newsletter.access.users import UserError, get_user
 from newsletter.cli.common import ID, domain_session, fail, session, table
 
 
@@ -52,14 +53,24 @@ SCOPE_HELP = f"{scope_list()}\n  {ALL.ljust(max(map(len, SCOPES)))}  every scope
     callback=_require_scopes,
     help=f"What the token may do (repeat for several; '{ALL}' grants every scope known now).",
 )
-def create_command(name: str, scopes: tuple[str, ...]) -> None:
+@click.option(
+    "--user",
+    "owner",
+    metavar="EMAIL",
+    default=None,
+    help=f"The console user it belongs to: never more than their role allows ('{ALL}': all it "
+    "allows), and it stops when they are disabled.",
+)
+def create_command(name: str, scopes: tuple[str, ...], owner: str | None) -> None:
     """Create a token called NAME allowed SCOPEs and print it (it is shown only this once)."""
-    with domain_session(ValueError) as db:
-        row, plaintext = create_token(db, name, scopes)
+    with domain_session(ValueError, UserError) as db:
+        user = get_user(db, owner) if owner is not None else None
+        row, plaintext = create_token(db, name, scopes, user=user)
         token_id, granted = row.id, token_scopes(row)
+        owned = f" for {user.email}" if user is not None else ""
     click.echo(plaintext)
     click.echo(
-        f"Token {token_id} ({name.strip()}) created with scopes: {' '.join(granted)}. "
+        f"Token {token_id} ({name.strip()}) created{owned} with scopes: {' '.join(granted)}. "
         "Store it now: only its hash is kept. Send it as 'Authorization: Bearer <token>'.",
         err=True,
     )
@@ -75,6 +86,7 @@ def list_command() -> None:
                 t.name,
                 "revoked" if t.revoked_at else "active",
                 " ".join(token_scopes(t)) or "(none)",
+                t.user.email if t.user is not None else "-",
                 t.created_at.strftime("%Y-%m-%d %H:%M"),
                 t.last_used_at.strftime("%Y-%m-%d %H:%M") if t.last_used_at else "never",
             )
@@ -83,7 +95,7 @@ def list_command() -> None:
     if not rows:
         click.echo(f"No API tokens yet. Create one with, e.g.: {EXAMPLE}")
         return
-    headers = ["id", "name", "status", "scopes", "created (UTC)", "last used (UTC)"]
+    headers = ["id", "name", "status", "scopes", "owner", "created (UTC)", "last used (UTC)"]
     click.echo(table(headers, rows))
 
 

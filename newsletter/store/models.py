@@ -490,6 +490,72 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The console user the token belongs to (None: made by ops on the CLI). An owned token may
+    # never do more than its owner's role allows, now: a demoted owner's token loses rights.
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+
+    user: Mapped[User | None] = relationship()
+
+
+# --- The newsroom console: accounts and their sessions ------------------------------------------
+
+
+class UserRole(enum.StrEnum):
+    """What a console user may do (newsletter/access/roles.py has the rule)."""
+
+    ADMIN = "admin"  # everything: users, settings
+    EDITOR = "editor"  # content, sends, schedules, subscribers
+    VIEWER = "viewer"  # read only
+
+
+class User(Base):
+    """A person who signs in to the console. ``email`` is stored lower-case and is unique."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    # An argon2id hash in PHC format (argon2-cffi); its parameters travel inside it.
+    password_hash: Mapped[str] = mapped_column(String(300))
+    # A one-time password printed by the CLI: the first login must replace it.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    role: Mapped[UserRole] = mapped_column(_enum(UserRole, "user_role"))
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The confirmed TOTP secret (base32; empty: not enrolled) and one shown but not yet confirmed.
+    totp_secret: Mapped[str] = mapped_column(String(64), default="")
+    totp_pending_secret: Mapped[str] = mapped_column(String(64), default="")
+    totp_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The 30-second step of the last code accepted: that code, and older ones, never work again.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ConsoleSession(Base):
+    """A signed-in browser. The cookie holds a random id; only its SHA-256 is stored here."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The absolute end (created + NEWSLETTER_CONSOLE_SESSION_MAX_DAYS); idle ends come earlier.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Password given, TOTP code still due: such a session opens the code step and nothing else.
+    totp_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    user_agent: Mapped[str] = mapped_column(String(500), default="")
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    user: Mapped[User] = relationship()
 
 
 def as_dict(row: Any, *names: str) -> dict[str, Any]:

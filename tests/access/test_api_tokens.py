@@ -16,7 +16,10 @@ from newsletter.access.api_tokens import (
     has_scope,
     token_scopes,
 )
+from newsletter.access.roles import Role
+from newsletter.access.users import disable_user, set_role
 from newsletter.store.models import ApiToken
+from tests.support.console import make_user
 
 CONTRACT = {
     "posts:write",
@@ -91,3 +94,47 @@ def test_a_token_stored_without_scopes_may_do_nothing(db: Session) -> None:
     row = db.scalars(select(ApiToken)).one()
     assert token_scopes(row) == []
     assert not any(has_scope(row, scope) for scope in SCOPES)
+
+
+# --- tokens owned by a console user --------------------------------------------------------------
+
+
+def test_a_users_token_cannot_be_created_beyond_their_role(db: Session) -> None:
+    viewer = make_user(db, "vi@example.com", Role.VIEWER)
+    with pytest.raises(ScopeError, match=r"vi@example\.com is a viewer.*posts:write"):
+        create_token(db, "cms", ["posts:read", "posts:write"], user=viewer)
+    assert tokens_stored(db) == 0
+    row, _ = create_token(db, "reader", ["all"], user=viewer)  # all: all a viewer may
+    assert token_scopes(row) == [scope for scope in SCOPES if scope.endswith(":read")]
+    assert row.user_id == viewer.id
+
+
+def test_a_token_follows_its_owners_role_now_and_stops_with_the_account(db: Session) -> None:
+    make_user(db, "admin@example.com", Role.ADMIN)
+    editor = make_user(db, "ed@example.com", Role.EDITOR)
+    row, plaintext = create_token(db, "script", ["posts:write", "posts:read"], user=editor)
+    db.commit()
+    assert has_scope(row, "posts:write")
+    set_role(db, editor, Role.VIEWER)  # demoted: the write scope is gone at once
+    db.commit()
+    token = authenticate(db, plaintext)
+    assert token is not None and not has_scope(token, "posts:write")
+    assert has_scope(token, "posts:read")
+    disable_user(db, editor)
+    db.commit()
+    assert authenticate(db, plaintext) is None
+
+
+def test_a_viewers_token_created_with_write_scopes_still_cannot_write(db: Session) -> None:
+    # Made before the owner was a viewer (or written to the table by hand): the role still rules.
+    make_user(db, "admin@example.com", Role.ADMIN)
+    user = make_user(db, "vi@example.com", Role.EDITOR)
+    row, _ = create_token(db, "old", ["issues:send"], user=user)
+    user.role = Role.VIEWER
+    db.commit()
+    assert not has_scope(row, "issues:send")
+
+
+def test_a_token_without_owner_keeps_its_scopes(db: Session) -> None:
+    row, _ = create_token(db, "ops", ["issues:send"])
+    assert row.user_id is None and has_scope(row, "issues:send")

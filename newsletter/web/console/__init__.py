@@ -1,0 +1,12 @@
+"""The newsroom console at /console: server-rendered pages for editors, behind a login.
+
+``guard`` holds the blueprint and what every view wears (the session cookie, the role guards);
+the views register themselves on it: ``auth`` (login, logout, password, TOTP, sessions),
+``users`` (the admin's page of accounts) and ``dashboard``. Importing this package makes the
+blueprint complete.
+"""
+
+from newsletter.web.console import auth, dashboard, users  # noqa: F401  (add their routes)
+from newsletter.web.console.guard import bp
+
+__all__ = ["bp"]
