@@ -1,12 +1,16 @@
-"""The JSON API under /api/v1: scoped bearer-token auth and JSON errors. Routes live beside it."""
+"""The JSON API under /api/v1: scoped bearer-token auth and its one error shape, RFC 9457
+problem details (``application/problem+json``). Routes live beside it (api_*.py); their
+schemas in api_schemas.py and the OpenAPI document built from them in openapi.py."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import wraps
+from http import HTTPStatus
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, g, request
 
 from newsletter.access.api_tokens import SCOPES, authenticate, has_scope
 from newsletter.store.models import ApiToken
@@ -15,10 +19,12 @@ from newsletter.web import db
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 F = TypeVar("F", bound=Callable[..., Any])
+PROBLEM_TYPE = "application/problem+json"
 
 
 class ApiError(Exception):
-    """An error answered as JSON with its status."""
+    """An error answered as a problem: its status, ``message`` as the ``detail``, ``details`` as
+    extension members (e.g. ``scope``, ``field``, ``errors``)."""
 
     def __init__(self, status: int, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -27,11 +33,27 @@ class ApiError(Exception):
         self.details = details
 
 
+def problem(
+    status: int, detail: str, headers: dict[str, str] | None = None, **extensions: Any
+) -> Response:
+    """An RFC 9457 problem response: ``type`` about:blank, ``title`` the status phrase."""
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    # The four members are the standard's: an extension never overrides them.
+    body.update({k: v for k, v in extensions.items() if k not in body})
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_TYPE)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
 @bp.errorhandler(ApiError)
-def api_error(exc: ApiError) -> tuple[Response, int]:
-    """Answer an ApiError as ``{"error": {...}}``."""
-    body = {"error": {"status": exc.status, "message": exc.message, **exc.details}}
-    return jsonify(body), exc.status
+def api_error(exc: ApiError) -> Response:
+    """Answer an ApiError as a problem."""
+    return problem(exc.status, exc.message, **exc.details)
 
 
 def require_token(scope: str) -> Callable[[F], F]:
