@@ -16,9 +16,11 @@ from newsletter.issues import lifecycle, rendering, schedules
 from newsletter.issues.progress import progress
 from newsletter.issues.summary import describe
 from newsletter.store.db import utcnow
-from newsletter.store.models import NewsletterKind
+from newsletter.store.models import Issue, NewsletterKind, Schedule
 from newsletter.web import db, settings, task_queue
 from newsletter.web.api import ApiError, bp, require_token
+from newsletter.web.api_etags import IF_MATCH, check_if_match, issue_etag, locked, schedule_etag
+from newsletter.web.api_idempotency import IDEMPOTENCY_KEY, idempotent
 from newsletter.web.api_paging import decode_cursor, page
 from newsletter.web.api_schemas import (
     IssueCreate,
@@ -73,6 +75,17 @@ def _issue_body(issue_id: int) -> dict[str, Any]:
     }
 
 
+def _issue_tag(issue_id: int) -> dict[str, str]:
+    """The ETag header of an issue as it is now."""
+    return {"ETag": issue_etag(lifecycle.get_issue(db(), issue_id))}
+
+
+def _schedule_answer(schedule: Schedule) -> tuple[dict[str, Any], dict[str, str]]:
+    """A schedule's body and its ETag header."""
+    body = {"schedule": schedules.describe(db(), schedule).to_json()}
+    return body, {"ETag": schedule_etag(schedule)}
+
+
 # --- Issues --------------------------------------------------------------------------------------
 
 
@@ -96,9 +109,17 @@ def list_issues(query: IssueListQuery) -> dict[str, Any]:
 
 @bp.post("/issues")
 @require_token("issues:write")
-@operation(tag=ISSUES, body=IssueCreate, responses={201: IssueReply}, problems=(404,))
+@idempotent
+@operation(
+    tag=ISSUES,
+    body=IssueCreate,
+    responses={201: IssueReply},
+    problems=(404, 409, 422),
+    headers=(IDEMPOTENCY_KEY,),
+    response_headers=("ETag",),
+)
 @domain_errors
-def create_issue(body: IssueCreate) -> tuple[dict[str, Any], int]:
+def create_issue(body: IssueCreate) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Create a digest (planned from posts) or a campaign draft; ``send_at`` schedules it."""
     newsletter = lifecycle.find_newsletter(db(), body.newsletter)
     kind = body.kind or NewsletterKind(newsletter.kind)
@@ -123,24 +144,35 @@ def create_issue(body: IssueCreate) -> tuple[dict[str, Any], int]:
             issue.status = lifecycle.S.SCHEDULED
             issue.send_at = body.send_at
     db().commit()
-    return _issue_body(issue.id), 201
+    return _issue_body(issue.id), 201, _issue_tag(issue.id)
 
 
 @bp.get("/issues/<int:issue_id>")
 @require_token("issues:read")
-@operation(tag=ISSUES, responses={200: IssueReply})
+@operation(tag=ISSUES, responses={200: IssueReply}, response_headers=("ETag",))
 @domain_errors
-def show_issue(issue_id: int) -> dict[str, Any]:
-    """One issue with its live progress (counts, rate, ETA)."""
-    return _issue_body(issue_id)
+def show_issue(issue_id: int) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """One issue with its live progress (counts, rate, ETA); its ETag for If-Match."""
+    return _issue_body(issue_id), 200, _issue_tag(issue_id)
 
 
 @bp.patch("/issues/<int:issue_id>")
 @require_token("issues:write")
-@operation(tag=ISSUES, body=IssueEdit, responses={200: IssueReply}, problems=(409,))
+@operation(
+    tag=ISSUES,
+    body=IssueEdit,
+    responses={200: IssueReply},
+    problems=(409, 412),
+    headers=(IF_MATCH,),
+    response_headers=("ETag",),
+)
 @domain_errors
-def edit_issue(issue_id: int, body: IssueEdit) -> dict[str, Any]:
-    """Edit subject, preheader or a campaign's html/text before it goes out."""
+def edit_issue(issue_id: int, body: IssueEdit) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """Edit subject, preheader or a campaign's html/text before it goes out; with If-Match,
+    only if nobody changed the issue since (412 otherwise)."""
+    issue = locked(db(), Issue, issue_id)
+    if issue is not None:
+        check_if_match(issue_etag(issue))
     lifecycle.edit(
         db(),
         settings(),
@@ -151,17 +183,19 @@ def edit_issue(issue_id: int, body: IssueEdit) -> dict[str, Any]:
         body_text=body.text,
     )
     db().commit()
-    return _issue_body(issue_id)
+    return _issue_body(issue_id), 200, _issue_tag(issue_id)
 
 
 @bp.post("/issues/<int:issue_id>/send")
 @require_token("issues:send")
+@idempotent
 @operation(
     tag=ISSUES,
     body=IssueSend,
     body_required=False,
     responses={200: IssueReply, 202: IssueReply},
-    problems=(409,),
+    problems=(409, 422),
+    headers=(IDEMPOTENCY_KEY,),
 )
 @domain_errors
 def send_issue(issue_id: int, body: IssueSend) -> tuple[dict[str, Any], int]:
@@ -266,9 +300,15 @@ def list_schedules(query: PageQuery) -> dict[str, Any]:
 
 @bp.post("/schedules")
 @require_token("schedules:write")
-@operation(tag=SCHEDULES, body=ScheduleCreate, responses={201: ScheduleReply}, problems=(404,))
+@operation(
+    tag=SCHEDULES,
+    body=ScheduleCreate,
+    responses={201: ScheduleReply},
+    problems=(404,),
+    response_headers=("ETag",),
+)
 @domain_errors
-def create_schedule(body: ScheduleCreate) -> tuple[dict[str, Any], int]:
+def create_schedule(body: ScheduleCreate) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Add a schedule: newsletter, cron, timezone, frequency, reader_local_time, ..."""
     schedule = schedules.create_schedule(
         db(),
@@ -282,22 +322,46 @@ def create_schedule(body: ScheduleCreate) -> tuple[dict[str, Any], int]:
         enabled=body.enabled,
     )
     db().commit()
-    return {"schedule": schedules.describe(db(), schedule).to_json()}, 201
+    reply, tag = _schedule_answer(schedule)
+    return reply, 201, tag
+
+
+@bp.get("/schedules/<int:schedule_id>")
+@require_token("schedules:read")
+@operation(tag=SCHEDULES, responses={200: ScheduleReply}, response_headers=("ETag",))
+@domain_errors
+def show_schedule(schedule_id: int) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """One schedule with its next send times; its ETag for If-Match."""
+    reply, tag = _schedule_answer(schedules.get_schedule(db(), schedule_id))
+    return reply, 200, tag
 
 
 @bp.patch("/schedules/<int:schedule_id>")
 @require_token("schedules:write")
-@operation(tag=SCHEDULES, body=ScheduleEdit, responses={200: ScheduleReply})
+@operation(
+    tag=SCHEDULES,
+    body=ScheduleEdit,
+    responses={200: ScheduleReply},
+    problems=(412,),
+    headers=(IF_MATCH,),
+    response_headers=("ETag",),
+)
 @domain_errors
-def update_schedule(schedule_id: int, body: ScheduleEdit) -> dict[str, Any]:
+def update_schedule(
+    schedule_id: int, body: ScheduleEdit
+) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Change any of cron, timezone, frequency, reader_local_time, prepare_minutes, name,
-    enabled; takes effect at the next tick."""
+    enabled; takes effect at the next tick. With If-Match, only if unchanged since (412)."""
+    current = locked(db(), Schedule, schedule_id)
+    if current is not None:
+        check_if_match(schedule_etag(current))
     changes = body.model_dump(exclude_unset=True)
     if changes.get("frequency") is not None:
         changes["frequency"] = changes["frequency"].value
     schedule = schedules.update_schedule(db(), schedule_id, **changes)
     db().commit()
-    return {"schedule": schedules.describe(db(), schedule).to_json()}
+    reply, tag = _schedule_answer(schedule)
+    return reply, 200, tag
 
 
 @bp.delete("/schedules/<int:schedule_id>")

@@ -65,6 +65,7 @@ class Operation:
     response_media: str
     problems: tuple[int, ...]
     headers: tuple[Header, ...] = field(default=())
+    response_headers: tuple[str, ...] = field(default=())
 
 
 def operation(
@@ -79,10 +80,13 @@ def operation(
     validate_body: bool = True,
     response_media: str = JSON,
     headers: tuple[Header, ...] = (),
+    response_headers: tuple[str, ...] = (),
 ) -> Callable[[F], F]:
     """Document a route and validate it: the view gets ``query=``/``body=`` model instances
-    (when given), and what it returns (a model, a dict, or either with a status) is validated
-    by ``responses[status]`` and answered as JSON. A Response it returns passes unchanged.
+    (when given), and what it returns (a model or a dict, alone or with a status and then
+    headers) is validated by ``responses[status]`` and answered as JSON. A Response it returns
+    passes unchanged. ``headers`` are request headers it reads, ``response_headers`` those its
+    successes carry (e.g. ETag).
 
     Put it under ``require_token`` so a caller without a token learns that first."""
 
@@ -101,6 +105,7 @@ def operation(
             response_media=response_media,
             problems=problems,
             headers=headers,
+            response_headers=response_headers,
         )
 
         @wraps(view)
@@ -166,12 +171,15 @@ def _answer(responses: dict[int, type[BaseModel] | None], result: Any) -> Any:
     """Validate and serialise a view's result by the model of its status."""
     if isinstance(result, Response):
         return result
-    body, status = result if isinstance(result, tuple) else (result, 200)
+    parts = result if isinstance(result, tuple) else (result,)
+    body = parts[0]
+    status: int = parts[1] if len(parts) > 1 else 200
+    headers: dict[str, str] = parts[2] if len(parts) > 2 else {}
     model = responses[status]
     if model is None:
-        return body, status
+        return body, status, headers
     shaped = body if isinstance(body, model) else model.model_validate(body)
-    return jsonify(shaped.model_dump(mode="json", exclude_none=False)), status
+    return jsonify(shaped.model_dump(mode="json")), status, headers
 
 
 # --- The document --------------------------------------------------------------------------------
@@ -255,7 +263,7 @@ def _operation(rule: Rule, view: Any, op: Operation, schemas: dict[str, Any]) ->
         "parameters": _path_parameters(rule) + _query_parameters(op, schemas) + _headers(op),
         "responses": {
             **{
-                str(status): _response(status, model, op.response_media, schemas)
+                str(status): _response(status, model, op, schemas)
                 for status, model in sorted(op.responses.items())
             },
             **{
@@ -291,10 +299,15 @@ def _body_schema(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
 
 
 def _response(
-    status: int, model: type[BaseModel] | None, media: str, schemas: dict[str, Any]
+    status: int, model: type[BaseModel] | None, op: Operation, schemas: dict[str, Any]
 ) -> dict[str, Any]:
     """A success response; 204 has no body."""
+    media = op.response_media
     out: dict[str, Any] = {"description": HTTPStatus(status).phrase}
+    if op.response_headers:
+        out["headers"] = {
+            name: {"schema": {"type": "string"}, "required": True} for name in op.response_headers
+        }
     if model is not None:
         out["content"] = {media: {"schema": _ref(model, schemas)}}
     elif status != 204:

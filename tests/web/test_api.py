@@ -34,6 +34,7 @@ ROUTES = [
         )
     ],
     ("GET", "/api/v1/schedules", "schedules:read"),
+    ("GET", "/api/v1/schedules/1", "schedules:read"),
     ("POST", "/api/v1/schedules", "schedules:write"),
     ("PATCH", "/api/v1/schedules/1", "schedules:write"),
     ("DELETE", "/api/v1/schedules/1", "schedules:write"),
