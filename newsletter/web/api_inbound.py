@@ -28,8 +28,7 @@ ACCEPTED_TYPES = ("message/rfc822",)
 @operation(
     tag="inbound",
     query=InboundQuery,
-    body=Outcome,  # documented as the raw message (body_media), read as bytes below
-    body_media="message/rfc822",
+    body_media="message/rfc822",  # the raw message, read as bytes below
     responses={200: Outcome},
     problems=(422,),
 )

@@ -34,8 +34,8 @@ from newsletter.web.api_schemas import Problem
 F = TypeVar("F", bound=Callable[..., Any])
 JSON = "application/json"
 DOCS_CSP = "default-src 'none'; style-src 'self'; base-uri 'none'; frame-ancestors 'none'"
-# Problems any operation can answer: a server error, too many requests (rate limits).
-COMMON_PROBLEMS = (429, 500)
+# Problems any operation can answer (a route under a rate limit adds its 429 itself).
+COMMON_PROBLEMS = (500,)
 BEARER_PROBLEMS = (401, 403)
 INPUT_PROBLEMS = (400,)
 BODY_PROBLEMS = (400, 413, 415)
@@ -75,7 +75,7 @@ def operation(
     problems: tuple[int, ...] = (),
     query: type[BaseModel] | None = None,
     body: type[BaseModel] | None = None,
-    body_media: str = JSON,
+    body_media: str = JSON,  # another type: the view reads the raw body itself
     body_required: bool = True,
     validate_body: bool = True,
     response_media: str = JSON,
@@ -252,7 +252,7 @@ def _operation(rule: Rule, view: Any, op: Operation, schemas: dict[str, Any]) ->
         problems |= set(BEARER_PROBLEMS)
     if op.query is not None:
         problems |= set(INPUT_PROBLEMS)
-    if op.body is not None:
+    if _has_body(op):
         problems |= set(BODY_PROBLEMS)
     if rule.arguments:
         problems.add(404)
@@ -283,12 +283,17 @@ def _operation(rule: Rule, view: Any, op: Operation, schemas: dict[str, Any]) ->
     else:
         out["security"] = []
         out["x-verified-by"] = mechanism or "none: public"
-    if op.body is not None:
+    if _has_body(op):
         out["requestBody"] = {
             "required": op.body_required,
             "content": {op.body_media: {"schema": _body_schema(op, schemas)}},
         }
     return out
+
+
+def _has_body(op: Operation) -> bool:
+    """Whether the operation reads a body: a model's, or raw bytes of another media type."""
+    return op.body is not None or op.body_media != JSON
 
 
 def _body_schema(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
