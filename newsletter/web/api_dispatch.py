@@ -117,6 +117,7 @@ def list_issues(query: IssueListQuery) -> dict[str, Any]:
     problems=(404, 409, 422),
     headers=(IDEMPOTENCY_KEY,),
     response_headers=("ETag",),
+    creates=("issue_id", "/issue/id"),
 )
 @domain_errors
 def create_issue(body: IssueCreate) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -306,6 +307,7 @@ def list_schedules(query: PageQuery) -> dict[str, Any]:
     responses={201: ScheduleReply},
     problems=(404,),
     response_headers=("ETag",),
+    creates=("schedule_id", "/schedule/id"),
 )
 @domain_errors
 def create_schedule(body: ScheduleCreate) -> tuple[dict[str, Any], int, dict[str, str]]:

@@ -66,6 +66,7 @@ class Operation:
     problems: tuple[int, ...]
     headers: tuple[Header, ...] = field(default=())
     response_headers: tuple[str, ...] = field(default=())
+    creates: tuple[str, str] | None = None
 
 
 def operation(
@@ -81,12 +82,14 @@ def operation(
     response_media: str = JSON,
     headers: tuple[Header, ...] = (),
     response_headers: tuple[str, ...] = (),
+    creates: tuple[str, str] | None = None,
 ) -> Callable[[F], F]:
     """Document a route and validate it: the view gets ``query=``/``body=`` model instances
     (when given), and what it returns (a model or a dict, alone or with a status and then
     headers) is validated by ``responses[status]`` and answered as JSON. A Response it returns
     passes unchanged. ``headers`` are request headers it reads, ``response_headers`` those its
-    successes carry (e.g. ETag).
+    successes carry (e.g. ETag). ``creates=("issue_id", "/issue/id")``: its 201 names a new
+    row, and the document links it (OpenAPI links) to every operation taking that parameter.
 
     Put it under ``require_token`` so a caller without a token learns that first."""
 
@@ -106,6 +109,7 @@ def operation(
             problems=problems,
             headers=headers,
             response_headers=response_headers,
+            creates=creates,
         )
 
         @wraps(view)
@@ -214,6 +218,7 @@ def document(app: Flask) -> dict[str, Any]:
                 rule, view, op, schemas
             )
     schemas["Problem"] = _schema(Problem, schemas)
+    _link_created(app, paths)
     return {
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
@@ -241,6 +246,32 @@ def document(app: Flask) -> dict[str, Any]:
             },
         },
     }
+
+
+def _link_created(app: Flask, paths: dict[str, dict[str, Any]]) -> None:
+    """OpenAPI links from each create's 201 to the operations on what it created (schemathesis
+    follows them in its stateful run)."""
+    takers: dict[str, list[str]] = {}
+    for item in paths.values():
+        for documented in item.values():
+            for param in documented["parameters"]:
+                if param["in"] == "path":
+                    takers.setdefault(param["name"], []).append(documented["operationId"])
+    for rule in api_rules(app):
+        op: Operation | None = getattr(app.view_functions[rule.endpoint], "openapi", None)
+        if op is None or op.creates is None:
+            continue
+        name, pointer = op.creates
+        for item in paths[openapi_path(rule)].values():
+            if item["operationId"] != rule.endpoint.removeprefix("api."):
+                continue
+            item["responses"]["201"]["links"] = {
+                target: {
+                    "operationId": target,
+                    "parameters": {f"path.{name}": f"$response.body#{pointer}"},
+                }
+                for target in sorted(takers.get(name, []))
+            }
 
 
 def _operation(rule: Rule, view: Any, op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:

@@ -89,6 +89,13 @@ def pointed_at_rows(case: schemathesis.Case, rows: dict[str, list[Any]]) -> sche
         choice = zlib.crc32(str(value).encode()) % (len(known) * 4 // 3 + 1)
         if choice < len(known):
             case.path_parameters[name] = known[choice]
+    return with_a_real_newsletter(case, rows)
+
+
+def with_a_real_newsletter(
+    case: schemathesis.Case, rows: dict[str, list[Any]]
+) -> schemathesis.Case:
+    """A body naming a newsletter names one that exists (else nearly every create is a 404)."""
     if isinstance(case.body, dict) and isinstance(case.body.get("newsletter"), str):
         case.body["newsletter"] = rows["newsletter"][len(case.body["newsletter"]) % 2]
     return case
@@ -167,3 +174,31 @@ def test_no_token_no_answer(api_schema: schemathesis.BaseSchema) -> None:
         )
 
     for_each_operation(api_schema, without_token)
+
+
+def test_linked_workflows_keep_the_document(
+    api_schema: schemathesis.BaseSchema, token: str, rows: dict[str, list[Any]]
+) -> None:
+    """Stateful: create an issue or a schedule, then act on it through the document's links."""
+    auth = {"Authorization": f"Bearer {token}"}
+
+    class Workflow(api_schema.as_state_machine()):  # type: ignore[misc]
+        def before_call(self, case: schemathesis.Case) -> None:
+            with_a_real_newsletter(case, rows)
+            case.headers = {**(case.headers or {}), **auth}
+
+        def validate_response(
+            self, response: schemathesis.Response, case: schemathesis.Case, **kwargs: Any
+        ) -> None:
+            case.validate_response(response, checks=CHECKS, headers=auth)
+
+    Workflow.run(
+        settings=settings(
+            max_examples=15,
+            stateful_step_count=6,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
