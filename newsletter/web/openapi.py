@@ -423,13 +423,23 @@ def _is_request(model: type[BaseModel]) -> bool:
 
 # --- Serving it ----------------------------------------------------------------------------------
 
+DOCUMENT = "newsletter.openapi"
+
+
+def _document() -> dict[str, Any]:
+    """The app's document, built on first use: its routes do not change once it serves."""
+    built: dict[str, Any] | None = current_app.extensions.get(DOCUMENT)
+    if built is None:
+        built = current_app.extensions[DOCUMENT] = document(current_app)
+    return built
+
 
 @bp.get("/openapi.json")
 @verified_by("none: public")
 @operation(tag="documentation", responses={200: None})
 def openapi_json() -> Response:
     """This document (OpenAPI 3.1); no token needed."""
-    response = jsonify(document(current_app))
+    response = jsonify(_document())
     response.cache_control.public = True
     response.cache_control.max_age = 300
     return response
@@ -440,7 +450,7 @@ def openapi_json() -> Response:
 @operation(tag="documentation", responses={200: None}, response_media="text/html")
 def docs() -> Response:
     """A readable page of every operation: parameters, bodies, responses and scopes."""
-    spec = document(current_app)
-    response = Response(render_template("web/api_docs.html", spec=spec), mimetype="text/html")
+    page = render_template("web/api_docs.html", spec=_document())
+    response = Response(page, mimetype="text/html")
     response.headers["Content-Security-Policy"] = DOCS_CSP
     return response
