@@ -4,7 +4,9 @@ sending an issue (a retry answers the first success again and does nothing twice
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -13,11 +15,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from newsletter import create_app
 from newsletter.access.api_tokens import SCOPES, create_token
 from newsletter.mail.transport import close_transports
 from newsletter.settings import Settings
+from newsletter.store.db import dispose_engines, get_sessionmaker
 from newsletter.store.models import IdempotencyKey, Issue, NewsletterKind
 from tests.support import dispatching as seed
+from tests.support.services import migrated_postgres_database
 
 CAMPAIGN = {"newsletter": "offers", "subject": "Half price", "text": "This weekend only."}
 
@@ -169,3 +174,77 @@ def test_keys_belong_to_their_token(api: FlaskClient, app: Flask, db: Session) -
     )
     assert response.status_code == 201 and "Idempotent-Replayed" not in response.headers
     assert issues(db) == 2
+
+
+# --- Races, on PostgreSQL ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_api(settings: Settings) -> Iterator[tuple[Flask, str, Session]]:
+    """The app on a fresh PostgreSQL database, a campaign list and a token of every scope."""
+    with migrated_postgres_database() as url:
+        pg = replace(settings, database_url=url)
+        app = create_app(pg)
+        app.extensions["newsletter.task_queue"] = seed.InlineQueue(pg)
+        db = get_sessionmaker(url)()
+        seed.newsletter(db, "offers", kind=NewsletterKind.CAMPAIGN)
+        _, token = create_token(db, "tests", SCOPES)
+        db.commit()
+        yield app, token, db
+        db.close()
+        close_transports()
+        dispose_engines()
+
+
+def test_concurrent_retries_with_one_key_create_one_issue(
+    pg_api: tuple[Flask, str, Session],
+) -> None:
+    app, token, db = pg_api
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "same-click"}
+    barrier = threading.Barrier(4)
+    statuses: list[int] = []
+
+    def post() -> None:
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(client.post("/api/v1/issues", json=CAMPAIGN, headers=headers).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # One ran; the others were told it runs (409) or got its answer (201): never a second issue.
+    assert statuses.count(201) >= 1 and set(statuses) <= {201, 409}, statuses
+    assert issues(db) == 1
+    assert (
+        app.test_client().post("/api/v1/issues", json=CAMPAIGN, headers=headers).status_code == 201
+    )
+    assert issues(db) == 1
+
+
+def test_concurrent_edits_with_one_etag_apply_once(pg_api: tuple[Flask, str, Session]) -> None:
+    app, token, _ = pg_api
+    auth = {"Authorization": f"Bearer {token}"}
+    made = app.test_client().post("/api/v1/issues", json=CAMPAIGN, headers=auth)
+    issue_id, tag = made.get_json()["issue"]["id"], made.headers["ETag"]
+    barrier = threading.Barrier(4)
+    statuses: list[int] = []
+
+    def edit(n: int) -> None:
+        client = app.test_client()
+        barrier.wait()
+        response = client.patch(
+            f"/api/v1/issues/{issue_id}",
+            json={"subject": f"Edit {n}"},
+            headers={**auth, "If-Match": tag},
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=edit, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # The row lock serialises them: the first applies, the others see its change and get 412.
+    assert sorted(statuses) == [200, 412, 412, 412], statuses
