@@ -31,6 +31,7 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.details = details
+        self.headers: dict[str, str] = {}
 
 
 def problem(
@@ -53,7 +54,7 @@ def problem(
 @bp.errorhandler(ApiError)
 def api_error(exc: ApiError) -> Response:
     """Answer an ApiError as a problem."""
-    return problem(exc.status, exc.message, **exc.details)
+    return problem(exc.status, exc.message, headers=exc.headers, **exc.details)
 
 
 def require_token(scope: str) -> Callable[[F], F]:
@@ -67,12 +68,17 @@ def require_token(scope: str) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             token = _bearer_token()
             if not has_scope(token, scope):
-                raise ApiError(
+                refusal = ApiError(
                     403,
                     f"this token lacks the scope '{scope}'; create one that has it with "
                     f"`newsletter tokens create NAME --scope {scope}`",
                     scope=scope,
                 )
+                # RFC 6750 3.1: which scope would do (scope names are our own ASCII constants).
+                refusal.headers["WWW-Authenticate"] = (
+                    f'Bearer error="insufficient_scope", scope="{scope}"'
+                )
+                raise refusal
             g.api_token = token
             return view(*args, **kwargs)
 
@@ -98,13 +104,17 @@ def _bearer_token() -> ApiToken:
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
-        raise ApiError(
+        missing = ApiError(
             401,
             "missing bearer token; create one with `newsletter tokens create NAME --scope SCOPE`",
         )
+        missing.headers["WWW-Authenticate"] = "Bearer"  # RFC 6750 3: how to authenticate
+        raise missing
     token = authenticate(db(), presented.strip())
     if token is None:
-        raise ApiError(401, "invalid or revoked token")
+        invalid = ApiError(401, "invalid or revoked token")
+        invalid.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        raise invalid
     db().commit()  # last_used_at, also when the scope is missing: the token was presented
     return token
 

@@ -129,9 +129,17 @@ def test_every_api_error_is_a_problem(app: Flask, db: Session) -> None:
     assert_problem(client.get("/api/v1/no-such-thing"), 404)
     not_allowed = assert_problem(client.put("/api/v1/issues"), 405)
     assert not_allowed["title"] == "Method Not Allowed"
-    assert_problem(client.get("/api/v1/issues"), 401)
-    forbidden = assert_problem(client.get("/api/v1/issues", headers=bearer(db, "posts:read")), 403)
-    assert forbidden["scope"] == "issues:read"
+    missing = client.get("/api/v1/issues")
+    assert_problem(missing, 401)
+    assert missing.headers["WWW-Authenticate"] == "Bearer"
+    forged = client.get("/api/v1/issues", headers={"Authorization": "Bearer nlt_forged"})
+    assert_problem(forged, 401)
+    assert forged.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    narrow = client.get("/api/v1/issues", headers=bearer(db, "posts:read"))
+    assert assert_problem(narrow, 403)["scope"] == "issues:read"
+    assert narrow.headers["WWW-Authenticate"] == (
+        'Bearer error="insufficient_scope", scope="issues:read"'
+    )
     auth = bearer(db)
     assert_problem(client.post("/api/v1/issues", data="x", headers=auth), 415)
     broken = client.post("/api/v1/issues", data="{", content_type="application/json", headers=auth)
