@@ -94,8 +94,9 @@ def operation(
     Put it under ``require_token`` so a caller without a token learns that first."""
 
     def decorate(view: F) -> F:
-        doc = (view.__doc__ or "").strip()
-        summary, _, description = doc.partition("\n")
+        # The docstring's first paragraph is the summary, the rest the description.
+        doc = (view.__doc__ or "").strip().replace("``", "`")
+        summary, _, description = doc.partition("\n\n")
         op = Operation(
             summary=" ".join(summary.split()),
             description=" ".join(description.split()),
