@@ -6,7 +6,6 @@ extensions, every blueprint, and the queues through which the core asks for back
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -33,6 +32,7 @@ from newsletter.web import (
     devmail,
     health,
     metrics,
+    openapi,  # noqa: F401  (adds /api/v1/openapi.json and /api/v1/docs to api.bp)
     public,
     reader_links,
 )
@@ -153,19 +153,19 @@ def _init_db(app: Flask, settings: Settings) -> None:
 
 
 def _init_errors(app: Flask) -> None:
-    """Every error is a clear page or JSON body with its status, never a traceback."""
+    """Every error is a clear page or, for the API, an RFC 9457 problem; never a traceback."""
 
     def wants_json() -> bool:
-        return request.path.startswith("/api/") or request.accept_mimetypes.best == (
-            "application/json"
+        return request.path.startswith("/api/") or request.accept_mimetypes.best in (
+            "application/json",
+            api.PROBLEM_TYPE,
         )
 
-    def render_error(status: int, title: str, message: str) -> tuple[Response | str, int]:
+    def render_error(
+        status: int, title: str, message: str, headers: dict[str, str] | None = None
+    ) -> tuple[Response | str, int]:
         if wants_json():
-            return Response(
-                _json({"error": {"status": status, "title": title, "message": message}}),
-                mimetype="application/json",
-            ), status
+            return api.problem(status, message, headers=headers), status
         return render_template("web/error.html", status=status, title=title, message=message), (
             status
         )
@@ -189,7 +189,9 @@ def _init_errors(app: Flask) -> None:
             405: "This page does not accept that kind of request.",
         }
         message = messages.get(status, exc.description or "")
-        return render_error(status, exc.name, message)
+        # Allow (405) and Retry-After (429, 503) tell a client what to do next.
+        kept = {k: v for k, v in exc.get_headers() if k in ("Allow", "Retry-After")}
+        return render_error(status, exc.name, message, kept)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> tuple[Response | str, int]:
@@ -198,11 +200,6 @@ def _init_errors(app: Flask) -> None:
         return render_error(
             500, "Something went wrong", "The error was logged. Please try again later."
         )
-
-
-def _json(data: object) -> str:
-    """Serialise for an error body."""
-    return json.dumps(data)
 
 
 def _init_security_headers(app: Flask) -> None:

@@ -41,7 +41,7 @@ def test_unknown_pages_get_a_page_and_api_paths_get_json(client: FlaskClient) ->
     assert page.mimetype == "text/html"
     api = client.get("/api/v1/no-such-thing")
     assert api.status_code == 404
-    assert api.get_json()["error"]["status"] == 404
+    assert api.get_json()["status"] == 404
 
 
 def test_pages_refuse_framing_and_sniffing(client: FlaskClient) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.content.sanitize import (
@@ -289,11 +289,26 @@ def recent_posts(
     return [p for p in rows if any(c.casefold() in wanted for c in p.categories or ())]
 
 
-def latest_posts(session: Session, *, since: datetime | None = None, limit: int = 20) -> list[Post]:
-    """The newest live posts (published after ``since`` when given), at most ``limit``."""
+def latest_posts(
+    session: Session,
+    *,
+    since: datetime | None = None,
+    limit: int = 20,
+    before: tuple[datetime, int] | None = None,
+) -> list[Post]:
+    """The newest live posts (published after ``since`` when given), at most ``limit``;
+    ``before`` (published_at, id) of a post: only those that come after it in this order."""
     query = select(Post).where(Post.retracted_at.is_(None))
     if since is not None:
         query = query.where(Post.published_at > since)
+    if before is not None:
+        published, post_id = before
+        query = query.where(
+            or_(
+                Post.published_at < published,
+                and_(Post.published_at == published, Post.id < post_id),
+            )
+        )
     query = query.order_by(Post.published_at.desc(), Post.id.desc()).limit(limit)
     return list(session.scalars(query))
 

@@ -170,9 +170,12 @@ def list_issues(
     newsletter: str | None = None,
     status: str | None = None,
     limit: int = 50,
+    before_id: int | None = None,
 ) -> list[Issue]:
-    """Newest issues first, optionally of one newsletter (slug) or status."""
+    """Newest issues first, optionally of one newsletter (slug) or status, or older than one."""
     query = select(Issue).order_by(Issue.id.desc()).limit(max(1, min(limit, 500)))
+    if before_id is not None:
+        query = query.where(Issue.id < before_id)
     if newsletter:
         query = query.where(Issue.newsletter_id == find_newsletter(session, newsletter).id)
     if status:

@@ -166,9 +166,14 @@ def get_schedule(session: Session, schedule_id: int) -> Schedule:
     return schedule
 
 
-def list_schedules(session: Session) -> list[Schedule]:
-    """Every schedule, oldest first."""
-    return list(session.scalars(select(Schedule).order_by(Schedule.id)))
+def list_schedules(
+    session: Session, *, after_id: int | None = None, limit: int | None = None
+) -> list[Schedule]:
+    """Every schedule, oldest first (those after ``after_id``, at most ``limit`` when given)."""
+    query = select(Schedule).order_by(Schedule.id).limit(limit)
+    if after_id is not None:
+        query = query.where(Schedule.id > after_id)
+    return list(session.scalars(query))
 
 
 TIMING_FIELDS = {"cron", "timezone", "reader_local_time", "prepare_minutes"}

@@ -475,6 +475,33 @@ class ScheduleFiring(Base):
     __table_args__ = (UniqueConstraint("schedule_id", "due_at"),)
 
 
+# --- API idempotency keys (newsletter/web/api_idempotency.py) -----------------------------------
+
+
+class IdempotencyKey(Base):
+    """An ``Idempotency-Key`` a token sent on a POST, and the first answer, to replay.
+
+    ``status`` is null while the first request runs (a second one then answers 409); only a
+    success is kept, so a refused request may be retried with the same key.
+    """
+
+    __tablename__ = "api_idempotency_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    api_token_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("api_tokens.id", ondelete="CASCADE")
+    )
+    key: Mapped[str] = mapped_column(String(255))
+    # SHA-256 of method, path and body: the same key with another request is a 422.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    body: Mapped[str] = mapped_column(Text, default="")
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("api_token_id", "key"),)
+
+
 class ApiToken(Base):
     """A bearer token for the JSON API and /metrics. Only its SHA-256 is stored."""
 

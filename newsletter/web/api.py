@@ -1,12 +1,16 @@
-"""The JSON API under /api/v1: scoped bearer-token auth and JSON errors. Routes live beside it."""
+"""The JSON API under /api/v1: scoped bearer-token auth and its one error shape, RFC 9457
+problem details (``application/problem+json``). Routes live beside it (api_*.py); their
+schemas in api_schemas.py and the OpenAPI document built from them in openapi.py."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import wraps
+from http import HTTPStatus
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, g, request
 
 from newsletter.access.api_tokens import SCOPES, authenticate, has_scope
 from newsletter.store.models import ApiToken
@@ -15,23 +19,42 @@ from newsletter.web import db
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 F = TypeVar("F", bound=Callable[..., Any])
+PROBLEM_TYPE = "application/problem+json"
 
 
 class ApiError(Exception):
-    """An error answered as JSON with its status."""
+    """An error answered as a problem: its status, ``message`` as the ``detail``, ``details`` as
+    extension members (e.g. ``scope``, ``field``, ``errors``)."""
 
     def __init__(self, status: int, message: str, **details: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.details = details
+        self.headers: dict[str, str] = {}
+
+
+def problem(
+    status: int, detail: str, headers: dict[str, str] | None = None, **extensions: Any
+) -> Response:
+    """An RFC 9457 problem response: ``type`` about:blank, ``title`` the status phrase."""
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    # The four members are the standard's: an extension never overrides them.
+    body.update({k: v for k, v in extensions.items() if k not in body})
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_TYPE)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
 
 
 @bp.errorhandler(ApiError)
-def api_error(exc: ApiError) -> tuple[Response, int]:
-    """Answer an ApiError as ``{"error": {...}}``."""
-    body = {"error": {"status": exc.status, "message": exc.message, **exc.details}}
-    return jsonify(body), exc.status
+def api_error(exc: ApiError) -> Response:
+    """Answer an ApiError as a problem."""
+    return problem(exc.status, exc.message, headers=exc.headers, **exc.details)
 
 
 def require_token(scope: str) -> Callable[[F], F]:
@@ -45,12 +68,17 @@ def require_token(scope: str) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             token = _bearer_token()
             if not has_scope(token, scope):
-                raise ApiError(
+                refusal = ApiError(
                     403,
                     f"this token lacks the scope '{scope}'; create one that has it with "
                     f"`newsletter tokens create NAME --scope {scope}`",
                     scope=scope,
                 )
+                # RFC 6750 3.1: which scope would do (scope names are our own ASCII constants).
+                refusal.headers["WWW-Authenticate"] = (
+                    f'Bearer error="insufficient_scope", scope="{scope}"'
+                )
+                raise refusal
             g.api_token = token
             return view(*args, **kwargs)
 
@@ -76,13 +104,17 @@ def _bearer_token() -> ApiToken:
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
-        raise ApiError(
+        missing = ApiError(
             401,
             "missing bearer token; create one with `newsletter tokens create NAME --scope SCOPE`",
         )
+        missing.headers["WWW-Authenticate"] = "Bearer"  # RFC 6750 3: how to authenticate
+        raise missing
     token = authenticate(db(), presented.strip())
     if token is None:
-        raise ApiError(401, "invalid or revoked token")
+        invalid = ApiError(401, "invalid or revoked token")
+        invalid.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        raise invalid
     db().commit()  # last_used_at, also when the scope is missing: the token was presented
     return token
 

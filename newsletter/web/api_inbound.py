@@ -10,18 +10,29 @@ message beyond a limit of newsletter/inbound/limits.py is refused unread and not
 
 from __future__ import annotations
 
-from flask import Response, jsonify, request
+from typing import Any
+
+from flask import request
 
 from newsletter.inbound.processing import Result, process_message
 from newsletter.web import db, settings
 from newsletter.web.api import ApiError, bp, require_token
+from newsletter.web.api_schemas import InboundQuery, Outcome
+from newsletter.web.openapi import operation
 
 ACCEPTED_TYPES = ("message/rfc822",)
 
 
 @bp.post("/inbound")
 @require_token("inbound:write")
-def inbound_message() -> tuple[Response, int]:
+@operation(
+    tag="inbound",
+    query=InboundQuery,
+    body_media="message/rfc822",  # the raw message, read as bytes below
+    responses={200: Outcome},
+    problems=(422,),
+)
+def inbound_message(query: InboundQuery) -> tuple[dict[str, Any], int]:
     """Recognise one raw message and act on it; 200 with what was done, 4xx for non-mail."""
     # Mail with attachments is larger than forms: this route has its own body limit (413).
     request.max_content_length = settings().inbound_max_bytes
@@ -32,7 +43,7 @@ def inbound_message() -> tuple[Response, int]:
             field="Content-Type",
         )
     raw = request.get_data(cache=False)
-    recipient = request.args.get("recipient", "").strip()[:320]
+    recipient = query.recipient.strip()[:320]
     outcome = process_message(db(), settings(), raw, recipient=recipient)
     if outcome.result == Result.REFUSED:
         # Refused before anything was looked up or written: 413 for size, 422 for structure.
@@ -41,4 +52,4 @@ def inbound_message() -> tuple[Response, int]:
     if not outcome.parsed:
         raise ApiError(400, outcome.summary)
     db().commit()
-    return jsonify(outcome.as_json()), 200
+    return outcome.as_json(), 200

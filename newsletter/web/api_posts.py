@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify, request
+from flask import request
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.content.posts import (
@@ -19,9 +20,19 @@ from newsletter.content.posts import (
 )
 from newsletter.web import db, settings
 from newsletter.web.api import ApiError, bp, require_token
+from newsletter.web.api_paging import decode_cursor, page
+from newsletter.web.api_schemas import (
+    PostIn,
+    PostListQuery,
+    PostPage,
+    PostsPush,
+    PushReply,
+    RetractReply,
+)
+from newsletter.web.openapi import invalid, operation, problem_for_errors
 
 MAX_POSTS_PER_REQUEST = 100
-MAX_LIST_LIMIT = 100
+POSTS = "posts"
 
 
 def _pushed_posts() -> list[PostInput]:
@@ -47,24 +58,44 @@ def _pushed_posts() -> list[PostInput]:
             field="posts",
         )
     items: list[PostInput] = []
-    errors: list[dict[str, str]] = []
+    errors: list[dict[str, Any]] = []
     for index, raw in enumerate(data):
+        where: tuple[str | int, ...] = () if single else (index,)
         try:
+            # The schema first (types, unknown fields, lengths), then the domain's own rules.
+            if isinstance(raw, dict):
+                PostIn.model_validate(_without_lone_surrogates(raw))
             items.append(post_input_from_json(raw))
+        except ValidationError as exc:
+            errors.extend(invalid(exc, "body", where).details["errors"])
         except InvalidPost as exc:
-            name = exc.field if single else f"[{index}].{exc.field}"
-            errors.append({"field": name, "message": exc.message})
+            errors.append({"loc": ["body", *where, exc.field], "msg": exc.message})
     if errors:
-        first = errors[0]
-        raise ApiError(
-            400, f"{first['field']}: {first['message']}", field=first["field"], errors=errors
-        )
+        raise problem_for_errors(errors)
     return items
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """``value`` with each lone surrogate as "?": pydantic refuses them, the domain cleans them."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode()
+    if isinstance(value, list):
+        return [_without_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _without_lone_surrogates(v) for k, v in value.items()}
+    return value
 
 
 @bp.post("/posts")
 @require_token("posts:write")
-def push_posts() -> tuple[Response, int]:
+@operation(
+    tag=POSTS,
+    body=PostsPush,
+    validate_body=False,  # validated item by item by _pushed_posts, with the same schema
+    responses={200: PushReply, 201: PushReply},
+    problems=(409,),
+)
+def push_posts() -> tuple[dict[str, Any], int]:
     """Create or update posts pushed by the CMS; 201 when any is new, else 200."""
     items = _pushed_posts()
     session = db()
@@ -87,36 +118,40 @@ def push_posts() -> tuple[Response, int]:
         "updated": stored.count("updated"),
         "unchanged": stored.count("unchanged"),
     }
-    return jsonify(body), 201 if body["created"] else 200
+    return body, 201 if body["created"] else 200
 
 
 @bp.get("/posts")
 @require_token("posts:read")
-def list_posts() -> Response:
-    """Recent live posts, newest first: ``?since=ISO-8601&limit=N`` (limit 1..100, default 20)."""
+@operation(tag=POSTS, query=PostListQuery, responses={200: PostPage})
+def list_posts(query: PostListQuery) -> dict[str, Any]:
+    """Recent live posts, newest first, published after ``since`` if given; paged by ``after``."""
     since = None
-    if request.args.get("since"):
+    if query.since:
         try:
-            since = parse_timestamp(request.args["since"], "since")
+            since = parse_timestamp(query.since, "since")
         except InvalidPost as exc:
             raise ApiError(400, str(exc), field="since") from None
-    raw_limit = request.args.get("limit", "20")
-    if (
-        not (raw_limit.isascii() and raw_limit.isdigit())
-        or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT
-    ):
-        raise ApiError(400, f"limit: a whole number from 1 to {MAX_LIST_LIMIT}", field="limit")
-    posts = latest_posts(db(), since=since, limit=int(raw_limit))
-    return jsonify({"posts": [post_as_json(p) for p in posts]})
+    key = decode_cursor(query.after, [str, int])
+    before = None
+    if key is not None:
+        try:
+            before = (parse_timestamp(key[0], "after"), int(key[1]))
+        except InvalidPost:
+            raise ApiError(400, "after: not a cursor of this list", field="after") from None
+    posts = latest_posts(db(), since=since, limit=query.limit + 1, before=before)
+    shown, cursor = page(posts, query.limit, lambda p: [p.published_at.isoformat(), p.id])
+    return {"items": [post_as_json(p) for p in shown], "next": cursor}
 
 
 @bp.delete("/posts/<path:key>")
 @require_token("posts:write")
-def delete_post(key: str) -> Response:
+@operation(tag=POSTS, responses={200: RetractReply})
+def delete_post(key: str) -> dict[str, Any]:
     """Retract a post (by guid, or by id) so no digest sends it again; idempotent."""
     session = db()
     post = retract_post(session, key)
     if post is None:
         raise ApiError(404, "no post with that guid or id", field="guid")
     session.commit()
-    return jsonify({"id": post.id, "guid": post.guid, "retracted": True})
+    return {"id": post.id, "guid": post.guid, "retracted": True}

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Response, current_app, jsonify, request
+from flask import current_app, request
 from limits import RateLimitItemPerSecond
 
 from newsletter.inbound.events import ProviderEvent, WebhookError
@@ -23,16 +23,33 @@ from newsletter.inbound.processing import process_event
 from newsletter.inbound.providers import mailgun, postmark, sendgrid, ses, sns
 from newsletter.web import db, settings
 from newsletter.web.api import ApiError, bp, verified_by
+from newsletter.web.api_schemas import ProviderEvents, ProviderReply
 from newsletter.web.extensions import limiter
+from newsletter.web.openapi import Header, operation
 
 # The app may provide another fetcher of SNS certificates and SubscribeURLs (tests do).
 SNS_FETCH = "newsletter.sns_fetch"
 T = TypeVar("T")
+Reply = tuple[dict[str, Any], int]
+
+
+def webhook(*headers: Header) -> Callable[[Callable[..., Reply]], Callable[..., Reply]]:
+    """Document a provider's webhook: its JSON body (read by the route itself, whatever its
+    Content-Type), one outcome per event, and the problems of verifying it."""
+    return operation(
+        tag="webhooks",
+        body=ProviderEvents,
+        validate_body=False,
+        responses={200: ProviderReply},
+        problems=(401, 403, 404, 502, 503),
+        headers=headers,
+    )
 
 
 @bp.post("/webhooks/ses")
 @verified_by("SNS message signature")
-def ses_webhook() -> tuple[Response, int]:
+@webhook()
+def ses_webhook() -> Reply:
     """An SNS message about SES: a subscription to confirm or a notification to act on."""
     topics = settings().ses_topic_arns
     _enabled(bool(topics), "NEWSLETTER_SES_TOPIC_ARNS")
@@ -42,16 +59,17 @@ def ses_webhook() -> tuple[Response, int]:
     kind = message["Type"]
     if kind == "SubscriptionConfirmation":
         _checked(lambda: sns.subscribe(message, fetch))
-        return jsonify({"result": "subscribed", "topic": message["TopicArn"]}), 200
+        return {"result": "subscribed", "topic": message["TopicArn"]}, 200
     if kind == "UnsubscribeConfirmation":
-        return jsonify({"result": "ignored", "topic": message["TopicArn"]}), 200
+        return {"result": "ignored", "topic": message["TopicArn"]}, 200
     body = _checked(lambda: ses.notification(message))
     return _process(_checked(lambda: ses.events(body, str(message.get("MessageId", "")))))
 
 
 @bp.post("/webhooks/postmark")
 @verified_by("HTTP basic auth")
-def postmark_webhook() -> tuple[Response, int]:
+@webhook(Header("Authorization", "HTTP basic auth: the user and password set for Postmark"))
+def postmark_webhook() -> Reply:
     """A Postmark bounce, spam complaint or delivery, behind HTTP basic auth."""
     user, password = settings().postmark_webhook_user, settings().postmark_webhook_password
     _enabled(bool(user and password), "NEWSLETTER_POSTMARK_WEBHOOK_USER and …_PASSWORD")
@@ -66,7 +84,8 @@ def postmark_webhook() -> tuple[Response, int]:
 
 @bp.post("/webhooks/mailgun")
 @verified_by("Mailgun HMAC signature")
-def mailgun_webhook() -> tuple[Response, int]:
+@webhook()
+def mailgun_webhook() -> Reply:
     """A Mailgun event, its HMAC signature fresh and never seen before."""
     key = settings().mailgun_signing_key
     _enabled(bool(key), "NEWSLETTER_MAILGUN_SIGNING_KEY")
@@ -77,7 +96,11 @@ def mailgun_webhook() -> tuple[Response, int]:
 
 @bp.post("/webhooks/sendgrid")
 @verified_by("SendGrid ECDSA signature")
-def sendgrid_webhook() -> tuple[Response, int]:
+@webhook(
+    Header(sendgrid.SIGNATURE_HEADER, "ECDSA signature of timestamp + body"),
+    Header(sendgrid.TIMESTAMP_HEADER, "The signed timestamp"),
+)
+def sendgrid_webhook() -> Reply:
     """A batch of SendGrid events, its ECDSA signature over timestamp and body checked."""
     setting = settings().sendgrid_public_key
     _enabled(bool(setting), "NEWSLETTER_SENDGRID_PUBLIC_KEY")
@@ -118,14 +141,14 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _process(events: list[ProviderEvent]) -> tuple[Response, int]:
+def _process(events: list[ProviderEvent]) -> Reply:
     """Act on every event, committing each; 200 with one outcome per event."""
     outcomes = []
     for event in events:
         # One commit an event: a collision with a concurrent retry rolls back only this one.
         outcomes.append(process_event(db(), settings(), event))
         db().commit()
-    return jsonify({"results": [o.as_json() for o in outcomes]}), 200
+    return {"results": [o.as_json() for o in outcomes]}, 200
 
 
 def _first_use_of_mailgun_token(token: str) -> bool:

@@ -34,6 +34,7 @@ ROUTES = [
         )
     ],
     ("GET", "/api/v1/schedules", "schedules:read"),
+    ("GET", "/api/v1/schedules/1", "schedules:read"),
     ("POST", "/api/v1/schedules", "schedules:write"),
     ("PATCH", "/api/v1/schedules/1", "schedules:write"),
     ("DELETE", "/api/v1/schedules/1", "schedules:write"),
@@ -49,6 +50,11 @@ WEBHOOK_ROUTES = [
     ("POST", "/api/v1/webhooks/postmark", "HTTP basic auth"),
     ("POST", "/api/v1/webhooks/mailgun", "Mailgun HMAC signature"),
     ("POST", "/api/v1/webhooks/sendgrid", "SendGrid ECDSA signature"),
+]
+# The API's own documentation is public (tests/web/test_openapi.py).
+PUBLIC_ROUTES = [
+    ("GET", "/api/v1/openapi.json", "none: public"),
+    ("GET", "/api/v1/docs", "none: public"),
 ]
 
 
@@ -75,10 +81,10 @@ def test_every_api_route_declares_the_scope_in_the_table(app: Flask) -> None:
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             declared[(method, rule.rule)] = how
     assert declared
-    webhooks = {how for _, _, how in WEBHOOK_ROUTES}
-    assert set(declared.values()) <= set(SCOPES) | webhooks
+    others = {how for _, _, how in WEBHOOK_ROUTES + PUBLIC_ROUTES}
+    assert set(declared.values()) <= set(SCOPES) | others
     routed = {}
-    for method, path, scope in ROUTES + WEBHOOK_ROUTES:
+    for method, path, scope in ROUTES + WEBHOOK_ROUTES + PUBLIC_ROUTES:
         rule = app.url_map.bind("localhost").match(path, method=method, return_rule=True)[0]
         routed[(method, rule.rule)] = scope
     assert routed == declared
@@ -91,11 +97,12 @@ def test_a_token_without_the_scope_is_a_403_that_names_it(
     others = [s for s in SCOPES if s != scope]
     response = call(client, method, path, bearer(db, *others))
     assert response.status_code == 403
-    error = response.get_json()["error"]
-    assert error["status"] == 403
-    assert error["scope"] == scope
-    assert f"'{scope}'" in error["message"]
-    assert f"--scope {scope}" in error["message"]
+    assert response.mimetype == "application/problem+json"
+    problem = response.get_json()
+    assert problem["status"] == 403 and problem["title"] == "Forbidden"
+    assert problem["scope"] == scope
+    assert f"'{scope}'" in problem["detail"]
+    assert f"--scope {scope}" in problem["detail"]
 
 
 @pytest.mark.parametrize(("method", "path", "scope"), ROUTES)
@@ -114,7 +121,7 @@ def test_a_missing_or_bad_token_stays_a_401(
 ) -> None:
     assert call(client, method, path, {}).status_code == 401
     forged = {"Authorization": "Bearer nlt_forged"}
-    assert call(client, method, path, forged).get_json()["error"]["status"] == 401
+    assert call(client, method, path, forged).get_json()["status"] == 401
 
 
 ARTICLE = {

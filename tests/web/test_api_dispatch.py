@@ -82,9 +82,9 @@ def lists(db: Session) -> dict[str, Any]:
 
 
 def error(response: Any) -> str:
-    """The message of a JSON error body."""
+    """The detail of a problem body."""
     assert response.is_json, response.get_data(as_text=True)
-    return str(response.get_json()["error"]["message"])
+    return str(response.get_json()["detail"])
 
 
 def test_every_route_needs_a_token(app: Flask) -> None:
@@ -127,7 +127,7 @@ def test_digest_created_sent_and_followed_through_the_api(
     assert (
         error(again) == f"Issue {issue['id']} is sent; only paused or failed issues can be resumed."
     )
-    listed = api.get("/api/v1/issues?newsletter=daily&status=sent").get_json()["issues"]
+    listed = api.get("/api/v1/issues?newsletter=daily&status=sent").get_json()["items"]
     assert [i["id"] for i in listed] == [issue["id"]]
 
 
@@ -137,7 +137,9 @@ def test_campaign_pause_resume_cancel_and_errors(
     bad = api.post("/api/v1/issues", json={"newsletter": "offers", "html": "<p>x</p>"})
     assert bad.status_code == 400 and error(bad) == "'subject' is required"
     assert api.post("/api/v1/issues", json={"newsletter": "nope"}).status_code == 404
-    assert api.post("/api/v1/issues", data="not json").status_code == 400
+    assert api.post("/api/v1/issues", data="not json").status_code == 415
+    broken = api.post("/api/v1/issues", data="{not json", content_type="application/json")
+    assert broken.status_code == 400 and "Invalid JSON" in error(broken)
     wrong = api.post("/api/v1/issues", json={"newsletter": "offers", "kind": "digest"})
     assert wrong.status_code == 400 and "campaign newsletter" in error(wrong)
     assert db.scalar(select(func.count()).select_from(Issue)) == 0  # nothing half-stored
@@ -204,7 +206,8 @@ def test_schedule_for_later_then_cancel(
     held = api.post(f"/api/v1/issues/{issue['id']}/hold").get_json()["issue"]
     assert held["held"] is True
     naive = api.post(f"/api/v1/issues/{issue['id']}/send", json={"send_at": "2030-01-01T08:00"})
-    assert naive.status_code == 400 and "time zone" in error(naive)
+    assert naive.status_code == 400 and "timezone" in error(naive)
+    assert naive.get_json()["errors"][0]["loc"] == ["body", "send_at"]
     cancelled = api.post(f"/api/v1/issues/{issue['id']}/cancel").get_json()["issue"]
     assert cancelled["status"] == "cancelled"
     drain(app)
@@ -259,7 +262,7 @@ def test_schedules_crud(api: FlaskClient, lists: dict[str, Any], db: Session) ->
     assert patched.status_code == 200
     assert patched.get_json()["schedule"]["enabled"] is False
     assert patched.get_json()["schedule"]["next_runs"] == []
-    listed = api.get("/api/v1/schedules").get_json()["schedules"]
+    listed = api.get("/api/v1/schedules").get_json()["items"]
     assert [s["id"] for s in listed] == [sid]
     assert api.delete(f"/api/v1/schedules/{sid}").status_code == 204
     assert api.delete(f"/api/v1/schedules/{sid}").status_code == 404
@@ -275,7 +278,8 @@ def test_preview(api: FlaskClient, lists: dict[str, Any], db: Session) -> None:
     assert db.scalar(select(func.count()).select_from(Issue)) == 0  # a preview stores nothing
     assert api.get("/api/v1/newsletters/nope/preview").status_code == 404
     bad = api.get("/api/v1/newsletters/daily/preview?frequency=hourly")
-    assert bad.status_code == 400 and "hourly" in error(bad)
+    assert bad.status_code == 400 and "'daily' or 'weekly'" in error(bad)
+    assert bad.get_json()["field"] == "frequency"
     drafts = api.get("/api/v1/newsletters/offers/preview")
     assert drafts.status_code == 404 and "no draft" in error(drafts)
 
@@ -296,13 +300,13 @@ def test_ids_beyond_the_id_column_are_json_404s(api: FlaskClient, method: str, p
     # Werkzeug answers 405 when an out-of-range id fails the converter of the only rule with
     # that method (another method's rule had the path): either way a JSON 4xx, never a 500.
     assert response.status_code in (404, 405)
-    assert response.get_json()["error"]["status"] == response.status_code
+    assert response.get_json()["status"] == response.status_code
 
 
 def test_largest_id_is_still_looked_up(api: FlaskClient) -> None:
     response = api.get(f"/api/v1/issues/{MAX_ID}")
     assert response.status_code == 404
-    assert f"There is no issue {MAX_ID}" in response.get_json()["error"]["message"]
+    assert f"There is no issue {MAX_ID}" in response.get_json()["detail"]
 
 
 @pytest.mark.parametrize("when", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
@@ -312,7 +316,7 @@ def test_send_at_beyond_utc_range_is_a_400(
     before = row_counts(db)
     response = api.post("/api/v1/issues", json={"newsletter": "daily", "send_at": when})
     assert response.status_code == 400
-    assert response.get_json()["error"]["field"] == "send_at"
+    assert response.get_json()["field"] == "send_at"
     assert row_counts(db) == before
 
 
@@ -324,7 +328,7 @@ def test_schedule_patch_with_null_is_a_400_and_changes_nothing(
     db.commit()
     response = api.patch(f"/api/v1/schedules/{schedule.id}", json={field: None})
     assert response.status_code == 400
-    assert field in response.get_json()["error"]["message"]
+    assert field in response.get_json()["detail"]
     db.expire_all()
     row = db.get(Schedule, schedule.id)
     assert row is not None

@@ -77,9 +77,9 @@ def test_webhook_processes_a_genuine_bounce_of_a_real_delivery(
         data=report,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "text/plain"},
     )
-    assert wrong.status_code == 415 and "message/rfc822" in wrong.get_json()["error"]["message"]
+    assert wrong.status_code == 415 and "message/rfc822" in wrong.get_json()["detail"]
     junk = client.post("/api/v1/inbound", data=(DATA / "junk.bin").read_bytes(), headers=auth)
-    assert junk.status_code == 400 and "not a mail message" in junk.get_json()["error"]["message"]
+    assert junk.status_code == 400 and "not a mail message" in junk.get_json()["detail"]
     huge = client.post("/api/v1/inbound", data=report + b"x" * 1_000_000, headers=auth)
     assert huge.status_code == 413
 
@@ -158,10 +158,14 @@ def test_webhook_refuses_hostile_messages_with_a_4xx_and_stores_nothing(
         answer = client.post("/api/v1/inbound", data=raw, headers=auth)
         assert answer.status_code == 422, (limit, answer.get_data(as_text=True)[:300])
         assert answer.get_json() == {
-            "error": {"status": 422, "message": f"message refused: {words}", "limit": limit}
+            "type": "about:blank",
+            "title": "Unprocessable Entity",
+            "status": 422,
+            "detail": f"message refused: {words}",
+            "limit": limit,
         }
     huge = client.post("/api/v1/inbound", data=report + b"x" * 1_000_000, headers=auth)
-    assert huge.status_code == 413 and huge.get_json()["error"]["status"] == 413
+    assert huge.status_code == 413 and huge.get_json()["status"] == 413
     assert snapshot(world.db) == state and unmatched_reports(world.db) == unmatched
 
     ok = client.post("/api/v1/inbound", data=nested(report, 5), headers=auth)

@@ -107,7 +107,7 @@ def test_push_needs_a_valid_token(
 ) -> None:
     response = client.post("/api/v1/posts", json=article(), headers=headers)
     assert response.status_code == 401
-    assert response.json is not None and response.json["error"]["status"] == 401
+    assert response.json is not None and response.json["status"] == 401
     assert stored(db) == []
 
 
@@ -137,9 +137,10 @@ def test_validation_errors_name_the_field_and_store_nothing(
 ) -> None:
     response = client.post("/api/v1/posts", json=payload, headers=auth(token))
     assert response.status_code == 400
-    error = response.json["error"] if response.json else {}
-    assert error["field"] == field
-    assert field in error["message"]
+    problem = response.json or {}
+    assert problem["field"] == field
+    assert field in problem["detail"]
+    assert problem["errors"][0]["loc"][0] == "body"
     # The valid post in the same request was not stored either: all or nothing.
     assert stored(db) == []
 
@@ -165,14 +166,14 @@ def test_oversized_bodies_are_413_json(
     too_many = [article(n) for n in range(101)]
     response = client.post("/api/v1/posts", json=too_many, headers=auth(token))
     assert response.status_code == 413
-    assert response.json is not None and "at most 100" in response.json["error"]["message"]
+    assert response.json is not None and "at most 100" in response.json["detail"]
 
     limit = settings.posts_api_max_bytes
     huge = article(content_html="<p>" + "x" * limit + "</p>")
     response = client.post("/api/v1/posts", json=huge, headers=auth(token))
     assert response.status_code == 413
     assert response.is_json and response.json is not None
-    assert response.json["error"]["status"] == 413
+    assert response.json["status"] == 413
     assert stored(db) == []
 
 
@@ -198,13 +199,13 @@ def test_list_posts_since_and_limit(client: FlaskClient, token: str) -> None:
     )
     everything = client.get("/api/v1/posts", headers=auth(token))
     assert everything.status_code == 200 and everything.json is not None
-    assert [p["guid"] for p in everything.json["posts"]] == ["cms-3", "cms-2", "cms-1"]
+    assert [p["guid"] for p in everything.json["items"]] == ["cms-3", "cms-2", "cms-1"]
     recent = client.get(
         "/api/v1/posts?since=2024-07-12T09:00:00%2B00:00&limit=1", headers=auth(token)
     )
     assert recent.json is not None
-    assert [p["guid"] for p in recent.json["posts"]] == ["cms-3"]
-    first = recent.json["posts"][0]
+    assert [p["guid"] for p in recent.json["items"]] == ["cms-3"]
+    first = recent.json["items"][0]
     assert first["published_at"] == "2024-07-14T08:00:00+00:00"
     assert first["url"] == "https://news.example.com/2024/07/14/story-3/"
     for query in ("since=yesterday", "since=2024-07-12T09:00:00", "limit=0", "limit=500"):
@@ -225,7 +226,7 @@ def test_delete_retracts_by_guid_or_id(client: FlaskClient, token: str, db: Sess
     assert client.delete(f"/api/v1/posts/{by_id}", headers=auth(token)).status_code == 200
     assert client.delete(f"/api/v1/posts/{by_id}", headers=auth(token)).status_code == 200
     listing = client.get("/api/v1/posts", headers=auth(token)).json
-    assert listing is not None and listing["posts"] == []
+    assert listing is not None and listing["items"] == []
     assert client.delete("/api/v1/posts/unknown", headers=auth(token)).status_code == 404
     assert client.delete("/api/v1/posts/cms-2").status_code == 401
     # Pushing the article again brings it back.
@@ -265,14 +266,14 @@ def test_post_published_beyond_utc_range_is_a_400(api: FlaskClient, db: Session)
     }
     response = api.post("/api/v1/posts", json=post)
     assert response.status_code == 400
-    assert response.get_json()["error"]["field"] == "published_at"
+    assert response.get_json()["field"] == "published_at"
     assert row_counts(db) == before
 
 
 def test_posts_limit_and_key_with_non_ascii_digits(api: FlaskClient) -> None:
     response = api.get("/api/v1/posts?limit=²")
     assert response.status_code == 400
-    assert response.get_json()["error"]["field"] == "limit"
+    assert response.get_json()["field"] == "limit"
     assert api.delete("/api/v1/posts/²").status_code == 404
 
 

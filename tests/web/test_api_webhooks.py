@@ -148,7 +148,7 @@ def test_a_webhook_is_off_until_its_secret_is_set(
     )
     response = post_json(client, f"/api/v1/webhooks/{provider}", {})
     assert response.status_code == 404
-    assert "NEWSLETTER_" in response.get_json()["error"]["message"]
+    assert "NEWSLETTER_" in response.get_json()["detail"]
 
 
 # --- Amazon SES through SNS ----------------------------------------------------------------------
@@ -216,7 +216,7 @@ def test_a_forged_sns_message_changes_nothing(
 
     response = post_json(client, "/api/v1/webhooks/ses", forge(message))
     assert response.status_code == 401
-    assert response.get_json()["error"]["status"] == 401
+    assert response.get_json()["status"] == 401
     assert snapshot(world.db) == state and unmatched_reports(world.db) == unmatched
     assert_untouched(world, BOB, issue_id)
 
@@ -246,7 +246,7 @@ def test_a_signing_cert_url_off_the_sns_hosts_is_refused_unfetched(
 
     response = post_json(client, "/api/v1/webhooks/ses", sns_signed(envelope))
     assert response.status_code == 401
-    assert "SigningCertURL" in response.get_json()["error"]["message"]
+    assert "SigningCertURL" in response.get_json()["detail"]
     assert fetch.seen == []
     assert snapshot(world.db) == state
 
@@ -262,7 +262,7 @@ def test_a_topic_not_ours_is_refused_before_anything_is_fetched(
     )
     response = post_json(client, "/api/v1/webhooks/ses", sns_signed(envelope))
     assert response.status_code == 403
-    assert "NEWSLETTER_SES_TOPIC_ARNS" in response.get_json()["error"]["message"]
+    assert "NEWSLETTER_SES_TOPIC_ARNS" in response.get_json()["detail"]
     assert fetch.seen == []
     assert_untouched(world, BOB, issue_id)
 
@@ -286,7 +286,7 @@ def test_a_subscribe_url_off_the_sns_hosts_is_not_visited(
     confirmation["SubscribeURL"] = "https://evil.example/?Action=ConfirmSubscription"
     response = post_json(client, "/api/v1/webhooks/ses", sns_signed(confirmation))
     assert response.status_code == 401
-    assert "SubscribeURL" in response.get_json()["error"]["message"]
+    assert "SubscribeURL" in response.get_json()["detail"]
     assert all("evil" not in url for url in fetch.seen)
 
 
@@ -324,13 +324,13 @@ def test_malformed_json_is_a_400(
         f"/api/v1/webhooks/{provider}", data=body, headers={"Content-Type": "text/plain", **headers}
     )
     assert response.status_code == 400
-    assert response.get_json()["error"]["status"] == 400
+    assert response.get_json()["status"] == 400
 
 
 def test_a_postmark_payload_that_is_no_event_is_a_400(client: FlaskClient) -> None:
     auth = basic(POSTMARK_USER, POSTMARK_PASSWORD)
     response = post_json(client, "/api/v1/webhooks/postmark", {"Hello": 1}, Authorization=auth)
-    assert response.status_code == 400 and "RecordType" in response.get_json()["error"]["message"]
+    assert response.status_code == 400 and "RecordType" in response.get_json()["detail"]
 
 
 # --- Postmark ------------------------------------------------------------------------------------
@@ -381,7 +381,7 @@ def test_postmark_without_the_credentials_changes_nothing(
         client, "/api/v1/webhooks/postmark", postmark_bounce(world, issue_id), **headers
     )
     assert response.status_code == 401
-    assert "basic auth" in response.get_json()["error"]["message"]
+    assert "basic auth" in response.get_json()["detail"]
     assert snapshot(world.db) == state and unmatched_reports(world.db) == unmatched
 
 
@@ -431,7 +431,7 @@ def test_a_forged_or_stale_mailgun_signature_changes_nothing(
     state = snapshot(world.db)
     response = post_json(client, "/api/v1/webhooks/mailgun", body)
     assert response.status_code == status
-    assert "Mailgun" in response.get_json()["error"]["message"]
+    assert "Mailgun" in response.get_json()["detail"]
     assert snapshot(world.db) == state
 
 
@@ -443,7 +443,7 @@ def test_a_replayed_mailgun_token_is_refused(client: FlaskClient, world: World) 
 
     replayed = post_json(client, "/api/v1/webhooks/mailgun", body)
     assert replayed.status_code == 403
-    assert "replay" in replayed.get_json()["error"]["message"]
+    assert "replay" in replayed.get_json()["detail"]
     assert snapshot(world.db) == state
 
 
@@ -497,7 +497,7 @@ def test_a_forged_sendgrid_signature_changes_nothing(
 
     response = client.post("/api/v1/webhooks/sendgrid", data=raw, headers=headers)
     assert response.status_code == 401
-    assert response.get_json()["error"]["status"] == 401
+    assert response.get_json()["status"] == 401
     assert snapshot(world.db) == state and unmatched_reports(world.db) == unmatched
 
 
@@ -521,7 +521,7 @@ def test_a_subscription_aws_does_not_confirm_is_a_502_for_sns_to_retry(
     confirmation = sns_signed(payload("sns-subscription-confirmation.json"))
     response = post_json(client, "/api/v1/webhooks/ses", confirmation)
     assert response.status_code == 502
-    assert "SNS retries" in response.get_json()["error"]["message"]
+    assert "SNS retries" in response.get_json()["detail"]
 
 
 def test_an_unusable_sendgrid_key_setting_is_a_clear_503(
@@ -533,4 +533,4 @@ def test_an_unusable_sendgrid_key_setting_is_a_clear_503(
         "/api/v1/webhooks/sendgrid", data=raw, headers=sendgrid_headers(raw, "1764781178")
     )
     assert response.status_code == 503
-    assert "NEWSLETTER_SENDGRID_PUBLIC_KEY" in response.get_json()["error"]["message"]
+    assert "NEWSLETTER_SENDGRID_PUBLIC_KEY" in response.get_json()["detail"]

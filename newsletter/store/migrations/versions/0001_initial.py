@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 19:13:11.043364
+Create Date: 2026-12-04 19:15:06.480725
 """
 
 from __future__ import annotations
@@ -341,6 +341,29 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "api_idempotency_keys",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "api_token_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("fingerprint", sa.String(length=64), nullable=False),
+        sa.Column("status", sa.Integer(), nullable=True),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("headers", sa.JSON(), nullable=False),
+        sa.Column("created_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["api_token_id"],
+            ["api_tokens.id"],
+            name=op.f("fk_api_idempotency_keys_api_token_id_api_tokens"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_idempotency_keys")),
+        sa.UniqueConstraint(
+            "api_token_id", "key", name=op.f("uq_api_idempotency_keys_api_token_id_key")
+        ),
+    )
+    op.create_table(
         "issues",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column(
@@ -596,6 +619,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_issues_newsletter_status")
 
     op.drop_table("issues")
+    op.drop_table("api_idempotency_keys")
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.drop_index("ix_subscriptions_newsletter_status")
 
