@@ -213,7 +213,7 @@ def test_a_viewers_token_cannot_write_through_the_api(
     db.commit()
     refused = client.post("/api/v1/posts", json={**post, "guid": "p-2"}, headers=headers)
     assert refused.status_code == 403
-    assert refused.json is not None and refused.json["error"]["scope"] == "posts:write"
+    assert refused.json is not None and refused.json["scope"] == "posts:write"
 
 
 # --- API routes, by the role of the token's owner ------------------------------------------------
@@ -247,4 +247,4 @@ def test_every_api_route_for_a_token_of_every_role(
             assert response.status_code not in (401, 403, 500), (method, rule, role)
         else:
             assert response.status_code == 403, (method, rule, role)
-            assert response.json is not None and response.json["error"]["scope"] == scope
+            assert response.json is not None and response.json["scope"] == scope
