@@ -63,7 +63,7 @@ page</a>.</p>
 
 @dataclass
 class Mailroom:
-    """The service's mail paths over signed, realistic settings, and a reader on every list."""
+    """The service's mail paths over signed, realistic settings, and a reader on three lists."""
 
     app: Flask
     db: Session
@@ -73,10 +73,10 @@ class Mailroom:
     digest_id: int | None = None
 
     def digest(self) -> int:
-        """The morning's digest (planned on first use; the digest and its test copy share it)."""
+        """The weekly digest of three posts (planned on first use; the test copy shares it)."""
         if self.digest_id is None:
             add_posts(self.db)
-            issue = lifecycle.create_digest(self.db, self.settings, self.lists.daily)
+            issue = lifecycle.create_digest(self.db, self.settings, self.lists.weekly)
             self.db.commit()
             self.digest_id = issue.id
         return self.digest_id
@@ -158,7 +158,7 @@ KINDS: dict[str, Callable[[Mailroom], None]] = {
 
 @pytest.fixture
 def signed(settings: Settings, smtp_sink: SMTPSink, tmp_path: Path) -> Iterator[Settings]:
-    """Settings as production's: DKIM-signed, an https service, mail over SMTP."""
+    """Settings that sign and send as production does: DKIM, an https service, SMTP."""
     yield replace(
         settings,
         smtp_url=smtp_sink.url,
@@ -166,7 +166,7 @@ def signed(settings: Settings, smtp_sink: SMTPSink, tmp_path: Path) -> Iterator[
         dkim_key_file=str(write_dkim_key(tmp_path / "dkim.pem")),
         dkim_selector="mail",
         dkim_domain="news.example.com",
-        signup_mails_per_day=len(KINDS),
+        signup_mails_per_day=len(KINDS),  # one reader gets four of these mails today
     )
     clear_cache()
     close_transports()
@@ -181,7 +181,7 @@ def room(signed: Settings, db: Session) -> Iterator[Mailroom]:
         db,
         "ana.lima@example.com",
         SubscriberStatus.ACTIVE,
-        [lists.daily, lists.offers],
+        [lists.daily, lists.weekly, lists.offers],
         name="Ana Lima",
     )
     with app.app_context():

@@ -16,6 +16,7 @@ from pathlib import Path
 # Added to each message by the run: every rule that fired with its points, "RULE=0.1,...".
 RULES_HEADER = "X-Spam-Rules"
 _CONFIG = (
+    "dns_available no",  # as -L says, once more: no lookups even if a rule asks
     "use_bayes 0",
     "bayes_auto_learn 0",
     f"add_header all {RULES_HEADER.removeprefix('X-Spam-')} _TESTSSCORES(,)_",
