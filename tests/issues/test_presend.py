@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask
 from sqlalchemy.orm import Session
 
@@ -32,6 +30,7 @@ from newsletter.settings import Settings
 from newsletter.store.db import utcnow
 from newsletter.store.models import Issue, IssueStatus, NewsletterKind, Subscriber
 from tests.support import dispatching as seed
+from tests.support.dkim import write_dkim_key
 from tests.support.live_app import live_app
 from tests.support.smtp import SMTPSink, free_port
 
@@ -39,16 +38,7 @@ from tests.support.smtp import SMTPSink, free_port
 @pytest.fixture
 def dkim_key(tmp_path: Path) -> Path:
     """A fresh RSA-2048 key in PEM, as ops would configure it."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = tmp_path / "dkim.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
+    return write_dkim_key(tmp_path / "dkim.pem")
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import email.policy
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from email.message import EmailMessage
 from html import unescape
 from pathlib import Path
@@ -38,6 +37,7 @@ from newsletter.settings import Settings
 from newsletter.store.db import dispose_engines, utcnow
 from newsletter.store.models import Issue, IssueStatus, Newsletter, NewsletterKind, Post
 from tests.support.smtp import SMTPSink
+from tests.support.stories import add_posts
 
 URL = re.compile(r"https?://\S+")
 
@@ -78,40 +78,6 @@ def reader(
 ) -> Reader:
     """A recipient as the dispatcher loads it."""
     return Reader(sid, email_address, name, 3, "UTC", topics, "daily", sent)
-
-
-def add_posts(db: Session) -> list[Post]:
-    """Three posts, newest first, with non-ASCII titles, an image and a long summary."""
-    now = utcnow()
-    specs = [
-        (
-            "Élection : le résultat “final” arrive 😀",
-            ["Politics"],
-            "https://img.example.com/vote.jpg",
-            "Zoë Ünal",
-        ),
-        ("东京 markets rally as the yen steadies", ["Business"], "", "Kenji Sato"),
-        ("Match report: a late winner at the Riverside", ["Sport"], "", ""),
-    ]
-    posts = []
-    for i, (title, categories, image, author) in enumerate(specs):
-        post = Post(
-            guid=f"render-{i}",
-            link=f"https://news.example.com/2024/06/story-{i}?utm_source=newsletter&x=1",
-            title=title,
-            summary=(
-                "Officials said the count would finish overnight, and observers expect a "
-                "close result in several districts where turnout was unusually high. " * 2
-            ).strip(),
-            author=author,
-            categories=categories,
-            image_url=image,
-            published_at=now - timedelta(hours=i + 1),
-        )
-        db.add(post)
-        posts.append(post)
-    db.flush()
-    return posts
 
 
 @pytest.fixture

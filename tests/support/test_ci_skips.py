@@ -52,6 +52,8 @@ def test_locally_service_skips_stay_skips(tmp_path: Path) -> None:
         ("Redis is unreachable at 127.0.0.1:6379", True),
         ("PostgreSQL is not reachable on 127.0.0.1:5432", True),
         ("chromium not installed at /usr/bin/chromium", True),
+        ("spamassassin is not installed (Debian's package spamassassin)", True),
+        ("SpamAssassin rules checked by hand", False),
         ("needs dkimpy", False),
         ("Redis-specific behaviour checked elsewhere", False),
     ],
