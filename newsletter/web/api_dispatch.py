@@ -12,6 +12,9 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
+from flask import g
+
+from newsletter.access.roles import may_override
 from newsletter.issues import lifecycle, rendering, schedules
 from newsletter.issues.progress import progress
 from newsletter.issues.summary import describe
@@ -199,16 +202,23 @@ def edit_issue(issue_id: int, body: IssueEdit) -> tuple[dict[str, Any], int, dic
     body=IssueSend,
     body_required=False,
     responses={200: IssueReply, 202: IssueReply},
-    problems=(409, 422),
+    problems=(403, 409, 422),
     headers=(IDEMPOTENCY_KEY,),
 )
 @domain_errors
 def send_issue(issue_id: int, body: IssueSend) -> tuple[dict[str, Any], int]:
-    """Send now (202), or schedule it (200) when ``send_at`` is in the future."""
+    """Send now (202), or schedule it (200) when ``send_at`` is in the future.
+
+    The pre-send check runs first; a failure is a 422 naming the failed checks, unless an
+    admin gives ``override_check`` (its reason is recorded on the issue).
+    """
     if body.send_at is not None and body.send_at > utcnow():
         lifecycle.schedule(db(), issue_id, body.send_at)
         return _issue_body(issue_id), 200
-    lifecycle.send(db(), settings(), issue_id, task_queue())
+    override = body.override_check or ""
+    if override and not may_override(g.api_token):
+        raise ApiError(403, "only an admin may override the pre-send check")
+    lifecycle.send(db(), settings(), issue_id, task_queue(), override=override)
     return _issue_body(issue_id), 202
 
 

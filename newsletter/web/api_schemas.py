@@ -200,6 +200,9 @@ class IssueSend(Request):
     """Send now, or at ``send_at`` when it is in the future. The body may be left out."""
 
     send_at: Moment | None = None
+    # Send even though the pre-send check fails, for this reason (recorded on the issue). Only
+    # an admin's token, or one made by ops on the command line, may.
+    override_check: Annotated[str, Field(min_length=1, max_length=500)] | None = None
 
 
 class TestSend(Request):

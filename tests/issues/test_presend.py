@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -20,6 +21,9 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from newsletter import create_app
+from newsletter.access.api_tokens import create_token
+from newsletter.access.roles import Role
+from newsletter.access.users import create_user
 from newsletter.cli import cli
 from newsletter.issues import lifecycle, presend
 from newsletter.issues.rendering import clear_cache, prepare_issue
@@ -319,3 +323,41 @@ def test_the_command_prints_each_check_and_fails_when_one_does(
     missing = CliRunner().invoke(cli, ["issues", "check", "999"])
     assert missing.exit_code == 1 and "Traceback" not in missing.output
     assert "999" in missing.output
+
+
+def test_the_api_answers_a_failed_check_with_422_and_only_an_admin_overrides(
+    db: Session, service: Settings, redirecting: str, smtp_sink: SMTPSink
+) -> None:
+    broken = replace(service, base_url=redirecting)
+    app = create_app(broken)
+    with app.app_context():
+        issue_id = campaign(db, broken)
+    editor, _ = create_user(db, "ed@example.com", Role.EDITOR, password="correct horse battery")
+    _, editor_token = create_token(db, "editor", ["issues:send"], user=editor)
+    _, ops_token = create_token(db, "ops", ["issues:send"])
+    db.commit()
+    client = app.test_client()
+
+    def send(token: str, body: dict[str, str] | None = None) -> Any:
+        return client.post(
+            f"/api/v1/issues/{issue_id}/send",
+            json=body or {},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    refused = send(editor_token)
+    assert refused.status_code == 422 and refused.content_type == "application/problem+json"
+    assert refused.json["failed_checks"] == [
+        {"check": "one-click", "detail": "answers 302 with a redirect; it must be 200"}
+    ]
+    not_yours = send(editor_token, {"override_check": "the relay rewrites it"})
+    assert not_yours.status_code == 403 and "only an admin" in not_yours.json["detail"]
+    db.expire_all()
+    assert db.get(Issue, issue_id).status == IssueStatus.DRAFT  # type: ignore[union-attr]
+
+    with app.app_context():
+        sent = send(ops_token, {"override_check": "the relay rewrites it"})
+    assert sent.status_code == 202, sent.json
+    db.expire_all()
+    issue = db.get(Issue, issue_id)
+    assert issue is not None and "the relay rewrites it (overrode" in issue.check_override
