@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 17:40:42.545933
+Create Date: 2026-12-04 18:37:48.026567
 """
 
 from __future__ import annotations
@@ -33,6 +33,27 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
     )
+    op.create_table(
+        "erased_consents",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("email_hash", sa.String(length=64), nullable=False),
+        sa.Column("newsletter_slugs", sa.JSON(), nullable=False),
+        sa.Column("consent_text_version", sa.String(length=64), nullable=False),
+        sa.Column("consent_text", sa.Text(), nullable=False),
+        sa.Column("source", sa.String(length=500), nullable=False),
+        sa.Column("signup_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("confirmed_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("erased_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_erased_consents")),
+    )
+    with op.batch_alter_table("erased_consents", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_erased_consents_email_hash"), ["email_hash"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_erased_consents_erased_at"), ["erased_at"], unique=False
+        )
+
     op.create_table(
         "feeds",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -93,6 +114,12 @@ def upgrade() -> None:
         sa.Column("email_key", sa.String(length=320), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column(
+            "name_key",
+            sa.String(length=200),
+            sa.Computed("lower(name)", persisted=True),
+            nullable=False,
+        ),
+        sa.Column(
             "status",
             sa.Enum(
                 "pending",
@@ -115,6 +142,18 @@ def upgrade() -> None:
         sa.UniqueConstraint("email_key", name=op.f("uq_subscribers_email_key")),
     )
     with op.batch_alter_table("subscribers", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_subscribers_email_key_prefix",
+            ["email_key"],
+            unique=False,
+            postgresql_ops={"email_key": "varchar_pattern_ops"},
+        )
+        batch_op.create_index(
+            "ix_subscribers_name_key_prefix",
+            ["name_key"],
+            unique=False,
+            postgresql_ops={"name_key": "varchar_pattern_ops"},
+        )
         batch_op.create_index("ix_subscribers_status_id", ["status", "id"], unique=False)
 
     op.create_table(
@@ -279,6 +318,11 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_subscriptions_newsletter_status",
             ["newsletter_id", "status", "subscriber_id"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "ix_subscriptions_newsletter_subscriber",
+            ["newsletter_id", "subscriber_id"],
             unique=False,
         )
 
@@ -538,6 +582,7 @@ def downgrade() -> None:
 
     op.drop_table("issues")
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.drop_index("ix_subscriptions_newsletter_subscriber")
         batch_op.drop_index("ix_subscriptions_newsletter_status")
 
     op.drop_table("subscriptions")
@@ -558,6 +603,12 @@ def downgrade() -> None:
     op.drop_table("suppressions")
     with op.batch_alter_table("subscribers", schema=None) as batch_op:
         batch_op.drop_index("ix_subscribers_status_id")
+        batch_op.drop_index(
+            "ix_subscribers_name_key_prefix", postgresql_ops={"name_key": "varchar_pattern_ops"}
+        )
+        batch_op.drop_index(
+            "ix_subscribers_email_key_prefix", postgresql_ops={"email_key": "varchar_pattern_ops"}
+        )
 
     op.drop_table("subscribers")
     with op.batch_alter_table("signup_mail_log", schema=None) as batch_op:
@@ -566,5 +617,10 @@ def downgrade() -> None:
     op.drop_table("signup_mail_log")
     op.drop_table("newsletters")
     op.drop_table("feeds")
+    with op.batch_alter_table("erased_consents", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_erased_consents_erased_at"))
+        batch_op.drop_index(batch_op.f("ix_erased_consents_email_hash"))
+
+    op.drop_table("erased_consents")
     op.drop_table("api_tokens")
     # ### end Alembic commands ###
