@@ -14,6 +14,9 @@ themselves), unsubscribed (they left this list: only they can rejoin it), or a m
   once, with a confirmed consent record whose source names the given text, the importing actor
   and the time. No mail.
 
+A file's name, topics and time zone are used for readers it creates; a reader we have keeps their
+own (a name typed elsewhere waits in the consent record until they confirm, as a signup's does).
+
 The file is bounded (``NEWSLETTER_IMPORT_MAX_BYTES``, ``NEWSLETTER_IMPORT_MAX_ROWS``, at most
 :data:`MAX_COLUMNS` columns and :data:`MAX_CELL` characters a cell) and must be UTF-8 text (a
 byte-order mark is fine) in CSV with a header row; anything else is one clear
@@ -42,6 +45,7 @@ from newsletter.readers.subscriptions import SubscriptionError, UnknownNewslette
 from newsletter.settings import Settings
 from newsletter.store.db import utcnow
 from newsletter.store.models import (
+    ConsentRecord,
     Frequency,
     Newsletter,
     NewsletterKind,
@@ -406,23 +410,29 @@ def apply(
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in actor + source):
         raise ImportFileError("the source and actor must be one line without control characters")
     newsletter = find_newsletter(session, newsletter_slug)
-    checked = check_database(session, newsletter, [r for r in rows if r.ok])
+    checked = check_database(session, newsletter, _first_of_each([r for r in rows if r.ok]))
     todo = [r for r in checked if r.ok]
     readers = _readers(session, newsletter, [email_key(r.email) for r in todo])
-    created = 0
-    consent_ids: list[int] = []
-    for row in todo:
-        found = readers.get(email_key(row.email))
-        subscriber = found[0] if found is not None else None
-        if subscriber is None:
-            subscriber = _new_reader(session, row, mode, now)
-            created += 1
-        sub = found[1] if found is not None else None
-        record = _subscribe(
-            session, settings, newsletter, subscriber, sub, row, mode, now, actor, source
-        )
-        consent_ids.append(record)
+    # New readers first, in one flush (one batched INSERT), so the rest can name their ids.
+    new = {
+        email_key(r.email): _new_reader(r, mode, now)
+        for r in todo
+        if email_key(r.email) not in readers
+    }
+    session.add_all(new.values())
     session.flush()
+    records: list[ConsentRecord] = []
+    for row in todo:
+        key = email_key(row.email)
+        subscriber, sub = readers.get(key) or (new[key], None)
+        records.append(
+            _subscribe(
+                session, settings, newsletter, subscriber, sub, row, mode, now, actor, source
+            )
+        )
+    session.flush()
+    consent_ids = [r.id for r in records]
+    created = len(new)
     return ImportResult(
         mode=mode,
         created=created,
@@ -432,10 +442,27 @@ def apply(
     )
 
 
-def _new_reader(session: Session, row: ImportRow, mode: ImportMode, now: datetime) -> Subscriber:
+def _first_of_each(rows: Sequence[ImportRow]) -> list[ImportRow]:
+    """The rows with a later one of the same address marked duplicate (rows given to
+    :func:`apply` need not come from a preview)."""
+    seen: dict[str, int] = {}
+    out: list[ImportRow] = []
+    for row in rows:
+        key = email_key(row.email)
+        if key in seen:
+            row = replace(
+                row, status=RowStatus.DUPLICATE, reason=f"same address as row {seen[key]}"
+            )
+        else:
+            seen[key] = row.row
+        out.append(row)
+    return out
+
+
+def _new_reader(row: ImportRow, mode: ImportMode, now: datetime) -> Subscriber:
     """A reader for an address we do not hold yet (pending until confirmed, by mail or not)."""
     consented = mode == ImportMode.CONSENTED
-    subscriber = Subscriber(
+    return Subscriber(
         email=row.email,
         email_key=email_key(row.email),
         # The name of a reader who confirms by mail waits in the consent record, as a signup's.
@@ -446,9 +473,6 @@ def _new_reader(session: Session, row: ImportRow, mode: ImportMode, now: datetim
         created_at=now,
         confirmed_at=now if consented else None,
     )
-    session.add(subscriber)
-    session.flush()
-    return subscriber
 
 
 def _subscribe(
@@ -462,8 +486,9 @@ def _subscribe(
     now: datetime,
     actor: str,
     source: str,
-) -> int:
-    """The reader's subscription to the list (pending or active) and its consent record's id."""
+) -> ConsentRecord:
+    """The reader's subscription to the list (pending or active) and its consent record (both
+    flushed by the caller)."""
     consented = mode == ImportMode.CONSENTED
     if sub is None:
         sub = Subscription(subscriber_id=subscriber.id, newsletter_id=newsletter.id, created_at=now)
@@ -488,7 +513,7 @@ def _subscribe(
     else:
         origin = f"import by {actor[:80]}, {stamp}; consent by the confirmation mail"
         text = "Imported; subscribed only after confirming by the link in the mail."
-    record = record_consent(
+    return record_consent(
         session,
         subscriber,
         newsletter_slugs=[newsletter.slug],
@@ -498,8 +523,8 @@ def _subscribe(
         now=now,
         confirmed=consented,
         name="" if consented else row.name,
+        flush=False,
     )
-    return record.id
 
 
 def enqueue_confirmations(queue: MailQueue, result: ImportResult) -> int:
