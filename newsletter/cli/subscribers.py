@@ -109,7 +109,8 @@ def list_command(
             [(r.id, r.email, r.name, r.status, " ".join(r.newsletters)) for r in page.rows],
         )
     )
-    summary = ", ".join(f"{n} {s}" for s, n in counts.by_status.items() if n)
+    breakdown = counts.by_subscription_status or counts.by_status
+    summary = ", ".join(f"{n} {s}" for s, n in breakdown.items() if n)
     click.echo(f"\n{counts.total} matching ({summary or 'none'}).")
     if page.next_after is not None:
         click.echo(f"More: add --after {page.next_after}")

@@ -80,8 +80,9 @@ class ReaderCounts:
     """How many readers match, and how many would in each status (the other filters kept)."""
 
     total: int
+    # Per reader status, for a filter without a list (empty with one).
     by_status: dict[str, int]
-    # Per subscription status of the filter's list; empty without a list.
+    # Per status on the filter's list (empty without a list).
     by_subscription_status: dict[str, int]
 
 
@@ -111,30 +112,43 @@ def _like_prefix(term: str) -> str:
     return escaped + "%"
 
 
-def _conditions(session: Session, f: ReaderFilter) -> list[ColumnElement[bool]]:
-    """The WHERE clauses of a filter, on ``subscribers`` (lists through a correlated EXISTS on
-    the unique (subscriber, newsletter) key, so a reader is never listed twice)."""
+def _reader_conditions(f: ReaderFilter) -> list[ColumnElement[bool]]:
+    """The filter's clauses on ``subscribers`` alone: the reader's status and the search."""
     conditions: list[ColumnElement[bool]] = []
     if f.status is not None:
         conditions.append(Subscriber.status == f.status)
-    if f.newsletter_slug is not None or f.subscription_status is not None:
-        on_list = [Subscription.subscriber_id == Subscriber.id]
-        if f.newsletter_slug is not None:
-            on_list.append(Subscription.newsletter_id == _newsletter_id(session, f.newsletter_slug))
-        if f.subscription_status is not None:
-            on_list.append(Subscription.status == f.subscription_status)
-        conditions.append(select(Subscription.id).where(*on_list).exists())
     term = " ".join(f.search.split())[:SEARCH_MAX]
     if term:
-        pattern = _like_prefix(term.casefold())
-        name_pattern = _like_prefix(term.lower())
         conditions.append(
             or_(
-                Subscriber.email_key.like(pattern, escape="\\"),
-                Subscriber.name_key.like(name_pattern, escape="\\"),
+                Subscriber.email_key.like(_like_prefix(term.casefold()), escape="\\"),
+                Subscriber.name_key.like(_like_prefix(term.lower()), escape="\\"),
             )
         )
     return conditions
+
+
+def _on_list(session: Session, f: ReaderFilter) -> list[ColumnElement[bool]]:
+    """The filter's clauses on the reader's subscription row to its list (with a list)."""
+    assert f.newsletter_slug is not None
+    conditions = [Subscription.newsletter_id == _newsletter_id(session, f.newsletter_slug)]
+    if f.subscription_status is not None:
+        conditions.append(Subscription.status == f.subscription_status)
+    return conditions
+
+
+def _any_list_in(f: ReaderFilter) -> list[ColumnElement[bool]]:
+    """Without a list, a subscription status means "on some list in that status"."""
+    if f.subscription_status is None:
+        return []
+    return [
+        select(Subscription.id)
+        .where(
+            Subscription.subscriber_id == Subscriber.id,
+            Subscription.status == f.subscription_status,
+        )
+        .exists()
+    ]
 
 
 def list_readers(
@@ -162,12 +176,31 @@ def list_readers(
 
 
 def page_query(session: Session, f: ReaderFilter, after: int, limit: int) -> Select[Subscriber]:
-    """The statement of one keyset page: ``id > after`` in id order, ``limit`` rows."""
+    """The statement of one keyset page: ``id > after`` in id order, ``limit`` rows.
+
+    With a list it is driven by the list's subscription rows (unique per reader and list, so
+    nobody twice), a range of ``(newsletter_id, status, subscriber_id)`` read in order; without,
+    by the readers' primary key or ``(status, id)``.
+    """
     after = max(0, min(after, MAX_ID))
+    if f.newsletter_slug is None:
+        return (
+            select(Subscriber)
+            .where(Subscriber.id > after, *_reader_conditions(f), *_any_list_in(f))
+            .order_by(Subscriber.id)
+            .limit(limit)
+        )
     return (
         select(Subscriber)
-        .where(Subscriber.id > after, *_conditions(session, f))
-        .order_by(Subscriber.id)
+        .join(Subscription, Subscription.subscriber_id == Subscriber.id)
+        # The bound on both sides of the join: a merge join then starts both scans at the cursor.
+        .where(
+            *_on_list(session, f),
+            Subscription.subscriber_id > after,
+            Subscriber.id > after,
+            *_reader_conditions(f),
+        )
+        .order_by(Subscription.subscriber_id)
         .limit(limit)
     )
 
@@ -189,39 +222,41 @@ def _lists_of(session: Session, subscriber_ids: Sequence[int]) -> dict[int, list
 
 
 def count_readers(session: Session, f: ReaderFilter) -> ReaderCounts:
-    """The total a filter matches; per reader status without its status filter; and, for a list,
-    per subscription status without its subscription-status filter."""
-    total = int(
-        session.scalar(select(func.count()).select_from(Subscriber).where(*_conditions(session, f)))
-        or 0
-    )
-    by_status_query = select(Subscriber.status, func.count()).group_by(Subscriber.status)
-    by_status = {
-        SubscriberStatus(status).value: int(n)
-        for status, n in session.execute(
-            by_status_query.where(*_conditions(session, replace(f, status=None)))
-        )
-    }
-    by_sub: dict[str, int] = {}
-    if f.newsletter_slug is not None:
-        nid = _newsletter_id(session, f.newsletter_slug)
-        others = _conditions(session, replace(f, newsletter_slug=None, subscription_status=None))
+    """How many readers a filter matches, and a breakdown by status without the status filter:
+    by the status on the list when the filter names one, else by the reader's status.
+
+    One grouped count, whose sum (or one entry) is the total: with a list it reads only that
+    list's rows of ``(newsletter_id, status, subscriber_id)`` (the readers' table only joined
+    for a search or a reader status), without one the ``(status, id)`` index.
+    """
+    if f.newsletter_slug is None:
         query = (
-            select(Subscription.status, func.count())
-            .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
-            .where(Subscription.newsletter_id == nid, *others)
-            .group_by(Subscription.status)
+            select(Subscriber.status, func.count())
+            .where(*_reader_conditions(replace(f, status=None)), *_any_list_in(f))
+            .group_by(Subscriber.status)
         )
-        by_sub = {SubscriptionStatus(s).value: int(n) for s, n in session.execute(query)}
-    return ReaderCounts(
-        total=total,
-        by_status={s.value: by_status.get(s.value, 0) for s in SubscriberStatus},
-        by_subscription_status=(
-            {s.value: by_sub.get(s.value, 0) for s in SubscriptionStatus}
-            if f.newsletter_slug is not None
-            else {}
-        ),
+        found = {SubscriberStatus(s).value: int(n) for s, n in session.execute(query)}
+        by_status = {s.value: found.get(s.value, 0) for s in SubscriberStatus}
+        total = by_status[f.status.value] if f.status is not None else sum(by_status.values())
+        return ReaderCounts(total, by_status, {})
+    readers = _reader_conditions(f)
+    sub_query = (
+        select(Subscription.status, func.count())
+        .where(*_on_list(session, replace(f, subscription_status=None)))
+        .group_by(Subscription.status)
     )
+    if readers:
+        sub_query = sub_query.join(Subscriber, Subscriber.id == Subscription.subscriber_id).where(
+            *readers
+        )
+    found = {SubscriptionStatus(s).value: int(n) for s, n in session.execute(sub_query)}
+    by_sub = {s.value: found.get(s.value, 0) for s in SubscriptionStatus}
+    total = (
+        by_sub[f.subscription_status.value]
+        if f.subscription_status is not None
+        else sum(by_sub.values())
+    )
+    return ReaderCounts(total, {}, by_sub)
 
 
 def reader_record(session: Session, subscriber_id: int) -> ReaderRecord | None:

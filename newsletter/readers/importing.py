@@ -239,10 +239,19 @@ def preview(
     columns, rows = read_rows(data, settings)
     unknown = tuple(dict.fromkeys(c for c in columns if c and c not in COLUMNS))
     topics = set(available_topics(session))
-    judged: list[ImportRow] = []
+    judged = _mark_duplicates(
+        [_judge_cells(number, columns, cells, topics) for number, cells in rows]
+    )
+    return ImportReport(
+        newsletter.slug, tuple(check_database(session, newsletter, judged)), unknown
+    )
+
+
+def _mark_duplicates(rows: Sequence[ImportRow]) -> list[ImportRow]:
+    """The rows, each ok one whose address an earlier row has marked duplicate (a set: linear)."""
     first_row: dict[str, int] = {}  # address key -> the row it was first seen in
-    for number, cells in rows:
-        row = _judge_cells(number, columns, cells, topics)
+    out: list[ImportRow] = []
+    for row in rows:
         if row.ok:
             key = email_key(row.email)
             if key in first_row:
@@ -250,11 +259,9 @@ def preview(
                     row, status=RowStatus.DUPLICATE, reason=f"same address as row {first_row[key]}"
                 )
             else:
-                first_row[key] = number
-        judged.append(row)
-    return ImportReport(
-        newsletter.slug, tuple(check_database(session, newsletter, judged)), unknown
-    )
+                first_row[key] = row.row
+        out.append(row)
+    return out
 
 
 def _judge_cells(number: int, columns: list[str], cells: list[str], topics: set[str]) -> ImportRow:
@@ -410,7 +417,8 @@ def apply(
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in actor + source):
         raise ImportFileError("the source and actor must be one line without control characters")
     newsletter = find_newsletter(session, newsletter_slug)
-    checked = check_database(session, newsletter, _first_of_each([r for r in rows if r.ok]))
+    # Rows given to apply need not come from a preview: duplicates are refused here too.
+    checked = check_database(session, newsletter, _mark_duplicates([r for r in rows if r.ok]))
     todo = [r for r in checked if r.ok]
     readers = _readers(session, newsletter, [email_key(r.email) for r in todo])
     # New readers first, in one flush (one batched INSERT), so the rest can name their ids.
@@ -440,23 +448,6 @@ def apply(
         skipped=tuple(r for r in checked if not r.ok),
         consent_ids=tuple(consent_ids) if mode == ImportMode.CONFIRM_BY_MAIL else (),
     )
-
-
-def _first_of_each(rows: Sequence[ImportRow]) -> list[ImportRow]:
-    """The rows with a later one of the same address marked duplicate (rows given to
-    :func:`apply` need not come from a preview)."""
-    seen: dict[str, int] = {}
-    out: list[ImportRow] = []
-    for row in rows:
-        key = email_key(row.email)
-        if key in seen:
-            row = replace(
-                row, status=RowStatus.DUPLICATE, reason=f"same address as row {seen[key]}"
-            )
-        else:
-            seen[key] = row.row
-        out.append(row)
-    return out
 
 
 def _new_reader(row: ImportRow, mode: ImportMode, now: datetime) -> Subscriber:

@@ -224,10 +224,14 @@ def test_apply_rechecks_the_database_and_skips_what_changed(
     report = preview(db, settings, csv_bytes("email", "a@example.com", "b@example.com"), "daily")
     suppress(db, "b@example.com", "bounce")
     db.commit()
-    result = apply(
-        db, settings, report.valid, "daily", ImportMode.CONSENTED, actor="ed", source="x"
-    )
-    assert result.subscribed == 1 and [r.email for r in result.skipped] == ["b@example.com"]
+    # Rows handed in twice (not from one preview) are one reader, the second a duplicate.
+    rows = [*report.valid, replace(report.valid[0], row=9)]
+    result = apply(db, settings, rows, "daily", ImportMode.CONSENTED, actor="ed", source="x")
+    assert result.subscribed == 1
+    assert [(r.email, r.status) for r in result.skipped] == [
+        ("b@example.com", RowStatus.SUPPRESSED),
+        ("a@example.com", RowStatus.DUPLICATE),
+    ]
 
 
 # PostgreSQL only: SQLite does not enforce column lengths, which is the failure used here.
