@@ -187,9 +187,7 @@ def unsubscribe_reader(
 def suppress_reader(session: Session, normalised_email: str, detail: str = "") -> Suppression:
     """An editor's "never mail this address": suppressed (reason ``editor``), and, if it is a
     reader's, unsubscribed from every list. Works for addresses we do not hold too."""
-    row = suppress(session, normalised_email, EDITOR, detail)
-    if row.reason == ERASED:  # an editor's entry is the stronger one: it blocks signups too
-        row.reason, row.detail = EDITOR, detail
+    row = suppress(session, normalised_email, EDITOR, detail)  # replaces an erasure's entry
     subscriber = session.scalar(
         select(Subscriber).where(Subscriber.email_key == email_key(normalised_email))
     )

@@ -22,10 +22,14 @@ ERASED = "erased"
 
 
 def suppress(session: Session, normalised_email: str, reason: str, detail: str = "") -> Suppression:
-    """Put an address on the never-mail list (idempotent; the first reason is kept)."""
+    """Put an address on the never-mail list (idempotent; the first reason is kept, but for
+    ``erased``, the weakest, which any other reason replaces)."""
     key = email_hash(normalised_email)
     existing = session.scalar(select(Suppression).where(Suppression.email_hash == key))
     if existing is not None:
+        if existing.reason == ERASED and reason != ERASED:
+            existing.reason, existing.detail = reason[:40], detail
+            session.flush()
         return existing
     row = Suppression(email_hash=key, reason=reason[:40], detail=detail)
     session.add(row)

@@ -194,6 +194,13 @@ def test_a_bounce_or_editor_suppression_still_blocks_signups_after_erasure(
     )
     assert subscribe(db, settings, signup_for(other, lists.daily.id)).action == SignupAction.NONE
 
+    # A bounce reported later (e.g. about the confirmation mail) replaces the erasure's entry too.
+    third = "third.reader@example.com"
+    erase(db, add_subscriber(db, third, SubscriberStatus.ACTIVE, [lists.daily]))
+    assert suppress(db, third, "bounce", "5.1.1").reason == "bounce"
+    db.commit()
+    assert subscribe(db, settings, signup_for(third, lists.daily.id)).action == SignupAction.NONE
+
 
 def test_a_confirmation_link_from_before_the_erasure_is_dead(
     db: Session, settings: Settings, lists: Lists
