@@ -18,6 +18,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 
 from newsletter.mail.templates import template_loader, templates_root
+from newsletter.ops.logging import configure_logging, json_everywhere
 from newsletter.settings import Settings
 from newsletter.store.db import get_sessionmaker
 from newsletter.store.models import MAX_ID
@@ -36,10 +37,12 @@ from newsletter.web import (
 )
 from newsletter.web.access_log import init_access_log, method_of, route_of
 from newsletter.web.extensions import csrf, limiter
-from worker.app import celery_init_app
+from worker.app import QUEUES, celery_init_app
 from worker.tasks import CeleryMailQueue, CeleryQueue
 
 log = logging.getLogger(__name__)
+# gunicorn configures these before it loads the app; their lines should be JSON as well.
+GUNICORN_LOGGERS = ("gunicorn.error",)
 
 
 def build_app(settings: Settings | None = None) -> Flask:
@@ -62,6 +65,7 @@ def build_app(settings: Settings | None = None) -> Flask:
     app.extensions["newsletter.settings"] = settings
     app.jinja_env.globals["settings"] = settings
 
+    _init_logging(settings)
     # First, so its clock starts before any other before_request hook can answer the request.
     init_access_log(app)
     _init_db(app, settings)
@@ -72,6 +76,7 @@ def build_app(settings: Settings | None = None) -> Flask:
 
     _register_blueprints(app, settings)
     celery_init_app(app, settings)
+    app.extensions[metrics.QUEUES_KEY] = QUEUES  # the queues /metrics reads the depth of
     # The ports the core enqueues background work through (newsletter.issues.queue,
     # newsletter.readers.mail_queue); web views and CLI commands read them from here.
     app.extensions["newsletter.task_queue"] = CeleryQueue()
@@ -101,9 +106,17 @@ def _configure(app: Flask, settings: Settings) -> None:
     )
 
 
+def _init_logging(settings: Settings) -> None:
+    """JSON lines on stderr when NEWSLETTER_LOG_FORMAT=json, gunicorn's own lines included;
+    text leaves logging as it was (the access log adds its handler when none exists)."""
+    if settings.log_format == "json":
+        configure_logging("json")
+        json_everywhere(GUNICORN_LOGGERS)
+
+
 def _register_blueprints(app: Flask, settings: Settings) -> None:
     """Every page and API route; the dev mail viewer only outside production."""
-    app.register_blueprint(health.bp)  # /healthz for load balancers and compose
+    app.register_blueprint(health.bp)  # /healthz (process up) and /readyz (dependencies up)
     app.register_blueprint(metrics.bp)  # /metrics for Prometheus (bearer token)
     app.register_blueprint(public.bp)
     app.register_blueprint(reader_links.bp)  # /unsubscribe, /preferences, /data (mailed links)

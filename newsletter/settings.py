@@ -16,6 +16,9 @@ from urllib.parse import urlsplit
 
 DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key"  # noqa: S105 - refused in production
 ENVIRONMENTS = ("development", "production", "testing")
+# The pre-send check's modes ("" = by environment: see Settings.presend_mode).
+PRESEND_MODES = ("", "block", "warn", "off")
+LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(RuntimeError):
@@ -129,6 +132,9 @@ class Settings:
     dkim_key_file: str = ""
     dkim_selector: str = ""
     dkim_domain: str = ""
+    # Where `newsletter dns` looks records up: "ip", "ip:port" or "[v6]:port", comma-separated
+    # (unset: the system's resolvers).
+    dns_nameservers: tuple[str, ...] = ()
     feedback_id_sender: str = "newsletter"
     # Digests and feeds
     feeds: tuple[str, ...] = ()
@@ -144,7 +150,14 @@ class Settings:
     digest_max_posts: int = 12
     beat_tick_seconds: int = 30
     # Inbound mail: bounces, complaints, mailto unsubscribes (newsletter/inbound/processing.py)
+    # The pre-send check before a send starts (newsletter/issues/presend.py): "block" (a failure
+    # stops the send unless overridden), "warn" (logged, the send goes on) or "off". Unset:
+    # block in production, warn in development, off in testing (tests turn it on themselves).
+    presend_check: str = ""
     inbound_max_bytes: int = 10 * 1024 * 1024
+    # The bounce mailbox `newsletter inbound poll` reads: imaps://user:password@host/FOLDER or
+    # pop3s://… (newsletter/inbound/poller.py). A secret: it holds the mailbox's password.
+    inbound_mailbox_url: str = ""
     soft_bounce_limit: int = 3
     soft_bounce_days: int = 30
     # Provider webhooks (newsletter/web/api_webhooks.py): each endpoint is off (404) until its
@@ -155,6 +168,11 @@ class Settings:
     mailgun_signing_key: str = ""
     # SendGrid's Signed Event Webhook verification key, base64 DER as SendGrid shows it.
     sendgrid_public_key: str = ""
+    # Operations (newsletter/ops): log lines as text or JSON (unset: JSON in production only),
+    # and the port a worker serves its task-duration metrics on (0: none).
+    log_format: str = ""
+    worker_metrics_port: int = 0
+    worker_metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -229,6 +247,8 @@ class Settings:
             changes["broker_url"] = "filesystem://"
         if not self.smtp_url:
             changes["smtp_url"] = f"capture://{data_dir / 'mail'}"
+        if not self.log_format:
+            changes["log_format"] = "json" if self.is_production else "text"
         result = replace(self, **changes)  # type: ignore[arg-type]
         result.validate()
         return result
@@ -258,6 +278,10 @@ class Settings:
                 "NEWSLETTER_SMTP_URL must start with smtp://, smtps:// or capture://, "
                 f"not {scheme!r}"
             )
+        if self.presend_check not in PRESEND_MODES:
+            raise SettingsError(
+                f"NEWSLETTER_PRESEND_CHECK must be block, warn or off, not {self.presend_check!r}"
+            )
         if self.batch_size < 1:
             raise SettingsError("NEWSLETTER_BATCH_SIZE must be at least 1")
         for name in ("guard_bounce_rate", "guard_complaint_rate"):
@@ -278,6 +302,12 @@ class Settings:
             raise SettingsError(
                 "NEWSLETTER_LOGO_WIDTH must be 1 to 600 and NEWSLETTER_LOGO_HEIGHT 0 to 600 (px)"
             )
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(
+                f"NEWSLETTER_LOG_FORMAT must be text or json, not {self.log_format!r}"
+            )
+        if not 0 <= self.worker_metrics_port <= 65535:
+            raise SettingsError("NEWSLETTER_WORKER_METRICS_PORT must be 0 (off) or a port 1-65535")
         if self.confirm_expiry_days < 1:
             raise SettingsError("NEWSLETTER_CONFIRM_EXPIRY_DAYS must be at least 1")
         if self.erased_consent_days < 1:
@@ -387,6 +417,13 @@ class Settings:
         if self.send_rate_per_hour <= 0:
             return 0
         return max(1, math.floor(self.send_rate_per_hour * (1 - self.send_rate_reserve)))
+
+    @property
+    def presend_mode(self) -> str:
+        """block, warn or off: the setting, else by environment."""
+        if self.presend_check:
+            return self.presend_check
+        return {"production": "block", "testing": "off"}.get(self.env, "warn")
 
     @property
     def street_address(self) -> str:

@@ -257,3 +257,24 @@ def test_the_deliverability_guard_defaults_and_turns_off_with_zero(tmp_path: Pat
         }
     )
     assert (off.guard_bounce_rate, off.guard_complaint_rate) == (0.0, 0.0)
+
+
+def test_logs_are_json_in_production_and_text_elsewhere_unless_set(tmp_path: Path) -> None:
+    base = {"NEWSLETTER_DATA_DIR": str(tmp_path)}
+    production = {**base, "NEWSLETTER_ENV": "production", "NEWSLETTER_SECRET_KEY": GOOD_SECRET}
+    assert Settings.from_env(base).log_format == "text"
+    assert Settings.from_env({**base, "NEWSLETTER_ENV": "testing"}).log_format == "text"
+    assert Settings.from_env(production).log_format == "json"
+    assert Settings.from_env({**production, "NEWSLETTER_LOG_FORMAT": "text"}).log_format == "text"
+    assert Settings.from_env({**base, "NEWSLETTER_LOG_FORMAT": "json"}).log_format == "json"
+    with pytest.raises(SettingsError, match="NEWSLETTER_LOG_FORMAT must be text or json"):
+        Settings.from_env({**base, "NEWSLETTER_LOG_FORMAT": "yaml"})
+
+
+def test_the_worker_metrics_port_is_off_or_a_port(tmp_path: Path) -> None:
+    base = {"NEWSLETTER_DATA_DIR": str(tmp_path)}
+    assert Settings.from_env(base).worker_metrics_port == 0
+    chosen = Settings.from_env({**base, "NEWSLETTER_WORKER_METRICS_PORT": "9101"})
+    assert chosen.worker_metrics_port == 9101
+    with pytest.raises(SettingsError, match="NEWSLETTER_WORKER_METRICS_PORT"):
+        Settings.from_env({**base, "NEWSLETTER_WORKER_METRICS_PORT": "70000"})

@@ -15,6 +15,7 @@ from flask import Flask
 # Imported for its side effect: the shared_task declarations bind to every Celery app created here.
 import worker.tasks  # noqa: F401
 from newsletter.settings import Settings
+from worker.observe import connect_signals
 
 TASK_SOFT_TIME_LIMIT = 300
 TASK_TIME_LIMIT = 360
@@ -110,6 +111,8 @@ def celery_init_app(app: Flask, settings: Settings) -> Celery:
 
     celery_app = Celery(app.name, task_cls=FlaskTask)
     celery_app.config_from_object(celery_config(settings))
+    # Request ids into the messages, task ids into the log lines, task durations; JSON logs.
+    connect_signals(settings.log_format)
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     return celery_app

@@ -30,10 +30,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "newsletter.cli.check",  # newsletter check
     "newsletter.cli.db",  # newsletter db upgrade|current
     "newsletter.cli.dev",  # newsletter dev
+    "newsletter.cli.dns",  # newsletter dns (the DKIM, SPF and DMARC records)
     "newsletter.cli.digest",  # newsletter digest preview|send|test
     "newsletter.cli.feeds",  # newsletter feeds add|list|remove|ingest
-    "newsletter.cli.inbound",  # newsletter inbound process (bounces, complaints, mailto)
-    "newsletter.cli.issues",  # newsletter issues list|show|send|pause|…, campaigns create
+    "newsletter.cli.inbound",  # newsletter inbound process|serve|poll (bounces, complaints…)
+    "newsletter.cli.issues",  # newsletter issues list|show|check|send|pause|…, campaigns create
     "newsletter.cli.newsletters",  # newsletter newsletters create|list
     "newsletter.cli.schedules",  # newsletter schedules create|list|enable|disable|delete
     "newsletter.cli.servers",  # newsletter web|worker|beat|ping
@@ -73,8 +74,9 @@ def register_commands(group: click.Group) -> None:
 # The commands that may create the database where none is yet: the rest refuse, saying where they
 # looked, instead of quietly starting a second, empty one in whatever folder they were run from.
 CREATE_DATABASE = {("dev",), ("db", "upgrade")}
-# ping talks to the broker only; check reports a missing database among its other findings.
-NO_DATABASE = {("ping",), ("check",)}
+# ping talks to the broker only, dns to name servers; check reports a missing database among
+# its other findings.
+NO_DATABASE = {("ping",), ("check",), ("dns",)}
 HELP = {"-h", "--help"}
 
 

@@ -39,6 +39,11 @@ DOMAIN_ERRORS: tuple[type[Exception], ...] = (
     ScheduleNotFound,
 )
 
+# sysexits.h, which MTAs read from a command they pipe mail to: 65 bounces the message for good
+# (with our stderr), 75 defers it and retries later.
+EX_DATAERR = 65
+EX_TEMPFAIL = 75
+
 # A row id argument: a clear usage error for 0, negatives and numbers no id column can hold.
 ID = click.IntRange(1, MAX_ID)
 

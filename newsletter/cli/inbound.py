@@ -6,6 +6,9 @@ processed, 1 when any could not be read or parsed (the rest are still processed)
 (EX_DATAERR, a permanent error to an MTA) when any was refused for a limit of
 newsletter/inbound/limits.py (its reason on stderr, nothing stored), 75 (EX_TEMPFAIL, "try again
 later" to an MTA) when the database could not be reached; the first of 75, 65, 1 that applies.
+
+``newsletter inbound serve`` (newsletter/cli/inbound_mailbox.py) takes the same mail over SMTP or
+LMTP instead.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy.exc import OperationalError
 
-from newsletter.cli.common import session, settings
+from newsletter.cli.common import EX_DATAERR, EX_TEMPFAIL, session, settings
+from newsletter.cli.inbound_mailbox import poll_command, serve_command
 from newsletter.inbound.limits import (
     MAX_DEPTH,
     MAX_HEADER_BYTES,
@@ -30,8 +34,6 @@ from newsletter.inbound.limits import (
 )
 from newsletter.inbound.processing import Result, process_message
 
-EX_DATAERR = 65  # sysexits.h: Postfix and Exim bounce the message, with our stderr, for good
-EX_TEMPFAIL = 75  # sysexits.h: Postfix and Exim defer the message and retry later
 EXIT_STATUS = f"""\b
 Exit status, the first that applies:
   {EX_TEMPFAIL}  the database could not be reached (EX_TEMPFAIL: an MTA retries later)
@@ -186,4 +188,6 @@ def _read(path: Path, limit: int) -> Source:
         return Source(str(path), error=f"cannot read: {exc.strerror or exc}")
 
 
+inbound_group.add_command(serve_command)
+inbound_group.add_command(poll_command)
 commands = [inbound_group]

@@ -9,12 +9,22 @@ from __future__ import annotations
 import os
 import sys
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import click
 from celery.signals import worker_process_init
 from flask.cli import AppGroup
+from prometheus_client import start_http_server
+from prometheus_client.registry import CollectorRegistry
 
 from newsletter.app import create_celery
+from newsletter.ops.instruments import (
+    MULTIPROC_ENV,
+    TASK_DURATION,
+    clear_multiprocess_dir,
+    exposed,
+    multiprocess_dir,
+)
 from newsletter.settings import Settings
 from newsletter.store.db import forget_pools_after_fork
 from worker.app import QUEUES
@@ -62,6 +72,8 @@ def web_command(host: str, port: int, workers: int, threads: int) -> None:
     click.echo(f"Serving {settings.base_url} from http://{host}:{port} ({workers} workers)")
     sys.stdout.flush()
     argv = gunicorn_argv(host, port, workers, threads)
+    # Multiprocess metrics: the samples of a previous run would be added to this one's.
+    clear_multiprocess_dir()
     # exec: gunicorn takes over this process, so signals from a supervisor reach it directly.
     os.execv(argv[0], argv)  # noqa: S606 - fixed argv, no shell
 
@@ -150,7 +162,41 @@ def worker_command(
     if concurrency:
         argv.append(f"--concurrency={concurrency}")
     argv.extend(celery_args)
-    celery_app(settings).worker_main(argv)
+    app = celery_app(settings)
+    serve_task_metrics(settings, pool)
+    app.worker_main(argv)
+
+
+def serve_task_metrics(settings: Settings, pool: str) -> WSGIServer | None:
+    """Serve ``newsletter_task_duration_seconds`` on NEWSLETTER_WORKER_METRICS_PORT, if set.
+
+    The tasks run in this process's pool: threads share its histogram, but prefork children
+    each have their own, which only multiprocess mode brings back together; without it the port
+    would show nothing, so that is refused rather than served empty.
+    """
+    port = settings.worker_metrics_port
+    if not port:
+        return None
+    if pool == "prefork" and multiprocess_dir() is None:
+        raise click.UsageError(
+            f"NEWSLETTER_WORKER_METRICS_PORT with the prefork pool needs {MULTIPROC_ENV} set to "
+            "an empty folder of this worker's own (its pool processes write their task "
+            "durations there); or use --pool threads"
+        )
+    clear_multiprocess_dir()
+    registry = CollectorRegistry(auto_describe=False)
+    exposed(registry, TASK_DURATION)
+    try:
+        server, _thread = start_http_server(
+            port, addr=settings.worker_metrics_host, registry=registry
+        )
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot serve worker metrics on {settings.worker_metrics_host}:{port}: "
+            f"{exc.strerror or exc}"
+        ) from exc
+    click.echo(f"Task metrics on http://{settings.worker_metrics_host}:{port}/metrics")
+    return server
 
 
 @_group.command("beat", with_appcontext=False)

@@ -28,11 +28,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.content.sanitize import clean_html, html_to_text
-from newsletter.content.selection import Reader, plan_digest
+from newsletter.content.selection import plan_digest
+from newsletter.issues.presend import Report, check_issue
 from newsletter.issues.queue import TaskQueue
 from newsletter.issues.rendering import envelope_sender, prepare_issue
 from newsletter.issues.status import update_issue
-from newsletter.issues.test_sends import mark_as_test
+from newsletter.issues.test_sends import inert_reader, mark_as_test
 from newsletter.mail.transport import DeliveryError, get_transport
 from newsletter.readers.addresses import InvalidAddress, email_hash, normalise
 from newsletter.readers.eligibility import eligible_clause, suppressed_hashes
@@ -105,6 +106,17 @@ class IllegalTransition(DispatchError):
 
 class InvalidRequest(DispatchError):
     """Bad input: a missing subject, an unknown frequency, a campaign for a digest, ..."""
+
+
+class CheckFailed(DispatchError):
+    """The pre-send check failed and nobody overrode it; ``report`` says what (HTTP 422)."""
+
+    def __init__(self, report: Report) -> None:
+        super().__init__(
+            f"{report.summary()}. Fix it and send again, or send with an override and its "
+            "reason (`newsletter issues send ID --override-check REASON`)."
+        )
+        self.report = report
 
 
 def _one_line(value: str, what: str) -> str:
@@ -336,10 +348,14 @@ def send(
     issue_id: int,
     queue: TaskQueue,
     now: datetime | None = None,
+    *,
+    override: str = "",
 ) -> Issue:
     """Start sending now: snapshot the audience, commit, then enqueue the fan-out.
 
     A digest that was never planned is planned first; with nothing new it becomes ``skipped``.
+    The pre-send check runs first: in "block" mode a failure raises :class:`CheckFailed` (and
+    changes nothing) unless ``override`` gives the reason to send anyway, which is recorded.
     """
     now = now or utcnow()
     issue = _require(session, issue_id, "send")
@@ -358,13 +374,15 @@ def send(
         return issue
     if issue.kind == NewsletterKind.CAMPAIGN and not issue.subject:
         raise InvalidRequest(f"Issue {issue_id} has no subject yet; edit it first.")
+    reason, override = _checked(session, settings, issue_id, override, now)
     highest = session.scalar(select(func.max(SUBSCRIBERS.c.id))) or 0
     issue = _move(
         session,
         issue_id,
         "send",
         status=S.SENDING.value,
-        status_reason="",
+        status_reason=reason,
+        check_override=override,
         started_at=now,
         finished_at=None,
         held=False,
@@ -383,6 +401,27 @@ def send(
     queue.fan_out(issue_id)
     log.info("issue %s: sending started", issue_id)
     return issue
+
+
+def _checked(
+    session: Session, settings: Settings, issue_id: int, override: str, now: datetime
+) -> tuple[str, str]:
+    """Run the pre-send check as the settings ask: (status reason, recorded override)."""
+    mode = settings.presend_mode
+    if mode == "off":
+        return "", ""
+    report = check_issue(session, settings, issue_id)
+    if report.passed:
+        return "", ""
+    if mode == "warn":
+        log.warning("issue %s: %s (NEWSLETTER_PRESEND_CHECK=warn)", issue_id, report.summary())
+        return f"{report.summary()} (sent anyway: the check only warns here)", ""
+    reason = _one_line(override, "override reason")
+    if not reason:
+        session.rollback()  # a digest planned just now goes back to unplanned
+        raise CheckFailed(report)
+    log.warning("issue %s: pre-send check overridden: %s", issue_id, reason)
+    return "", f"{_when(now)}: {reason} (overrode {report.summary()})"
 
 
 def start_due(
@@ -407,6 +446,12 @@ def start_due(
             started.append(issue_id)
         except IllegalTransition:
             session.rollback()  # another tick started (or an editor cancelled) it first
+        except CheckFailed as exc:
+            # Held, so the tick does not check it again every few seconds: an editor fixes it
+            # and releases it (or sends it with an override).
+            _move(session, issue_id, "hold", held=True, status_reason=exc.report.summary())
+            session.commit()
+            log.warning("issue %s: held: %s", issue_id, exc.report.summary())
     return started
 
 
@@ -613,17 +658,8 @@ def test_send(
     transport = get_transport(settings)
     results = []
     for address in addresses:
-        reader = Reader(
-            subscriber_id=0,
-            email=address,
-            name="",
-            token_version=0,
-            timezone="UTC",
-            topics=(),
-            frequency=Frequency(issue.frequency).value if issue.frequency else None,
-            sent_post_ids=frozenset(),
-        )
-        mail = prepared.message_for(reader)
+        frequency = Frequency(issue.frequency).value if issue.frequency else None
+        mail = prepared.message_for(inert_reader(address, frequency))
         if mail is None:
             raise InvalidRequest(f"Issue {issue_id} has nothing to send (no posts).")
         message = mark_as_test(settings, mail.message)

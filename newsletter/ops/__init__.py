@@ -1,4 +1,5 @@
-"""Running the service: Prometheus metrics, the all-in-one development server and its demo data.
+"""Running the service: metrics, readiness, log lines, the all-in-one development server and
+its demo data.
 
 Pieces ops use, built on the core packages.
 """

@@ -361,6 +361,9 @@ class Issue(Base):
     mailed_count: Mapped[int] = mapped_column(Integer, default=0)
     bounce_count: Mapped[int] = mapped_column(Integer, default=0)
     complaint_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The pre-send check (newsletter/issues/presend.py): why it was overridden, by whom, when;
+    # "" when the send went out having passed it.
+    check_override: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -38,6 +38,10 @@ def domain_errors(view: F) -> F:
         except lifecycle.IllegalTransition as exc:
             db().rollback()
             raise ApiError(409, str(exc)) from None
+        except lifecycle.CheckFailed as exc:
+            db().rollback()
+            findings = [{"check": f.name, "detail": f.detail} for f in exc.report.failures]
+            raise ApiError(422, str(exc), failed_checks=findings) from None
         except (lifecycle.InvalidRequest, schedules.ScheduleError) as exc:
             db().rollback()
             raise ApiError(400, str(exc)) from None

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from newsletter.access.api_tokens import authenticate, has_scope
-from newsletter.ops.metrics import DatabaseCollector
+from newsletter.ops.instruments import HTTP_REQUEST_DURATION, exposed
+from newsletter.ops.metrics import DatabaseCollector, QueueDepthCollector
 from newsletter.web import db
 
 bp = Blueprint("metrics", __name__)
 SCOPE = "metrics:read"
+# The Celery queues (worker/app.py), set by the app factory: web does not import worker.
+QUEUES_KEY = "newsletter.queues"
 
 
 @bp.get("/metrics")
@@ -35,6 +38,12 @@ def metrics() -> Response:
     # A registry per scrape: the collector reads through this request's session.
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(db()))
+    conf = current_app.extensions["celery"].conf
+    queues = current_app.extensions.get(QUEUES_KEY, ())
+    registry.register(
+        QueueDepthCollector(conf.broker_url, conf.broker_transport_options or {}, queues)
+    )
+    exposed(registry, HTTP_REQUEST_DURATION)
     response = Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -508,17 +508,23 @@ def test_web_serves_the_app_with_gunicorn(tmp_path: Path) -> None:
     run_newsletter(["db", "upgrade"], env)
     with WebProcess(env, tmp_path / "web.log", workers=2) as web:
         response = requests.get(f"{web.url}/healthz", timeout=5)
-        assert response.json() == {"status": "ok", "database": "ok"}
+        assert response.json() == {"status": "ok"}
         assert response.headers["Cache-Control"] == "no-store"
+        ready = requests.get(f"{web.url}/readyz", timeout=5)
+        assert ready.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
         assert requests.get(f"{web.url}/dev/mail/", timeout=5).status_code == 404  # production
         assert re.search(r"Booting worker with pid", web.log_text())
-        # The access log is ours: the route pattern, never the token in a mailed link's path.
+        # The access log is ours: the route pattern, never the token in a mailed link's path;
+        # in production, as a JSON line.
         token = "eyJzIjoxfQ.a-token-from-a-mail"
         gone = requests.get(f"{web.url}/unsubscribe/{token}?x=secret-query", timeout=5)
-        line = web.wait_for_log(r"\[access\] GET /unsubscribe/<token> (\d+) [\d.]+ms \d+B")
-        assert line.group(1) == str(gone.status_code)
+        found = web.wait_for_log(r'\{[^\n]*"route": "/unsubscribe/<token>"[^\n]*\}')
+        line = json.loads(found.group(0))
+        assert line["logger"] == "newsletter.access" and line["method"] == "GET"
+        assert line["status"] == gone.status_code
+        assert line["request_id"] == gone.headers["X-Request-ID"]
         assert token not in web.log_text() and "secret-query" not in web.log_text()
-        assert len(re.findall(r"GET /healthz 200", web.log_text())) >= 1  # one line a request
+        assert len(re.findall(r'"message": "GET /healthz 200', web.log_text())) >= 1
     assert not web.alive
 
 

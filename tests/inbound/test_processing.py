@@ -16,7 +16,6 @@ from email import message_from_bytes
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,7 +23,6 @@ from newsletter.delivery import batches, fan_out
 from newsletter.inbound.processing import Result, process_message, verp_ids
 from newsletter.issues import lifecycle
 from newsletter.issues.rendering import envelope_sender
-from newsletter.mail.transport import close_transports
 from newsletter.mail.verp import verp_tag
 from newsletter.readers import links
 from newsletter.readers.suppression import is_suppressed
@@ -50,6 +48,7 @@ from tests.support.inbound import (
     World,
     header_block,
     lf,
+    postfix_bounce,
     sample,
     snapshot,
     unmatched_reports,
@@ -77,39 +76,6 @@ def settings(
         return
     with migrated_postgres_database() as url:
         yield replace(real_sends, database_url=url)
-
-
-@pytest.fixture
-def app(app: Flask) -> Iterator[Flask]:
-    """conftest's app with an app context pushed (its Jinja environment renders the mails)."""
-    with app.app_context():
-        yield app
-    close_transports()
-
-
-@pytest.fixture
-def world(app: Flask, db: Session, settings: Settings, smtp_sink: SMTPSink) -> World:
-    """Offers (alice, bob) and weekly (bob, carol), nothing sent yet."""
-    return World.build(db, settings, smtp_sink)
-
-
-def postfix_bounce(
-    world: World,
-    address: str,
-    issue_id: int,
-    *,
-    name: str = "postfix-5.1.1.eml",
-    quote: bool = True,
-    email: str | None = None,
-) -> bytes:
-    """A Postfix DSN for the mail one reader got in one issue, sent to its VERP address."""
-    mail = world.mail_to(address, issue_id)
-    return sample(
-        name,
-        verp=mail.mail_from,
-        email=email or address,
-        original_headers=header_block(mail.data) if quote else "X-Nothing: quoted",
-    )
 
 
 def mailto_request(list_unsubscribe: str, sender: str) -> bytes:

@@ -95,7 +95,7 @@ def test_app_services_wait_for_a_successful_migration(compose: dict[str, Any]) -
 def test_health_checks(compose: dict[str, Any]) -> None:
     services = compose["services"]
     web = " ".join(services["web"]["healthcheck"]["test"])
-    assert "http://127.0.0.1:8000/healthz" in web
+    assert "http://127.0.0.1:8000/readyz" in web  # database, broker and Redis, not just the process
     worker = services["worker"]["healthcheck"]["test"]
     assert worker[0] == "CMD-SHELL" and worker[1].startswith("newsletter ping --node")
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])

@@ -2,9 +2,9 @@
 skipped because a real service is unreachable FAILS instead, so CI cannot pass by skipping the
 integration tests. Locally such skips stay skips, with their reason shown by ``-ra``.
 
-A skip counts as "service unreachable" when its reason mentions Redis, PostgreSQL, RabbitMQ or
-Chromium together with unreachable / not reachable / not running / unavailable / not installed /
-missing.
+A skip counts as "service unreachable" when its reason mentions Redis, PostgreSQL, RabbitMQ,
+Chromium, Dovecot or dnsmasq together with unreachable / not reachable / not running / unavailable /
+not installed / missing.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Generator
 
 import pytest
 
-SERVICE = re.compile(r"redis|postgres|rabbitmq|chromium|playwright", re.IGNORECASE)
+SERVICE = re.compile(r"redis|postgres|rabbitmq|chromium|playwright|dovecot|dnsmasq", re.IGNORECASE)
 UNAVAILABLE = re.compile(
     r"unreachable|not reachable|not running|not available|unavailable|not installed|missing"
     r"|cannot connect|refused|is down",

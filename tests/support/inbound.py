@@ -187,3 +187,22 @@ def lf(raw: bytes) -> str:
 def header_block(raw: bytes) -> str:
     """The header section of a sent mail."""
     return lf(raw).split("\n\n", 1)[0]
+
+
+def postfix_bounce(
+    world: World,
+    address: str,
+    issue_id: int,
+    *,
+    name: str = "postfix-5.1.1.eml",
+    quote: bool = True,
+    email: str | None = None,
+) -> bytes:
+    """A Postfix DSN for the mail one reader got in one issue, sent to its VERP address."""
+    mail = world.mail_to(address, issue_id)
+    return sample(
+        name,
+        verp=mail.mail_from,
+        email=email or address,
+        original_headers=header_block(mail.data) if quote else "X-Nothing: quoted",
+    )

@@ -12,7 +12,8 @@ Typical use, with real Redis, PostgreSQL and an aiosmtpd sink::
             worker.start()      # a fresh worker picks up the unacknowledged tasks
             worker.restart()    # graceful stop (warm shutdown) + start
 
-``WebProcess`` runs ``newsletter web`` (gunicorn) on a free port, ready when ``/healthz`` is 200.
+``WebProcess`` runs ``newsletter web`` (gunicorn) on a free port, ready when ``/healthz`` is 200
+(it serves requests; ``/readyz`` would also wait for the broker, which some tests stop).
 To boot several at once: ``launch()`` each, then ``wait_ready()`` each. ``wait_for_log(regex)``
 waits for a line in the output since the last start; ``log_text()`` returns that output.
 
@@ -290,7 +291,7 @@ class WebProcess(ManagedProcess):
         return f"http://127.0.0.1:{self.port}"
 
     def is_ready(self) -> bool:
-        """The health endpoint answers 200 (database reachable)."""
+        """The health endpoint answers 200 (a gunicorn process serves requests)."""
         try:
             return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
         except requests.RequestException:

@@ -242,6 +242,12 @@ def test_revoked_and_forged_unsubscribe_links(
     db.commit()
     gone = client.get(path)
     assert gone.status_code == 404 and "no longer in use" in gone.get_data(as_text=True)
+    # A mail provider's one-click POST for them is told what is true: nobody is subscribed.
+    one_click = client.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert (
+        one_click.status_code == 200
+        and one_click.get_data(as_text=True) == "You are unsubscribed.\n"
+    )
 
 
 # --- preferences -------------------------------------------------------------------------------

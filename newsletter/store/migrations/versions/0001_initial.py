@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 18:37:48.026567
+Create Date: 2026-12-04 19:12:38.981501
 """
 
 from __future__ import annotations
@@ -387,6 +387,7 @@ def upgrade() -> None:
         sa.Column("mailed_count", sa.Integer(), nullable=False),
         sa.Column("bounce_count", sa.Integer(), nullable=False),
         sa.Column("complaint_count", sa.Integer(), nullable=False),
+        sa.Column("check_override", sa.Text(), nullable=False),
         sa.Column("created_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("started_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("finished_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True),
