@@ -58,7 +58,7 @@ EDITOR = "editor"
 
 
 class ReaderNotFound(LookupError):
-    """No reader has that address (or id); the message says which."""
+    """No reader has that address; the message names it."""
 
 
 @dataclass(frozen=True)
