@@ -286,10 +286,16 @@ def test_hostile_files_are_refused_with_a_clear_reason(
 def test_a_huge_cell_within_the_csv_limit_makes_only_its_row_invalid(
     db: Session, settings: Settings, lists: Lists
 ) -> None:
-    data = csv_bytes("email,name", "a@example.com," + "y" * 50_000, "b@example.com,B")
+    data = csv_bytes(
+        "email,name",
+        "a@example.com," + "y" * 50_000,
+        "b@example.com,B",
+        "c@example.com,C," + "z," * 100_000,  # 100,003 cells (the last one empty)
+    )
     report = preview(db, settings, data, "daily")
-    assert [r.status for r in report.rows] == [RowStatus.INVALID, RowStatus.OK]
+    assert [r.status for r in report.rows] == [RowStatus.INVALID, RowStatus.OK, RowStatus.INVALID]
     assert "longer than" in report.rows[0].reason
+    assert report.rows[2].reason == "100003 cells, but the header has 2"
 
 
 def test_too_large_and_too_long_files_are_refused(
