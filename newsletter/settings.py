@@ -80,6 +80,12 @@ class Settings:
     # Signup and consent
     confirm_expiry_days: int = 7
     consent_version: str = "2024-07-v1"
+    # How long the pseudonymised proof of consent of an erased reader is kept (readers/erasure):
+    # three years, the usual limitation period for claims that would need the proof.
+    erased_consent_days: int = 3 * 365
+    # The bounds of one subscriber CSV import (readers/importing): bytes and data rows.
+    import_max_bytes: int = 20 * 1024 * 1024
+    import_max_rows: int = 200_000
     allowed_redirect_hosts: tuple[str, ...] = ("news.example.com",)
     signup_rate_limit: str = "20/minute;200/hour"
     address_rate_limit: str = "5/hour"
@@ -313,6 +319,12 @@ class Settings:
             raise SettingsError("NEWSLETTER_WORKER_METRICS_PORT must be 0 (off) or a port 1-65535")
         if self.confirm_expiry_days < 1:
             raise SettingsError("NEWSLETTER_CONFIRM_EXPIRY_DAYS must be at least 1")
+        if self.erased_consent_days < 1:
+            raise SettingsError("NEWSLETTER_ERASED_CONSENT_DAYS must be at least 1")
+        if self.import_max_bytes < 1 or self.import_max_rows < 1:
+            raise SettingsError(
+                "NEWSLETTER_IMPORT_MAX_BYTES and NEWSLETTER_IMPORT_MAX_ROWS must be at least 1"
+            )
         if not 1 <= self.signup_challenge_max_number <= 10_000_000:
             raise SettingsError("NEWSLETTER_SIGNUP_CHALLENGE_MAX_NUMBER must be 1 to 10000000")
         for name in (

@@ -219,7 +219,8 @@ class CeleryMailQueue:
 
 @shared_task(name="newsletter.purge_pending", bind=True, acks_late=True, max_retries=0)
 def purge_pending(self: Task) -> dict[str, int]:
-    """Hourly: forget signups nobody confirmed within NEWSLETTER_CONFIRM_EXPIRY_DAYS."""
+    """Hourly: forget signups nobody confirmed within NEWSLETTER_CONFIRM_EXPIRY_DAYS, and the
+    consent proof of readers erased over NEWSLETTER_ERASED_CONSENT_DAYS ago."""
 
     with session_scope(settings().database_url) as session:
         result = purge(session, settings())
@@ -228,6 +229,7 @@ def purge_pending(self: Task) -> dict[str, int]:
         "subscriptions": result.subscriptions,
         "consent_records": result.consent_records,
         "mail_log": result.mail_log,
+        "erased_consents": result.erased_consents,
     }
     if any(summary.values()):
         log.info("purged unconfirmed signups: %s", summary)

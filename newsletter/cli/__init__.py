@@ -38,7 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "newsletter.cli.newsletters",  # newsletter newsletters create|list
     "newsletter.cli.schedules",  # newsletter schedules create|list|enable|disable|delete
     "newsletter.cli.servers",  # newsletter web|worker|beat|ping
-    "newsletter.cli.subscribers",  # newsletter subscribers export
+    "newsletter.cli.subscribers",  # newsletter subscribers list|show|import|export|erase|…
     "newsletter.cli.tokens",  # newsletter tokens create|list|revoke
     "newsletter.cli.users",  # newsletter users create|list|set-role|disable|enable|…
 )

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.readers.consent import mark_confirmed
 from newsletter.readers.subscriptions import InvalidLink, has_active, subscription_to
-from newsletter.readers.suppression import is_suppressed
+from newsletter.readers.suppression import blocks_signup, lift_erasure
 from newsletter.readers.tokens import (
     TokenError,
     address_digest,
@@ -71,7 +71,7 @@ def read_confirmation(session: Session, settings: Settings, token: str) -> Confi
         raise InvalidLink(
             "This confirmation link is not valid any more. Please sign up again.", 400
         )
-    if subscriber.status == SubscriberStatus.BOUNCED or is_suppressed(session, subscriber.email):
+    if subscriber.status == SubscriberStatus.BOUNCED or blocks_signup(session, subscriber.email):
         raise InvalidLink(
             "This address is on our do-not-mail list, so we cannot subscribe it. "
             "Please contact us if that is a mistake.",
@@ -100,6 +100,8 @@ def confirm(
     subscriber = confirmation.subscriber
     if not mark_confirmed(confirmation.consent, ip=ip, user_agent=user_agent, now=now):
         return ConfirmResult(subscriber.id, (), first_time=False)
+    # A reader erased before: this click is the new double opt-in, so mail may go there again.
+    lift_erasure(session, subscriber.email)
     if not subscriber.name and confirmation.consent.name:
         # The name typed with the signup, now that the mailbox's owner confirmed it; a name the
         # reader already has is never replaced by one typed into a form.

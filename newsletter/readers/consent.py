@@ -51,8 +51,12 @@ def record_consent(
     now: datetime | None = None,
     confirmed: bool = False,
     name: str = "",
+    flush: bool = True,
 ) -> ConsentRecord:
-    """Add a consent record (confirmed at once when the reader already proved the mailbox)."""
+    """Add a consent record (confirmed at once when the reader already proved the mailbox).
+
+    ``flush=False`` leaves the INSERT to the caller's next flush (an import adds thousands).
+    """
     now = now or utcnow()
     record = ConsentRecord(
         subscriber_id=subscriber.id,
@@ -71,7 +75,8 @@ def record_consent(
         record.confirm_ip = ip[:_IP_MAX]
         record.confirm_user_agent = user_agent[:_UA_MAX]
     session.add(record)
-    session.flush()
+    if flush:
+        session.flush()
     return record
 
 

@@ -1,4 +1,5 @@
-"""Housekeeping: forget signups nobody confirmed, and old entries of the signup mail log."""
+"""Housekeeping: forget signups nobody confirmed, old entries of the signup mail log, and
+the consent proof of readers erased long ago."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from newsletter.readers.erasure import purge_erased_consents
 from newsletter.settings import Settings
 from newsletter.store.db import utcnow
 from newsletter.store.models import (
@@ -31,6 +33,7 @@ class PurgeResult:
     subscriptions: int
     consent_records: int
     mail_log: int
+    erased_consents: int = 0
 
 
 def purge_pending(session: Session, settings: Settings, now: datetime | None = None) -> PurgeResult:
@@ -40,6 +43,7 @@ def purge_pending(session: Session, settings: Settings, now: datetime | None = N
     is older than the expiry, pending subscriptions of other readers past it, unconfirmed consent
     records past it (they are personal data held without consent) and old signup-mail log rows.
     A reader who signed up again recently keeps everything until that newer link expires too.
+    Also drops the consent proof of readers erased past ``NEWSLETTER_ERASED_CONSENT_DAYS``.
     """
     now = now or utcnow()
     cutoff = now - timedelta(days=settings.confirm_expiry_days)
@@ -76,8 +80,9 @@ def purge_pending(session: Session, settings: Settings, now: datetime | None = N
     mail_log = _count(
         session.execute(delete(SignupMailLog).where(SignupMailLog.sent_at < now - MAIL_LOG_KEEP))
     )
+    erased = purge_erased_consents(session, settings, now)
     session.expire_all()
-    return PurgeResult(subscribers, subscriptions, consent_records, mail_log)
+    return PurgeResult(subscribers, subscriptions, consent_records, mail_log, erased)
 
 
 def _delete_readers(session: Session, subscriber_ids: list[int]) -> tuple[int, int, int]:

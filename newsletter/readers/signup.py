@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from newsletter.readers.addresses import email_key, inbox_hash
 from newsletter.readers.consent import record_consent
 from newsletter.readers.subscriptions import SubscriptionError, UnknownNewsletter, clean_name
-from newsletter.readers.suppression import is_suppressed
+from newsletter.readers.suppression import blocks_signup
 from newsletter.readers.tokens import (
     ConfirmClaim,
     address_digest,
@@ -94,7 +94,7 @@ def subscribe(
 
 def _subscribe(session: Session, settings: Settings, signup: Signup, now: datetime) -> SignupResult:
     """One attempt at :func:`subscribe` (IntegrityError when a concurrent signup won the race)."""
-    if is_suppressed(session, signup.email):
+    if blocks_signup(session, signup.email):  # an erasure's entry does not (see suppression)
         return SignupResult(SignupAction.NONE)
     newsletters = _chosen_newsletters(session, signup)
     name = clean_name(signup.name)  # refused alike for every address, stored with the consent

@@ -31,6 +31,7 @@ from newsletter.readers.signup import (
     log_signup_mail,
     signup_mails_sent,
 )
+from newsletter.readers.suppression import blocks_signup
 from newsletter.readers.transactional import (
     MailOutcome,
     MailResult,
@@ -64,7 +65,8 @@ def send_confirmation(
         return MailResult(MailOutcome.GONE)
     if record.confirmed_at is not None:
         return MailResult(MailOutcome.NOTHING_TO_SAY)  # confirmed before this task ran
-    if blocked(session, subscriber):
+    # An erased reader's suppression lets this one mail through: the new double opt-in.
+    if subscriber.status == SubscriberStatus.BOUNCED or blocks_signup(session, subscriber.email):
         return MailResult(MailOutcome.SUPPRESSED)
     if signup_mails_sent(session, settings, subscriber.email, now) >= settings.signup_mails_per_day:
         log.info("signup mail cap reached; confirmation for consent %s not sent", consent_id)

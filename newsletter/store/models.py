@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Computed,
     Enum,
     ForeignKey,
     Index,
@@ -104,6 +105,9 @@ class Subscriber(Base):
     email: Mapped[str] = mapped_column(String(320))
     email_key: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
+    # lower(name), computed by the database on every write: what a name search matches on (a
+    # stored column rather than an expression index, which the migration tooling cannot see).
+    name_key: Mapped[str] = mapped_column(String(200), Computed("lower(name)", persisted=True))
     status: Mapped[SubscriberStatus] = mapped_column(
         _enum(SubscriberStatus, "subscriber_status"), default=SubscriberStatus.PENDING
     )
@@ -120,7 +124,23 @@ class Subscriber(Base):
         back_populates="subscriber", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (Index("ix_subscribers_status_id", "status", "id"),)
+    __table_args__ = (
+        Index("ix_subscribers_status_id", "status", "id"),
+        # The console's search is a case-insensitive prefix match: on PostgreSQL a LIKE 'abc%'
+        # uses a b-tree only with the pattern operator class (the unique index on email_key
+        # follows the database collation), so these two make a search at a million readers a
+        # range scan. The name is matched on name_key, lower(name) kept by the database.
+        Index(
+            "ix_subscribers_email_key_prefix",
+            "email_key",
+            postgresql_ops={"email_key": "varchar_pattern_ops"},
+        ),
+        Index(
+            "ix_subscribers_name_key_prefix",
+            "name_key",
+            postgresql_ops={"name_key": "varchar_pattern_ops"},
+        ),
+    )
 
 
 class Subscription(Base):
@@ -148,6 +168,9 @@ class Subscription(Base):
     __table_args__ = (
         UniqueConstraint("subscriber_id", "newsletter_id"),
         Index("ix_subscriptions_newsletter_status", "newsletter_id", "status", "subscriber_id"),
+        # The console lists one newsletter's readers (any status) in subscriber-id order, page
+        # by page (keyset): a range scan here instead of a sort of every row of the list.
+        Index("ix_subscriptions_newsletter_subscriber", "newsletter_id", "subscriber_id"),
     )
 
 
@@ -175,6 +198,29 @@ class ConsentRecord(Base):
     nonce: Mapped[str] = mapped_column(String(64), unique=True)
 
     __table_args__ = (Index("ix_consent_records_subscriber", "subscriber_id"),)
+
+
+class ErasedConsent(Base):
+    """What is left of a consent record once its reader was erased (readers/erasure.py).
+
+    GDPR Art. 7(1) asks us to be able to prove consent, Art. 17 to erase the person: we keep the
+    hash of the address (the suppression list's, so whoever holds the address can match it), what
+    was agreed to (lists, wording and its version), where it came from, and when it was given
+    and confirmed; no address, name, IP or browser. Deleted after
+    ``NEWSLETTER_ERASED_CONSENT_DAYS``.
+    """
+
+    __tablename__ = "erased_consents"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), index=True)
+    newsletter_slugs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    consent_text_version: Mapped[str] = mapped_column(String(64))
+    consent_text: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(500), default="")
+    signup_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class Suppression(Base):

@@ -20,6 +20,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from newsletter.readers import links
 from newsletter.readers.choices import available_topics, timezone_groups
 from newsletter.readers.consent import export_subscriber_by_id
+from newsletter.readers.erasure import erase
 from newsletter.readers.manage import (
     ManageLink,
     log_out_all_links,
@@ -375,9 +376,23 @@ def data_page(token: str) -> BaseResponse:
         "web/your_data.html",
         data=data,
         export_url=url_for(".data_export", token=token),
+        erase_url=url_for(".data_erase", token=token),
         preferences_url=_preferences_url(subscriber),
     )
     return private(Response(body))
+
+
+@bp.post("/data/<token>/erase")
+def data_erase(token: str) -> BaseResponse:
+    """ "Erase my data" (CSRF-protected POST behind the mailed one-hour link): the same
+    :func:`~newsletter.readers.erasure.erase` the editors' command runs."""
+    try:
+        subscriber = read_data_link(db(), settings(), token)
+    except InvalidLink as exc:
+        return link_error(exc)
+    erase(db(), subscriber)
+    db().commit()
+    return private(Response(render_template("web/erased.html")))
 
 
 @bp.get("/data/<token>/export.json")

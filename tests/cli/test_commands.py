@@ -255,7 +255,9 @@ def test_tokens_create_without_a_scope_shows_an_example(cli_env: dict[str, str])
     assert "every scope above" in result.output  # `all`, explicitly
 
 
-def test_subscribers_export_prints_json_or_says_there_is_nobody(cli_env: dict[str, str]) -> None:
+def test_subscribers_export_data_prints_json_or_says_there_is_nobody(
+    cli_env: dict[str, str],
+) -> None:
     invoke("db", "upgrade")
     with session_scope(database_url(cli_env)) as db:
         reader = Subscriber(
@@ -266,16 +268,16 @@ def test_subscribers_export_prints_json_or_says_there_is_nobody(cli_env: dict[st
         )
         db.add(reader)
 
-    found = invoke("subscribers", "export", "reader@example.com")
+    found = invoke("subscribers", "export-data", "reader@example.com")
     assert found.exit_code == 0, found.output
     data = json.loads(found.output)
     assert "Reader@Example.com" in json.dumps(data)
 
-    missing = invoke("subscribers", "export", "nobody@example.com")
+    missing = invoke("subscribers", "export-data", "nobody@example.com")
     assert missing.exit_code == 1
     assert "no subscriber" in missing.output
 
-    invalid = invoke("subscribers", "export", "not an address")
+    invalid = invoke("subscribers", "export-data", "not an address")
     assert invalid.exit_code == 1
     assert "not valid" in invalid.output
 

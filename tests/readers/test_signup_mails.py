@@ -245,6 +245,7 @@ def test_tasks_run_inside_the_app(
             "subscriptions": 0,
             "consent_records": 0,
             "mail_log": 0,
+            "erased_consents": 0,
         }
     assert [m["Subject"] for m in mails(settings)] == [
         "Please confirm your subscription to The Daily Brief",
