@@ -42,6 +42,7 @@ ROUTES = {
         "newsletter.purge_pending",
         "newsletter.ingest_feeds",
         "newsletter.ingest_feed",
+        "newsletter.deliver_webhook",
     ),
 }
 

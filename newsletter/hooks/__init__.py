@@ -1,0 +1,1 @@
+"""Outbound webhooks: the site's systems told of signups, bounces and sends, signed and retried."""
