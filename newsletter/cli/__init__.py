@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "newsletter.cli.servers",  # newsletter web|worker|beat|ping
     "newsletter.cli.subscribers",  # newsletter subscribers export
     "newsletter.cli.tokens",  # newsletter tokens create|list|revoke
+    "newsletter.cli.webhooks",  # newsletter webhooks add|list|enable|disable|remove|deliveries|test
 )
 
 
