@@ -260,6 +260,7 @@ def tick() -> dict[str, object]:
     # Webhook deliveries whose message was lost, or whose retry was too far off for a countdown.
     with session_scope(settings().database_url) as session:
         swept = webhook_sending.sweep(session, CeleryWebhookQueue())
+        webhook_sending.prune(session)
     if swept:
         log.info("tick: %d webhook deliveries enqueued by the sweep", swept)
     return {

@@ -122,12 +122,17 @@ def deliveries_command(endpoint_id: int, limit: int) -> None:
                 detail = a.error if a.status_code is None else a.response_body[:80]
                 lines.append(
                     f"    {a.attempted_at.strftime('%H:%M:%S')}  {answer}  {a.duration_ms} ms"
-                    + (f"  {' '.join(detail.split())}" if detail else "")
+                    + (f"  {_printable(detail)}" if detail else "")
                 )
     if not lines:
         click.echo(f"No deliveries to webhook {endpoint_id} yet.")
         return
     click.echo("\n".join(lines))
+
+
+def _printable(text: str) -> str:
+    """A receiver's words on one line, without the control characters a terminal would obey."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 @webhooks_group.command("test")

@@ -16,7 +16,8 @@ row the sweep picks up once the lease is over (the attempt counted, so retries s
 
 A retry due within :data:`COUNTDOWN_LIMIT` is enqueued with a countdown; a later one is left to
 the sweep, so no worker holds a message for hours (Redis redelivers held messages after its
-visibility timeout). :func:`sweep`, run by every tick, enqueues pending rows that are overdue.
+visibility timeout). :func:`sweep`, run by every tick, enqueues pending rows that are overdue;
+:func:`prune`, run with it, deletes finished deliveries after :data:`RETENTION`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.content.public_http import BlockedAddress, check_host, public_session
@@ -57,6 +58,8 @@ COUNTDOWN_LIMIT = 600.0
 SWEEP_GRACE = timedelta(seconds=60)
 SWEEP_REPEAT = timedelta(seconds=300)
 SWEEP_BATCH = 500
+# Finished deliveries (and their attempts) are kept this long for `deliveries`, then pruned.
+RETENTION = timedelta(days=30)
 
 
 class Result:
@@ -327,4 +330,24 @@ def sweep(session: Session, queue: WebhookQueue, now: datetime | None = None) ->
     session.commit()  # before enqueueing: a worker must not find the row still being swept
     for delivery_id in ids:
         queue.deliver(delivery_id)
+    return len(ids)
+
+
+def prune(session: Session, now: datetime | None = None) -> int:
+    """Delete up to SWEEP_BATCH deliveries finished more than RETENTION ago, with their
+    attempts; how many (caller commits)."""
+    before = (now or utcnow()) - RETENTION
+    ids = list(
+        session.scalars(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.status != WebhookDeliveryStatus.PENDING,
+                WebhookDelivery.finished_at < before,
+            )
+            .limit(SWEEP_BATCH)
+        )
+    )
+    if ids:
+        session.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(ids)))
+        session.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(ids)))
     return len(ids)

@@ -14,7 +14,7 @@ from newsletter.cli import cli
 from newsletter.hooks.signing import signing_key
 from newsletter.settings import Settings
 from newsletter.store.db import dispose_engines, get_sessionmaker
-from newsletter.store.models import WebhookDelivery, WebhookEndpoint
+from newsletter.store.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 PUBLIC = "https://93.184.215.14/hooks"  # a public address literal: no DNS needed
 
@@ -112,3 +112,24 @@ def test_an_unknown_id_is_an_error_naming_it(cli_env: Settings, command: str) ->
     result = invoke(command, "7")
     assert result.exit_code == 1
     assert "no webhook endpoint with id 7" in result.output
+
+
+def test_deliveries_show_a_receivers_answer_without_its_control_characters(
+    cli_env: Settings,
+) -> None:
+    invoke("add", PUBLIC)
+    with get_sessionmaker(cli_env.database_url)() as db:
+        delivery = WebhookDelivery(
+            endpoint_id=1, message_id="msg_1", event_type="ping", payload={}, attempts=1
+        )
+        db.add(delivery)
+        db.flush()
+        db.add(
+            WebhookAttempt(
+                delivery_id=delivery.id, status_code=500, response_body="\x1b[2Jgone\r\nwrong"
+            )
+        )
+        db.commit()
+    shown = invoke("deliveries", "1").output
+    assert "HTTP 500" in shown and "[2Jgone wrong" in shown
+    assert "\x1b" not in shown and "\r" not in shown

@@ -233,3 +233,19 @@ def test_each_attempt_is_recorded_with_its_time_and_duration(
     assert attempt.status_code == 200 and attempt.error == ""
     assert attempt.duration_ms >= 0
     assert attempt.attempted_at <= utcnow()
+
+
+def test_finished_deliveries_are_pruned_after_the_retention(
+    db: Session, endpoint: WebhookEndpoint, queue: InlineWebhookQueue
+) -> None:
+    (done,) = events.emit(db, "issue.sent", {})
+    db.commit()
+    queue.drain()
+    events.emit(db, "issue.sent", {})  # pending: never pruned
+    db.commit()
+    later = utcnow() + sending.RETENTION + timedelta(minutes=1)
+    assert sending.prune(db, utcnow()) == 0
+    assert sending.prune(db, later) == 1
+    db.commit()
+    assert [d.id for d in db.scalars(select(WebhookDelivery))] == [done + 1]
+    assert db.scalars(select(WebhookAttempt)).all() == []
