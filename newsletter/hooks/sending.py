@@ -53,6 +53,9 @@ MAX_RESPONSE_BYTES = 1024
 MAX_ERROR_CHARS = 500
 # Retries due within this many seconds get a countdown message; later ones wait for the sweep.
 COUNTDOWN_LIMIT = 600.0
+# A countdown task may run a moment early on a worker whose clock is behind: it still counts
+# as due (a lease is far longer, so a running attempt is never taken twice).
+CLOCK_SLACK = timedelta(seconds=5)
 # The sweep: a due row is presumed lost this long after it was due, and enqueued again at most
 # this often (a backlog behind busy workers is not enqueued once a tick); at most this many a tick.
 SWEEP_GRACE = timedelta(seconds=60)
@@ -150,7 +153,7 @@ def _claim(session: Session, settings: Settings, delivery_id: int, now: datetime
         .where(
             WebhookDelivery.id == delivery_id,
             WebhookDelivery.status == WebhookDeliveryStatus.PENDING,
-            WebhookDelivery.next_attempt_at <= now,
+            WebhookDelivery.next_attempt_at <= now + CLOCK_SLACK,
             WebhookDelivery.endpoint_id.in_(
                 select(WebhookEndpoint.id).where(WebhookEndpoint.enabled.is_(True))
             ),
