@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from newsletter.inbound.processing import Result, process_message
 from newsletter.issues.status import finish_if_done
 from newsletter.readers.manage import unsubscribe
+from newsletter.readers.preferences import Preferences, update_preferences
 from newsletter.readers.signup import subscribe
 from newsletter.settings import Settings
 from newsletter.store.db import utcnow
@@ -82,6 +83,31 @@ def test_a_known_reader_signing_up_again_is_not_created_again(
     subscribe(db, settings, signup_for("ada@example.com", lists.offers.id))
     db.commit()
     assert [kind for kind, _ in emitted(db)] == ["subscriber.created"]
+
+
+def test_unticking_a_list_on_the_preferences_page_emits_subscriber_unsubscribed(
+    db: Session, settings: Settings, endpoint: WebhookEndpoint
+) -> None:
+    lists = make_lists(db)
+    result = subscribe(db, settings, signup_for("ada@example.com", lists.daily.id, lists.offers.id))
+    db.commit()
+    assert result.consent_id is not None and result.subscriber_id is not None
+    confirm_signup(db, settings, result.consent_id)
+    reader = db.get_one(Subscriber, result.subscriber_id)
+    keep_daily = Preferences("Ada", "UTC", frozenset({lists.daily.id}))
+    update_preferences(db, settings, reader, keep_daily)
+    update_preferences(db, settings, reader, keep_daily)  # saved again: nothing left
+    db.commit()
+    (last,) = emitted(db)[2:]
+    assert last == (
+        "subscriber.unsubscribed",
+        {
+            "subscriber_id": reader.id,
+            "email": "ada@example.com",
+            "status": "active",
+            "newsletters": ["offers"],
+        },
+    )
 
 
 def quoting(msgid: str) -> str:
