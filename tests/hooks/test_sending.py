@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 
 from newsletter.hooks import events, sending
 from newsletter.hooks.endpoints import register
+from newsletter.hooks.queue import enqueue_after_commit
 from newsletter.settings import Settings
-from newsletter.store.db import utcnow
+from newsletter.store.db import get_sessionmaker, utcnow
 from newsletter.store.models import (
     WebhookAttempt,
     WebhookDelivery,
@@ -249,3 +250,23 @@ def test_finished_deliveries_are_pruned_after_the_retention(
     db.commit()
     assert [d.id for d in db.scalars(select(WebhookDelivery))] == [done + 1]
     assert db.scalars(select(WebhookAttempt)).all() == []
+
+
+class BrokerAway:
+    """A WebhookQueue whose broker cannot be reached."""
+
+    def deliver(self, delivery_id: int, countdown: float = 0) -> None:
+        """Fail as kombu does when the broker is down."""
+        raise ConnectionRefusedError("[Errno 111] Connection refused")
+
+
+def test_a_broker_that_is_away_fails_no_commit_and_the_sweep_sends_later(
+    db: Session, hook_settings: Settings, endpoint: WebhookEndpoint, queue: InlineWebhookQueue
+) -> None:
+    enqueue_after_commit(get_sessionmaker(hook_settings.database_url), BrokerAway())
+    with get_sessionmaker(hook_settings.database_url)() as session:
+        (delivery_id,) = events.emit(session, "issue.sent", {})
+        session.commit()  # does not raise: the change is committed, the event with it
+    assert delivery(db, delivery_id).status == WebhookDeliveryStatus.PENDING
+    assert sending.sweep(db, queue, utcnow() + sending.SWEEP_GRACE) == 1
+    assert [o.result for o in queue.drain()] == [sending.Result.DELIVERED]
