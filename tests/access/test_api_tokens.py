@@ -28,6 +28,8 @@ CONTRACT = {
     "schedules:write",
     "inbound:write",
     "metrics:read",
+    "webhooks:read",
+    "webhooks:write",
 }
 
 
