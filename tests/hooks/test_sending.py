@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from newsletter.delivery.sent_marks import batch_connection
 from newsletter.hooks import events, sending
 from newsletter.hooks.endpoints import register
 from newsletter.hooks.queue import enqueue_after_commit
@@ -270,3 +271,13 @@ def test_a_broker_that_is_away_fails_no_commit_and_the_sweep_sends_later(
     assert delivery(db, delivery_id).status == WebhookDeliveryStatus.PENDING
     assert sending.sweep(db, queue, utcnow() + sending.SWEEP_GRACE) == 1
     assert [o.result for o in queue.drain()] == [sending.Result.DELIVERED]
+
+
+def test_the_send_pipelines_own_connection_enqueues_what_it_emits(
+    hook_settings: Settings, endpoint: WebhookEndpoint, queue: InlineWebhookQueue
+) -> None:
+    # A batch's session is bound to its own connection; issue.sent is emitted there.
+    with batch_connection(hook_settings) as (session, _recorder):
+        (delivery_id,) = events.emit(session, "issue.sent", {})
+        session.commit()
+    assert queue.enqueued == [(delivery_id, 0)]
