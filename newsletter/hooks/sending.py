@@ -137,7 +137,7 @@ def deliver(
         session.commit()
     if claim is None:
         return Outcome(delivery_id, Result.SKIPPED)
-    answer = post(settings, claim)
+    answer = _post(settings, claim)
     with factory() as session:
         outcome = record(session, settings, delivery_id, answer, utcnow())
         session.commit()
@@ -171,7 +171,7 @@ def _claim(session: Session, settings: Settings, delivery_id: int, now: datetime
     return _Claim(endpoint.url, endpoint.secret, delivery.message_id, body_of(delivery.payload))
 
 
-def post(settings: Settings, claim: _Claim) -> Answer:
+def _post(settings: Settings, claim: _Claim) -> Answer:
     """POST the signed body once and read the start of the answer; never raises."""
     timeout = settings.webhook_timeout_seconds
     headers = signed_headers(claim.secret, claim.message_id, int(time.time()), claim.body)
