@@ -142,9 +142,14 @@ def get_endpoint(session: Session, endpoint_id: int) -> WebhookEndpoint:
     return endpoint
 
 
-def list_endpoints(session: Session) -> list[WebhookEndpoint]:
-    """Every endpoint, oldest first."""
-    return list(session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
+def list_endpoints(
+    session: Session, *, limit: int | None = None, after_id: int | None = None
+) -> list[WebhookEndpoint]:
+    """Endpoints, oldest first (after ``after_id``, at most ``limit``: a page)."""
+    query = select(WebhookEndpoint)
+    if after_id is not None:
+        query = query.where(WebhookEndpoint.id > after_id)
+    return list(session.scalars(query.order_by(WebhookEndpoint.id).limit(limit)))
 
 
 def update(
@@ -211,16 +216,14 @@ def send_test(session: Session, endpoint: WebhookEndpoint) -> int:
     return delivery_id
 
 
-def deliveries(session: Session, endpoint_id: int, limit: int = 50) -> list[WebhookDelivery]:
-    """An endpoint's latest deliveries, newest first."""
-    return list(
-        session.scalars(
-            select(WebhookDelivery)
-            .where(WebhookDelivery.endpoint_id == endpoint_id)
-            .order_by(WebhookDelivery.id.desc())
-            .limit(limit)
-        )
-    )
+def deliveries(
+    session: Session, endpoint_id: int, limit: int = 50, before_id: int | None = None
+) -> list[WebhookDelivery]:
+    """An endpoint's latest deliveries, newest first (older than ``before_id``: the next page)."""
+    query = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
+    if before_id is not None:
+        query = query.where(WebhookDelivery.id < before_id)
+    return list(session.scalars(query.order_by(WebhookDelivery.id.desc()).limit(limit)))
 
 
 def endpoint_as_json(endpoint: WebhookEndpoint) -> dict[str, Any]:

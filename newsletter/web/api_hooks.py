@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify, request
-
 from newsletter.hooks.endpoints import (
     EndpointNotFound,
     WebhookError,
@@ -24,9 +22,23 @@ from newsletter.hooks.endpoints import (
 )
 from newsletter.store.models import WebhookEndpoint
 from newsletter.web import db, settings
-from newsletter.web.api import ApiError, bp, json_body, require_token
+from newsletter.web.api import ApiError, bp, require_token
+from newsletter.web.api_paging import decode_cursor, page
+from newsletter.web.api_schemas import PageQuery
+from newsletter.web.api_schemas_hooks import (
+    DeliveryPage,
+    DeliveryQuery,
+    TestQueued,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookDeleted,
+    WebhookEdit,
+    WebhookPage,
+    WebhookReply,
+)
+from newsletter.web.openapi import operation
 
-MAX_DELIVERIES = 100
+WEBHOOKS = "webhooks"
 
 
 def _endpoint(endpoint_id: int) -> WebhookEndpoint:
@@ -42,114 +54,102 @@ def _refused(exc: WebhookError) -> ApiError:
     return ApiError(400, str(exc), field=exc.field) if exc.field else ApiError(400, str(exc))
 
 
-def _text(body: dict[str, Any], name: str) -> str | None:
-    """An optional string field; 400 when it is there but not a string."""
-    value = body.get(name)
-    if value is not None and not isinstance(value, str):
-        raise ApiError(400, f"{name}: a string", field=name)
-    return value
-
-
-def _events(body: dict[str, Any]) -> list[str] | None:
-    """The optional ``events`` list of event type names ([] for every event)."""
-    value = body.get("events")
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ApiError(400, "events: a list of event type names ([] for every one)", field="events")
-    return value
-
-
 @bp.get("/webhooks")
 @require_token("webhooks:read")
-def list_webhooks() -> Response:
-    """Every outbound webhook endpoint (never a secret)."""
-    return jsonify({"webhooks": [endpoint_as_json(e) for e in list_endpoints(db())]})
+@operation(tag=WEBHOOKS, query=PageQuery, responses={200: WebhookPage})
+def list_webhooks(query: PageQuery) -> dict[str, Any]:
+    """Outbound webhook endpoints, oldest first (never a secret); paged by ``after``."""
+    after = decode_cursor(query.after, [int])
+    rows = list_endpoints(db(), limit=query.limit + 1, after_id=after[0] if after else None)
+    shown, cursor = page(rows, query.limit, lambda e: [e.id])
+    return {"items": [endpoint_as_json(e) for e in shown], "next": cursor}
 
 
 @bp.post("/webhooks")
 @require_token("webhooks:write")
-def create_webhook() -> tuple[Response, int]:
-    """Register an endpoint; the answer carries its signing secret, this once."""
-    body = json_body()
-    url = _text(body, "url")
-    if not url:
-        raise ApiError(400, "url: the endpoint's https:// URL is required", field="url")
+@operation(
+    tag=WEBHOOKS,
+    body=WebhookCreate,
+    responses={201: WebhookCreated},
+    creates=("endpoint_id", "/webhook/id"),
+)
+def create_webhook(body: WebhookCreate) -> tuple[dict[str, Any], int]:
+    """Register an endpoint; the answer carries its signing secret, this once.
+
+    Its URL must reach a public address unless NEWSLETTER_WEBHOOK_ALLOW_PRIVATE_NETWORKS is on.
+    """
     try:
         endpoint = register(
-            db(),
-            settings(),
-            url,
-            events=_events(body) or [],
-            description=_text(body, "description") or "",
+            db(), settings(), body.url, events=body.events, description=body.description
         )
     except WebhookError as exc:
         db().rollback()
         raise _refused(exc) from None
     data, secret = endpoint_as_json(endpoint), endpoint.secret
     db().commit()
-    return jsonify({"webhook": data, "secret": secret}), 201
+    return {"webhook": data, "secret": secret}, 201
 
 
 @bp.get("/webhooks/<int:endpoint_id>")
 @require_token("webhooks:read")
-def show_webhook(endpoint_id: int) -> Response:
+@operation(tag=WEBHOOKS, responses={200: WebhookReply}, problems=(404,))
+def show_webhook(endpoint_id: int) -> dict[str, Any]:
     """One endpoint."""
-    return jsonify({"webhook": endpoint_as_json(_endpoint(endpoint_id))})
+    return {"webhook": endpoint_as_json(_endpoint(endpoint_id))}
 
 
 @bp.patch("/webhooks/<int:endpoint_id>")
 @require_token("webhooks:write")
-def change_webhook(endpoint_id: int) -> Response:
-    """Change the URL, events or description, or enable/disable (``enabled``: true/false)."""
+@operation(tag=WEBHOOKS, body=WebhookEdit, responses={200: WebhookReply}, problems=(404,))
+def change_webhook(endpoint_id: int, body: WebhookEdit) -> dict[str, Any]:
+    """Change the URL, events or description, or enable or disable it (``enabled``)."""
     endpoint = _endpoint(endpoint_id)
-    body = json_body()
-    enabled = body.get("enabled")
-    if enabled is not None and not isinstance(enabled, bool):
-        raise ApiError(400, "enabled: true or false", field="enabled")
     try:
         update(
             db(),
             settings(),
             endpoint,
-            url=_text(body, "url"),
-            events=_events(body),
-            description=_text(body, "description"),
-            enabled=enabled,
+            url=body.url,
+            events=body.events,
+            description=body.description,
+            enabled=body.enabled,
         )
     except WebhookError as exc:
         db().rollback()
         raise _refused(exc) from None
     data = endpoint_as_json(endpoint)
     db().commit()
-    return jsonify({"webhook": data})
+    return {"webhook": data}
 
 
 @bp.delete("/webhooks/<int:endpoint_id>")
 @require_token("webhooks:write")
-def delete_webhook(endpoint_id: int) -> Response:
+@operation(tag=WEBHOOKS, responses={200: WebhookDeleted}, problems=(404,))
+def delete_webhook(endpoint_id: int) -> dict[str, Any]:
     """Remove an endpoint with its deliveries."""
     remove(db(), _endpoint(endpoint_id))
     db().commit()
-    return jsonify({"id": endpoint_id, "deleted": True})
+    return {"id": endpoint_id, "deleted": True}
 
 
 @bp.get("/webhooks/<int:endpoint_id>/deliveries")
 @require_token("webhooks:read")
-def list_deliveries(endpoint_id: int) -> Response:
-    """An endpoint's latest deliveries, newest first, each with its attempts and their answers
-    (``?limit=N``, 1..100, default 20)."""
+@operation(tag=WEBHOOKS, query=DeliveryQuery, responses={200: DeliveryPage}, problems=(404,))
+def list_deliveries(endpoint_id: int, query: DeliveryQuery) -> dict[str, Any]:
+    """An endpoint's deliveries, newest first, each with its attempts and their answers."""
     _endpoint(endpoint_id)
-    raw = request.args.get("limit", "20")
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_DELIVERIES:
-        raise ApiError(400, f"limit: a whole number from 1 to {MAX_DELIVERIES}", field="limit")
-    rows = deliveries(db(), endpoint_id, limit=int(raw))
-    return jsonify({"deliveries": [delivery_as_json(d) for d in rows]})
+    after = decode_cursor(query.after, [int])
+    rows = deliveries(
+        db(), endpoint_id, limit=query.limit + 1, before_id=after[0] if after else None
+    )
+    shown, cursor = page(rows, query.limit, lambda d: [d.id])
+    return {"items": [delivery_as_json(d) for d in shown], "next": cursor}
 
 
 @bp.post("/webhooks/<int:endpoint_id>/test")
 @require_token("webhooks:write")
-def test_webhook(endpoint_id: int) -> tuple[Response, int]:
+@operation(tag=WEBHOOKS, responses={202: TestQueued}, problems=(404, 409))
+def test_webhook(endpoint_id: int) -> tuple[dict[str, Any], int]:
     """Queue a signed ``ping`` event to this endpoint; its delivery shows the answer."""
     endpoint = _endpoint(endpoint_id)
     try:
@@ -157,4 +157,4 @@ def test_webhook(endpoint_id: int) -> tuple[Response, int]:
     except WebhookError as exc:
         raise ApiError(409, str(exc), field=exc.field) from None
     db().commit()
-    return jsonify({"delivery_id": delivery_id, "status": "pending"}), 202
+    return {"delivery_id": delivery_id, "status": "pending"}, 202

@@ -80,9 +80,9 @@ def test_no_events_means_every_event(client: FlaskClient, headers: dict[str, str
         ({"url": "http://10.1.2.3/hooks"}, "url", "NEWSLETTER_WEBHOOK_ALLOW_PRIVATE_NETWORKS"),
         ({"url": "http://[::1]/hooks"}, "url", "loopback"),
         ({"url": PUBLIC, "events": ["subscriber.deleted"]}, "events", "unknown event type"),
-        ({"url": PUBLIC, "events": "issue.sent"}, "events", "a list"),
-        ({"url": 5}, "url", "a string"),
-        ({"url": PUBLIC, "description": "x" * 501}, "description", "longer than 500"),
+        ({"url": PUBLIC, "events": "issue.sent"}, "events", "a valid array"),
+        ({"url": 5}, "url", "a valid string"),
+        ({"url": PUBLIC, "description": "x" * 501}, "description", "at most 500"),
     ],
 )
 def test_a_bad_registration_is_a_400_naming_the_field_and_stores_nothing(
@@ -95,17 +95,26 @@ def test_a_bad_registration_is_a_400_naming_the_field_and_stores_nothing(
 ) -> None:
     answer = create(client, headers, **body)
     assert answer.status_code == 400, answer.get_data(as_text=True)
-    error = answer.get_json()["error"]
-    assert error["field"] == field
-    assert words in error["message"]
+    assert answer.content_type == "application/problem+json"
+    assert problem_field(answer.get_json()) == field
+    assert words in answer.get_data(as_text=True)
     assert db.scalar(select(func.count(WebhookEndpoint.id))) == 0
+
+
+def problem_field(problem: dict[str, Any]) -> str:
+    """The field a 400 problem names: the domain's ``field``, or the schema's first error."""
+    if "field" in problem:
+        return str(problem["field"])
+    return str(problem["errors"][0]["loc"][-1])
 
 
 def test_a_body_that_is_no_json_object_is_a_400(
     client: FlaskClient, headers: dict[str, str]
 ) -> None:
-    answer = client.post("/api/v1/webhooks", data="[]", headers=headers)
+    answer = client.post("/api/v1/webhooks", json=[], headers=headers)
     assert answer.status_code == 400
+    not_json = client.post("/api/v1/webhooks", data="url=x", headers=headers)
+    assert not_json.status_code == 415
 
 
 @pytest.mark.parametrize(
@@ -124,7 +133,7 @@ def test_an_unknown_id_is_a_404(
 ) -> None:
     answer = client.open(path, method=method, json={}, headers=headers)
     assert answer.status_code == 404
-    assert answer.get_json()["error"]["status"] == 404
+    assert answer.get_json()["status"] == 404
 
 
 def test_patch_disables_enables_and_changes_what_it_is_given(
@@ -198,7 +207,7 @@ def test_test_sends_a_signed_ping_whose_attempts_and_answers_are_listed(
     assert receiver.received[0].event["type"] == "ping"
 
     listed = client.get(f"/api/v1/webhooks/{endpoint.id}/deliveries", headers=headers)
-    (shown,) = listed.get_json()["deliveries"]
+    (shown,) = listed.get_json()["items"]
     assert (shown["id"], shown["event_type"], shown["status"], shown["attempts"]) == (
         delivery_id,
         "ping",
