@@ -361,7 +361,8 @@ def subscribers_import_apply() -> ResponseReturnValue:
         if form.validate_on_submit()
         else None
     )
-    if upload is None:
+    claimed = uploads.claim(settings(), upload) if upload is not None else None
+    if upload is None or claimed is None:
         message = (
             "That upload is no longer here (it waits an hour, for the session that sent it): "
             "please upload the file again."
@@ -369,7 +370,7 @@ def subscribers_import_apply() -> ResponseReturnValue:
         return _import_page(_upload_form(blank=True), message, 404)
     mode = ImportMode(upload.mode)
     try:
-        with upload.path(settings()).open("rb") as stream:
+        with claimed.open("rb") as stream:
             report: ImportReport = preview(db(), settings(), stream, upload.newsletter_slug)
         result = apply(
             db(),

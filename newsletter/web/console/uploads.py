@@ -5,8 +5,9 @@ file that was judged, and a client that posts rows back could change them after 
 the upload is written once to ``<data dir>/imports/<random id>.csv`` with a JSON note beside it
 naming the console session that uploaded it, the list, the mode and the consent source. The
 apply step takes only the id; a file is found only by the session that uploaded it (another
-editor, or the same editor after logging in again, gets "upload it again"), and is deleted after
-the apply or, unused, after :data:`KEEP` (every upload and apply sweeps older files away). The
+editor, or the same editor after logging in again, gets "upload it again"), is claimed by one
+apply only, and is deleted after the apply or, unused, after :data:`KEEP` (every upload and
+apply sweeps older files away). The
 data dir is the one every web process of an installation shares (NEWSLETTER_DATA_DIR).
 """
 
@@ -119,12 +120,23 @@ def load(settings: Settings, upload_id: str, console_session_id: int) -> Upload 
     return upload
 
 
+def claim(settings: Settings, upload: Upload) -> Path | None:
+    """Take the file for applying it, once: a rename, which only one request can win (a
+    double-click on "import" imports once; the other request finds nothing to import)."""
+    target = folder(settings) / f"{upload.id}.claimed"
+    try:
+        upload.path(settings).rename(target)
+    except FileNotFoundError:
+        return None
+    return target
+
+
 def discard(settings: Settings, upload_id: str) -> None:
-    """Delete an upload and its note (gone already is fine)."""
+    """Delete an upload, claimed or not, and its note (gone already is fine)."""
     if not _ID.fullmatch(upload_id):
         return
-    for path in (folder(settings) / f"{upload_id}.csv", _note(settings, upload_id)):
-        path.unlink(missing_ok=True)
+    for suffix in (".csv", ".claimed", ".json"):
+        (folder(settings) / f"{upload_id}{suffix}").unlink(missing_ok=True)
 
 
 def _note(settings: Settings, upload_id: str) -> Path:
