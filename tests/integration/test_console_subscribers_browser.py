@@ -113,11 +113,16 @@ def test_import_1000_readers_through_the_page_then_find_one(
         found.click()
         expect(page.get_by_role("heading", name="reader0737@example.com", level=1)).to_be_visible()
         expect(page.get_by_role("main")).to_contain_text("sign-up sheet, 2024 book fair")
+        page.screenshot(path=str(tmp_path / "console-subscriber-1280.png"), full_page=True)
+        reader_path = page.url.removeprefix(url)
+        page.get_by_role("link", name="Erase this reader").click()
+        expect(page.get_by_role("heading", name="What stays, and why")).to_be_visible()
+        page.screenshot(path=str(tmp_path / "console-erase-1280.png"), full_page=True)
 
         phone = chromium.new_context(viewport={"width": 360, "height": 780})
         phone.add_cookies(page.context.cookies())
         small = phone.new_page()
-        for path in ("/console/subscribers", page.url.removeprefix(url)):
+        for path in ("/console/subscribers", reader_path, page.url.removeprefix(url)):
             small.goto(f"{url}{path}")
             expect(small.get_by_role("heading", level=1)).to_be_visible()
             assert not small.evaluate(SCROLLS_SIDEWAYS), path

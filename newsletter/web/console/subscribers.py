@@ -17,7 +17,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
-from newsletter.access.roles import Role
+from newsletter.access.roles import Role, role_at_least
 from newsletter.readers.addresses import email_key
 from newsletter.readers.directory import (
     ReaderFilter,
@@ -127,8 +127,9 @@ def subscribers() -> ResponseReturnValue:
 
 
 def _may_edit() -> bool:
+    """Whether the page shows the buttons that change readers (an editor's and up)."""
     user = current_user()
-    return user is not None and user.role in (Role.EDITOR, Role.ADMIN)
+    return user is not None and role_at_least(user.role, Role.EDITOR)
 
 
 # Export hands out personal data in bulk (addresses and names, to a file that leaves the
