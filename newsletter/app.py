@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 
+from newsletter.hooks.queue import enqueue_after_commit
 from newsletter.mail.templates import template_loader, templates_root
 from newsletter.ops.logging import configure_logging, json_everywhere
 from newsletter.settings import Settings
@@ -24,6 +25,7 @@ from newsletter.store.models import MAX_ID
 from newsletter.web import (
     api,
     api_dispatch,  # noqa: F401  (adds its routes to api.bp)
+    api_hooks,  # noqa: F401  (adds its routes to api.bp)
     api_inbound,  # noqa: F401  (adds its routes to api.bp)
     api_posts,  # noqa: F401  (adds its routes to api.bp)
     api_webhooks,  # noqa: F401  (adds its routes to api.bp)
@@ -39,7 +41,7 @@ from newsletter.web import (
 from newsletter.web.access_log import init_access_log, method_of, route_of
 from newsletter.web.extensions import csrf, limiter
 from worker.app import QUEUES, celery_init_app
-from worker.tasks import CeleryMailQueue, CeleryQueue
+from worker.tasks import CeleryMailQueue, CeleryQueue, CeleryWebhookQueue
 
 log = logging.getLogger(__name__)
 # gunicorn configures these before it loads the app; their lines should be JSON as well.
@@ -82,6 +84,9 @@ def build_app(settings: Settings | None = None) -> Flask:
     # newsletter.readers.mail_queue); web views and CLI commands read them from here.
     app.extensions["newsletter.task_queue"] = CeleryQueue()
     app.extensions["newsletter.mail_queue"] = CeleryMailQueue()
+    # Webhook deliveries are enqueued by the session that wrote them, once it commits
+    # (newsletter.hooks.queue): every session of the app, the worker and the CLI alike.
+    enqueue_after_commit(get_sessionmaker(settings.database_url), CeleryWebhookQueue())
     return app
 
 

@@ -182,6 +182,18 @@ class Settings:
     console_lockout_minutes: int = 15
     # Login posts per IP, across accounts (429 beyond).
     console_login_rate_limit: str = "10/minute;100/hour"
+    # Outbound webhooks to the site's own systems (newsletter/hooks): each POST has this long
+    # to answer; a failed one is tried again after base * 4^(n-1) seconds (at most max), up to
+    # max_attempts times in all. An endpoint is disabled when disable_after_failures deliveries
+    # in a row failed for good, or when none of its attempts succeeded for disable_after_hours.
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_base_seconds: float = 30.0
+    webhook_retry_max_seconds: float = 6 * 3600.0
+    webhook_max_attempts: int = 8
+    webhook_disable_after_failures: int = 5
+    webhook_disable_after_hours: float = 24.0
+    # Endpoints are public addresses only, unless this is on (a CRM on the LAN, tests).
+    webhook_allow_private_networks: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -335,6 +347,16 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"NEWSLETTER_{name.upper()} must be at least 1")
+        if self.webhook_max_attempts < 1 or self.webhook_disable_after_failures < 1:
+            raise SettingsError(
+                "NEWSLETTER_WEBHOOK_MAX_ATTEMPTS and NEWSLETTER_WEBHOOK_DISABLE_AFTER_FAILURES "
+                "must be at least 1"
+            )
+        if not 0 < self.webhook_timeout_seconds <= 60 or self.webhook_retry_base_seconds < 0:
+            raise SettingsError(
+                "NEWSLETTER_WEBHOOK_TIMEOUT_SECONDS must be above 0 and at most 60, and "
+                "NEWSLETTER_WEBHOOK_RETRY_BASE_SECONDS 0 or more"
+            )
         self._validate_urls()
         self._validate_mail()
 

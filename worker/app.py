@@ -43,6 +43,7 @@ ROUTES = {
         "newsletter.purge_pending",
         "newsletter.ingest_feeds",
         "newsletter.ingest_feed",
+        "newsletter.deliver_webhook",
     ),
 }
 

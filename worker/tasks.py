@@ -17,6 +17,7 @@ from newsletter.content.feeds import due_feeds, fail_feed, ingest_due_feed
 from newsletter.delivery.batches import DatabaseLost, send_batch
 from newsletter.delivery.fan_out import advance
 from newsletter.delivery.tick import tick as run_tick
+from newsletter.hooks import sending as webhook_sending
 from newsletter.mail.transport import TemporaryFailure
 from newsletter.readers import link_mails, signup_mails, signup_requests
 from newsletter.readers.purge import purge_pending as purge
@@ -258,7 +259,18 @@ def tick() -> dict[str, object]:
     report = run_tick(settings(), CeleryQueue())
     if report.fired or report.started or any(report.maintenance.values()):
         log.info("tick: fired %s, started %s, %s", report.fired, report.started, report.maintenance)
-    return {"fired": report.fired, "started": report.started, **report.maintenance}
+    # Webhook deliveries whose message was lost, or whose retry was too far off for a countdown.
+    with session_scope(settings().database_url) as session:
+        swept = webhook_sending.sweep(session, CeleryWebhookQueue())
+        webhook_sending.prune(session)
+    if swept:
+        log.info("tick: %d webhook deliveries enqueued by the sweep", swept)
+    return {
+        "fired": report.fired,
+        "started": report.started,
+        **report.maintenance,
+        "webhooks": swept,
+    }
 
 
 # A fan-out of a large list and a batch held to the send rate may run long; their limits only
@@ -324,3 +336,45 @@ def send_batch_task(
     if result.retry_ids:
         raise self.retry(args=(issue_id, result.retry_ids), countdown=result.retry_in)
     return {"sent": result.sent, "failed": result.failed, "skipped": result.skipped}
+
+
+# --- outbound webhooks (newsletter.hooks) ---
+
+# One POST waits at most NEWSLETTER_WEBHOOK_TIMEOUT_SECONDS (at most 60) to connect and as long
+# for each read; the limits only stop an attempt that hangs past that (its lease then expires
+# and the sweep tries again, the attempt counted).
+WEBHOOK_SOFT_TIME_LIMIT = 150
+WEBHOOK_TIME_LIMIT = 170
+
+
+@shared_task(
+    name="newsletter.deliver_webhook",
+    acks_late=True,
+    soft_time_limit=WEBHOOK_SOFT_TIME_LIMIT,
+    time_limit=WEBHOOK_TIME_LIMIT,
+    autoretry_for=CONNECTION_LOST,
+    retry_backoff=True,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=35,
+)
+def deliver_webhook(delivery_id: int) -> str:
+    """One attempt at a webhook delivery; a duplicate or early task finds it taken and skips."""
+
+    outcome = webhook_sending.deliver(settings(), delivery_id, CeleryWebhookQueue())
+    if outcome.result != webhook_sending.Result.SKIPPED:
+        log.info(
+            "webhook delivery %s: %s%s",
+            delivery_id,
+            outcome.result,
+            f" ({outcome.error})" if outcome.error else "",
+        )
+    return outcome.result
+
+
+class CeleryWebhookQueue:
+    """The hooks' WebhookQueue: enqueue attempts at deliveries (callers commit first)."""
+
+    def deliver(self, delivery_id: int, countdown: float = 0) -> None:
+        """Enqueue one attempt at a delivery, ``countdown`` seconds from now."""
+        deliver_webhook.apply_async((delivery_id,), countdown=countdown or None)

@@ -30,6 +30,8 @@ SCOPES: Mapping[str, str] = MappingProxyType(
         "schedules:write": "create, change and delete schedules",
         "inbound:write": "deliver inbound mail (bounces, complaints, unsubscribes) by webhook",
         "metrics:read": "scrape /metrics",
+        "webhooks:read": "list outbound webhook endpoints and their deliveries",
+        "webhooks:write": "register, change, test and remove outbound webhook endpoints",
     }
 )
 # Shorthand for every scope known when the token is created; it is stored expanded, so a scope

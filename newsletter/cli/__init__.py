@@ -41,6 +41,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "newsletter.cli.subscribers",  # newsletter subscribers list|show|import|export|erase|…
     "newsletter.cli.tokens",  # newsletter tokens create|list|revoke
     "newsletter.cli.users",  # newsletter users create|list|set-role|disable|enable|…
+    "newsletter.cli.webhooks",  # newsletter webhooks add|list|enable|disable|remove|deliveries|test
 )
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from newsletter.settings import Settings
-from newsletter.store.db import get_engine
+from newsletter.store.db import get_engine, get_sessionmaker
 from newsletter.store.models import DeliveryStatus
 from newsletter.store.queries import DELIVERIES, SENT_POSTS, insert_ignore
 
@@ -224,7 +224,8 @@ def batch_connection(settings: Settings) -> Iterator[tuple[Session, SentRecorder
         if postgres:
             conn.exec_driver_sql("SET synchronous_commit TO off")
             conn.commit()
-        session = Session(bind=conn, expire_on_commit=False)
+        # From the app's session factory, so what its commits emit (issue.sent) is enqueued.
+        session = get_sessionmaker(settings.database_url)(bind=conn)
         recorder: SentRecorder = (
             PostgresRecorder(_driver_connection(conn)) if postgres else CoreRecorder(session)
         )

@@ -43,6 +43,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from newsletter.hooks import events as webhooks
 from newsletter.inbound.events import EventKind, ProviderEvent
 from newsletter.inbound.guard import Guard, count_report
 from newsletter.inbound.limits import InboundRefused
@@ -680,6 +681,8 @@ def _record(
             created_at=now,
         )
     )
+    # Only here, after the evidence rules tied the report to our mail, and once per event.
+    webhooks.feedback_recorded(session, subscriber_id, issue_id, kind, status[:20])
     session.flush()
     return True
 

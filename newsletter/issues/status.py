@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from newsletter.hooks import events
 from newsletter.store.db import utcnow
 from newsletter.store.models import (
     DeliveryStatus,
@@ -116,6 +117,8 @@ def finish_if_done(session: Session, issue_id: int, now: datetime | None = None)
         done = set_issue_status(
             session, issue_id, IssueStatus.SENT, summary, only_from=[IssueStatus.SENDING], now=now
         )
+        if done:
+            events.issue_sent(session, issue_id, counts)
     session.commit()
     return done
 

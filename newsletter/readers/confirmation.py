@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter.hooks import events
 from newsletter.readers.consent import mark_confirmed
 from newsletter.readers.subscriptions import InvalidLink, has_active, subscription_to
 from newsletter.readers.suppression import blocks_signup, lift_erasure
@@ -120,5 +121,7 @@ def confirm(
         subscriber.status = SubscriberStatus.ACTIVE
     if subscriber.confirmed_at is None:
         subscriber.confirmed_at = now
+    if activated:
+        events.subscriber_confirmed(session, subscriber, activated)
     session.flush()
     return ConfirmResult(subscriber.id, tuple(activated), first_time=True)

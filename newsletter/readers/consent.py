@@ -32,6 +32,20 @@ _SOURCE_MAX = 500
 _UA_MAX = 500
 _IP_MAX = 64
 
+# What a consent record proves, as a reader's export and the console show it.
+CONSENT_FIELDS = (
+    "newsletter_slugs",
+    "consent_text_version",
+    "consent_text",
+    "source",
+    "signup_at",
+    "signup_ip",
+    "signup_user_agent",
+    "confirmed_at",
+    "confirm_ip",
+    "confirm_user_agent",
+)
+
 
 def new_nonce() -> str:
     """A random, unguessable nonce binding one confirmation mail to one consent record."""
@@ -164,19 +178,4 @@ def _export_consent_records(session: Session, subscriber_id: int) -> list[dict[s
         .order_by(ConsentRecord.signup_at, ConsentRecord.id)
     ).all()
     # The nonce is left out: it is a capability half, not information about the reader.
-    return [
-        as_dict(
-            record,
-            "newsletter_slugs",
-            "consent_text_version",
-            "consent_text",
-            "source",
-            "signup_at",
-            "signup_ip",
-            "signup_user_agent",
-            "confirmed_at",
-            "confirm_ip",
-            "confirm_user_agent",
-        )
-        for record in records
-    ]
+    return [as_dict(record, *CONSENT_FIELDS) for record in records]

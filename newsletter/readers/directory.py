@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.readers.addresses import email_hash
+from newsletter.readers.consent import CONSENT_FIELDS
 from newsletter.readers.subscriptions import UnknownNewsletter
 from newsletter.store.models import (
     MAX_ID,
@@ -285,20 +286,7 @@ def reader_record(session: Session, subscriber_id: int) -> ReaderRecord | None:
         )
     ]
     consent = [
-        as_dict(
-            r,
-            "id",
-            "newsletter_slugs",
-            "consent_text_version",
-            "consent_text",
-            "source",
-            "signup_at",
-            "signup_ip",
-            "signup_user_agent",
-            "confirmed_at",
-            "confirm_ip",
-            "confirm_user_agent",
-        )
+        as_dict(r, "id", *CONSENT_FIELDS)
         for r in session.scalars(
             select(ConsentRecord)
             .where(ConsentRecord.subscriber_id == subscriber_id)

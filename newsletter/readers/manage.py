@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from newsletter.hooks import events
 from newsletter.readers.addresses import email_key
 from newsletter.readers.subscriptions import (
     PAUSE_WEEKS,
@@ -135,6 +136,8 @@ def unsubscribe(
         subscriber.status = SubscriberStatus.UNSUBSCRIBED
     else:
         settle_status(subscriber)
+    if left:
+        events.subscriber_unsubscribed(session, subscriber, left)
     session.flush()
     return left
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from newsletter.hooks import events
 from newsletter.readers.choices import available_topics, valid_timezone
 from newsletter.readers.consent import record_consent
 from newsletter.readers.newsletters import choosable_newsletters
@@ -113,6 +114,8 @@ def update_preferences(
     _leave(current, removed, now)
     _set_frequencies(current, newsletters, prefs.frequencies)
     settle_status(subscriber)
+    if removed:
+        events.subscriber_unsubscribed(session, subscriber, sorted(removed))
     session.flush()
     return replace(change, removed=tuple(sorted(removed)))
 

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from newsletter.hooks import events
 from newsletter.readers.addresses import email_key, inbox_hash
 from newsletter.readers.consent import record_consent
 from newsletter.readers.subscriptions import SubscriptionError, UnknownNewsletter, clean_name
@@ -125,6 +126,8 @@ def _subscribe(session: Session, settings: Settings, signup: Signup, now: dateti
         now=now,
         name=name,
     )
+    if created:
+        events.subscriber_created(session, subscriber, [n.slug for n in to_confirm])
     session.flush()
     return SignupResult(SignupAction.CONFIRM, subscriber.id, record.id)
 

@@ -642,3 +642,96 @@ def as_dict(row: Any, *names: str) -> dict[str, Any]:
             value = value.value
         out[name] = value
     return out
+
+
+# --- Outbound webhooks (newsletter/hooks) ------------------------------------------------------
+
+
+class WebhookEndpoint(Base):
+    """A URL of the site's own systems (a CRM) that is told when something happens here."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    # The event types it gets (hooks.events.EVENT_TYPES); empty means every one.
+    event_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The signing secret, "whsec_<base64>". Unlike an API token it is kept as it is, not hashed:
+    # every delivery is signed with it, so it must be read back (it is shown once, never logged).
+    secret: Mapped[str] = mapped_column(String(100))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str] = mapped_column(Text, default="")
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Since its last successful attempt: deliveries that failed for good in a row, and when the
+    # first attempt failed (what the disabling rules of hooks.sending count).
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class WebhookDeliveryStatus(enum.StrEnum):
+    """Where one event's delivery to one endpoint stands."""
+
+    PENDING = "pending"  # to be attempted (again) at next_attempt_at
+    DELIVERED = "delivered"  # the endpoint answered 2xx
+    FAILED = "failed"  # every attempt failed, or the address was refused: no more attempts
+
+
+class WebhookDelivery(Base):
+    """The outbox: one event for one endpoint, written in the transaction of the change."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    # The Standard Webhooks ``webhook-id``: the same on every attempt, so a receiver can
+    # recognise a retry of a message it already handled.
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[WebhookDeliveryStatus] = mapped_column(
+        _enum(WebhookDeliveryStatus, "webhook_delivery_status"),
+        default=WebhookDeliveryStatus.PENDING,
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # When it is due; while an attempt runs, the end of that attempt's lease.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When the tick's sweep last enqueued it (a task whose message was lost).
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    attempt_rows: Mapped[list[WebhookAttempt]] = relationship(
+        back_populates="delivery",
+        cascade="all, delete-orphan",
+        order_by="WebhookAttempt.id",
+    )
+
+    __table_args__ = (
+        Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+    )
+
+
+class WebhookAttempt(Base):
+    """One POST of a delivery and what came of it: the answer, or why there was none."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The start of the answer's body (at most 1 kB), for whoever debugs the receiver.
+    response_body: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+
+    delivery: Mapped[WebhookDelivery] = relationship(back_populates="attempt_rows")

@@ -31,6 +31,8 @@ CONTRACT = {
     "schedules:write",
     "inbound:write",
     "metrics:read",
+    "webhooks:read",
+    "webhooks:write",
 }
 
 

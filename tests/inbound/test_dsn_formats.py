@@ -9,14 +9,12 @@ Message-ID in the quoted mail, in every format.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from newsletter.inbound.processing import Result
 from newsletter.settings import Settings
 from newsletter.store.models import DeliveryStatus, SubscriberStatus
-from tests.support.inbound import ALICE, BOB, BOUNCES, World, header_block, lf, sample
+from tests.support.inbound import ALICE, BOB, World, header_block, lf, sample, sending
 from tests.support.smtp import SMTPSink
 
 # sample → (the enhanced status it reports, the remote server's words we keep)
@@ -37,13 +35,7 @@ FORMATS = {
 @pytest.fixture
 def settings(settings: Settings, smtp_sink: SMTPSink) -> Settings:
     """conftest's settings sending to the sink with a VERP bounce address."""
-    return replace(
-        settings,
-        smtp_url=smtp_sink.url,
-        smtp_timeout=5.0,
-        bounce_address=BOUNCES,
-        autopause_min_attempts=10_000,
-    )
+    return sending(settings, smtp_sink)
 
 
 def report(world: World, name: str, issue_id: int, *, to: str) -> bytes:

@@ -21,21 +21,15 @@ from newsletter.settings import Settings
 from newsletter.store.db import session_scope
 from newsletter.store.models import DeliveryStatus, SubscriberStatus, Suppression
 from tests.support.dovecot import PASSWORD, Mailbox, dovecot
-from tests.support.inbound import BOB, BOUNCES, World, postfix_bounce, snapshot
+from tests.support.inbound import BOB, World, command_env, postfix_bounce, sending, snapshot
 from tests.support.smtp import SMTPSink, free_port
-from tests.support.worker import NEWSLETTER, base_env
+from tests.support.worker import NEWSLETTER
 
 
 @pytest.fixture
 def settings(settings: Settings, smtp_sink: SMTPSink) -> Settings:
     """conftest's settings sending to the sink with a VERP bounce address."""
-    return replace(
-        settings,
-        smtp_url=smtp_sink.url,
-        smtp_timeout=5.0,
-        bounce_address=BOUNCES,
-        autopause_min_attempts=10_000,
-    )
+    return sending(settings, smtp_sink)
 
 
 @pytest.fixture
@@ -156,12 +150,8 @@ def test_the_command_polls_once_and_says_how_it_went(
 ) -> None:
     issue_id = world.send()
     mailbox.deliver(postfix_bounce(world, BOB, issue_id))
-    env = base_env(
-        NEWSLETTER_ENV="testing",
-        NEWSLETTER_DATA_DIR=str(settings.data_dir),
-        NEWSLETTER_DATABASE_URL=settings.database_url,
-        NEWSLETTER_SECRET_KEY=settings.secret_key,
-        NEWSLETTER_BOUNCE_ADDRESS=BOUNCES,
+    env = command_env(
+        settings,
         NEWSLETTER_INBOUND_MAILBOX_URL=mailbox.url("pop3"),
     )
 
@@ -195,13 +185,7 @@ def test_the_command_keeps_polling_until_told_to_stop(
 ) -> None:
     issue_id = world.send()
     mailbox.deliver(postfix_bounce(world, BOB, issue_id))
-    env = base_env(
-        NEWSLETTER_ENV="testing",
-        NEWSLETTER_DATA_DIR=str(settings.data_dir),
-        NEWSLETTER_DATABASE_URL=settings.database_url,
-        NEWSLETTER_SECRET_KEY=settings.secret_key,
-        NEWSLETTER_BOUNCE_ADDRESS=BOUNCES,
-    )
+    env = command_env(settings)
     command = [*NEWSLETTER, "inbound", "poll", mailbox.url("imap"), "--every", "10"]
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as poller:
         try:

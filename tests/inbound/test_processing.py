@@ -50,6 +50,7 @@ from tests.support.inbound import (
     lf,
     postfix_bounce,
     sample,
+    sending,
     snapshot,
     unmatched_reports,
 )
@@ -64,13 +65,7 @@ def settings(
     request: pytest.FixtureRequest, settings: Settings, smtp_sink: SMTPSink
 ) -> Iterator[Settings]:
     """conftest's settings on SQLite or PostgreSQL, sending to the sink with a VERP address."""
-    real_sends = replace(
-        settings,
-        smtp_url=smtp_sink.url,
-        smtp_timeout=5.0,
-        bounce_address=BOUNCES,
-        autopause_min_attempts=10_000,
-    )
+    real_sends = sending(settings, smtp_sink)
     if request.param == "sqlite":
         yield real_sends
         return

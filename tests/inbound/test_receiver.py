@@ -25,25 +25,20 @@ from newsletter.store.models import DeliveryStatus, SubscriberStatus, Suppressio
 from tests.support.inbound import (
     ALICE,
     BOB,
-    BOUNCES,
     World,
+    command_env,
     postfix_bounce,
+    sending,
     snapshot,
 )
 from tests.support.smtp import SMTPSink, free_port
-from tests.support.worker import NEWSLETTER, base_env
+from tests.support.worker import NEWSLETTER
 
 
 @pytest.fixture
 def settings(settings: Settings, smtp_sink: SMTPSink) -> Settings:
     """conftest's settings sending to the sink with a VERP bounce address."""
-    return replace(
-        settings,
-        smtp_url=smtp_sink.url,
-        smtp_timeout=5.0,
-        bounce_address=BOUNCES,
-        autopause_min_attempts=10_000,
-    )
+    return sending(settings, smtp_sink)
 
 
 def serve(settings: Settings, *, lmtp: bool = False, database_url: str = "") -> Iterator[int]:
@@ -191,13 +186,7 @@ def test_the_command_serves_until_told_to_stop(world: World, settings: Settings)
     report = postfix_bounce(world, BOB, issue_id)
     verp = world.mail_to(BOB, issue_id).mail_from
     port = free_port()
-    env = base_env(
-        NEWSLETTER_ENV="testing",
-        NEWSLETTER_DATA_DIR=str(settings.data_dir),
-        NEWSLETTER_DATABASE_URL=settings.database_url,
-        NEWSLETTER_SECRET_KEY=settings.secret_key,
-        NEWSLETTER_BOUNCE_ADDRESS=BOUNCES,
-    )
+    env = command_env(settings)
     command = [*NEWSLETTER, "inbound", "serve", "--listen", f"127.0.0.1:{port}"]
     with subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -224,12 +213,7 @@ def test_the_command_serves_until_told_to_stop(world: World, settings: Settings)
 
 
 def test_the_command_refuses_a_bad_listen_address(settings: Settings) -> None:
-    env = base_env(
-        NEWSLETTER_ENV="testing",
-        NEWSLETTER_DATA_DIR=str(settings.data_dir),
-        NEWSLETTER_DATABASE_URL=settings.database_url,
-        NEWSLETTER_SECRET_KEY=settings.secret_key,
-    )
+    env = command_env(settings)
     done = subprocess.run(
         [*NEWSLETTER, "inbound", "serve", "--listen", "127.0.0.1:notaport"],
         env=env,

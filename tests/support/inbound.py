@@ -3,7 +3,7 @@ campaigns through our dispatch to an SMTP sink, and a reader we mailed written d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -30,12 +30,36 @@ from newsletter.store.models import (
 )
 from tests.support import dispatching as seed
 from tests.support.smtp import Received, SMTPSink
+from tests.support.worker import base_env
 
 DATA = Path(__file__).parents[1] / "data" / "inbound"
 BOUNCES = "bounces+@news.example.com"
 BOB = "bob@example.org"
 ALICE = "alice@example.org"
 CAROL = "carol@example.org"
+
+
+def sending(settings: Settings, sink: SMTPSink) -> Settings:
+    """Settings that send to the sink with a VERP bounce address (and no auto-pause in the way)."""
+    return replace(
+        settings,
+        smtp_url=sink.url,
+        smtp_timeout=5.0,
+        bounce_address=BOUNCES,
+        autopause_min_attempts=10_000,
+    )
+
+
+def command_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a `newsletter` subprocess on these settings' database, with VERP."""
+    return base_env(
+        NEWSLETTER_ENV="testing",
+        NEWSLETTER_DATA_DIR=str(settings.data_dir),
+        NEWSLETTER_DATABASE_URL=settings.database_url,
+        NEWSLETTER_SECRET_KEY=settings.secret_key,
+        NEWSLETTER_BOUNCE_ADDRESS=BOUNCES,
+        **extra,
+    )
 
 
 def sample(name: str, **values: str) -> bytes:

@@ -43,6 +43,13 @@ ROUTES = [
     ("GET", "/api/v1/posts", "posts:read"),
     ("DELETE", "/api/v1/posts/p-1", "posts:write"),
     ("POST", "/api/v1/inbound", "inbound:write"),
+    ("GET", "/api/v1/webhooks", "webhooks:read"),
+    ("POST", "/api/v1/webhooks", "webhooks:write"),
+    ("GET", "/api/v1/webhooks/1", "webhooks:read"),
+    ("PATCH", "/api/v1/webhooks/1", "webhooks:write"),
+    ("DELETE", "/api/v1/webhooks/1", "webhooks:write"),
+    ("GET", "/api/v1/webhooks/1/deliveries", "webhooks:read"),
+    ("POST", "/api/v1/webhooks/1/test", "webhooks:write"),
 ]
 # The provider webhooks authenticate by the provider's signature instead (test_api_webhooks.py).
 WEBHOOK_ROUTES = [

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 19:19:37.065466
+Create Date: 2026-12-04 19:38:14.400242
 """
 
 from __future__ import annotations
@@ -198,6 +198,23 @@ def upgrade() -> None:
         sa.UniqueConstraint("email", name=op.f("uq_users_email")),
     )
     op.create_table(
+        "webhook_endpoints",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("url", sa.String(length=2000), nullable=False),
+        sa.Column("description", sa.String(length=500), nullable=False),
+        sa.Column("event_types", sa.JSON(), nullable=False),
+        sa.Column("secret", sa.String(length=100), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("disabled_reason", sa.Text(), nullable=False),
+        sa.Column("disabled_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+        sa.Column("failing_since", newsletter.store.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_success_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_endpoints")),
+    )
+    op.create_table(
         "api_tokens",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
@@ -385,6 +402,49 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "webhook_deliveries",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "endpoint_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("message_id", sa.String(length=64), nullable=False),
+        sa.Column("event_type", sa.String(length=64), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "pending",
+                "delivered",
+                "failed",
+                name="webhook_delivery_status",
+                native_enum=False,
+                length=20,
+            ),
+            nullable=False,
+        ),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("enqueued_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_status_code", sa.Integer(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=False),
+        sa.Column("created_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["endpoint_id"],
+            ["webhook_endpoints.id"],
+            name=op.f("fk_webhook_deliveries_endpoint_id_webhook_endpoints"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),
+        sa.UniqueConstraint("message_id", name=op.f("uq_webhook_deliveries_message_id")),
+    )
+    with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.create_index("ix_webhook_deliveries_endpoint", ["endpoint_id", "id"], unique=False)
+        batch_op.create_index(
+            "ix_webhook_deliveries_status_next", ["status", "next_attempt_at"], unique=False
+        )
+
+    op.create_table(
         "api_idempotency_keys",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column(
@@ -490,6 +550,30 @@ def upgrade() -> None:
     with op.batch_alter_table("issues", schema=None) as batch_op:
         batch_op.create_index(
             "ix_issues_newsletter_status", ["newsletter_id", "status"], unique=False
+        )
+
+    op.create_table(
+        "webhook_attempts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column(
+            "delivery_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
+        ),
+        sa.Column("attempted_at", newsletter.store.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("duration_ms", sa.Integer(), nullable=False),
+        sa.Column("status_code", sa.Integer(), nullable=True),
+        sa.Column("response_body", sa.Text(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["delivery_id"],
+            ["webhook_deliveries.id"],
+            name=op.f("fk_webhook_attempts_delivery_id_webhook_deliveries"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_attempts")),
+    )
+    with op.batch_alter_table("webhook_attempts", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_webhook_attempts_delivery_id"), ["delivery_id"], unique=False
         )
 
     op.create_table(
@@ -659,11 +743,20 @@ def downgrade() -> None:
         batch_op.drop_index("ix_deliveries_issue_status")
 
     op.drop_table("deliveries")
+    with op.batch_alter_table("webhook_attempts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_webhook_attempts_delivery_id"))
+
+    op.drop_table("webhook_attempts")
     with op.batch_alter_table("issues", schema=None) as batch_op:
         batch_op.drop_index("ix_issues_newsletter_status")
 
     op.drop_table("issues")
     op.drop_table("api_idempotency_keys")
+    with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_deliveries_status_next")
+        batch_op.drop_index("ix_webhook_deliveries_endpoint")
+
+    op.drop_table("webhook_deliveries")
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.drop_index("ix_subscriptions_newsletter_subscriber")
         batch_op.drop_index("ix_subscriptions_newsletter_status")
@@ -687,6 +780,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_api_tokens_user_id"))
 
     op.drop_table("api_tokens")
+    op.drop_table("webhook_endpoints")
     op.drop_table("users")
     with op.batch_alter_table("unmatched_reports", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_unmatched_reports_created_at"))
