@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
+from newsletter.access.console_sessions import start_session
 from newsletter.access.roles import Role
 from newsletter.access.users import create_user
+from newsletter.settings import Settings
 from newsletter.store.models import User
 from newsletter.web.console.guard import COOKIE
 
@@ -44,3 +47,12 @@ def session_cookie(client: FlaskClient) -> str | None:
     """The console session id the browser holds, if any."""
     cookie = client.get_cookie(COOKIE, path="/console")
     return cookie.value if cookie is not None else None
+
+
+def signed_in(app: Flask, db: Session, settings: Settings, user: User) -> FlaskClient:
+    """A browser with a live session of ``user`` (made by the core, no password round trip)."""
+    _row, token = start_session(db, settings, user)
+    db.commit()
+    client = app.test_client()
+    client.set_cookie(COOKIE, token, path="/console")
+    return client

@@ -16,10 +16,9 @@ from newsletter.access.console_sessions import start_session
 from newsletter.access.roles import Role, role_allows
 from newsletter.access.users import set_role
 from newsletter.settings import Settings
-from newsletter.store.models import User
-from newsletter.web.console.guard import COOKIE
-from tests.support.console import form_token, make_user
-from tests.support.readers import row_counts
+from newsletter.store.models import Subscriber, SubscriberStatus, User
+from tests.support.console import form_token, make_user, signed_in
+from tests.support.readers import add_subscriber, make_lists, row_counts
 
 PUBLIC = None
 # Every console endpoint and the least role that may use it (None: no session needed). A new
@@ -46,6 +45,18 @@ EXPECTED: dict[str, Role | None] = {
     "console.users_disable": Role.ADMIN,
     "console.users_enable": Role.ADMIN,
     "console.users_require_totp": Role.ADMIN,
+    # Readers: a viewer finds and reads them; changing them, importing and exporting (personal
+    # data in bulk, to a file that leaves the service) is an editor's.
+    "console.subscribers": Role.VIEWER,
+    "console.subscriber": Role.VIEWER,
+    "console.subscribers_export": Role.EDITOR,
+    "console.subscriber_unsubscribe": Role.EDITOR,
+    "console.subscriber_suppress": Role.EDITOR,
+    "console.subscriber_erase_confirm": Role.EDITOR,
+    "console.subscriber_erase": Role.EDITOR,
+    "console.subscribers_import": Role.EDITOR,
+    "console.subscribers_import_preview": Role.EDITOR,
+    "console.subscribers_import_apply": Role.EDITOR,
 }
 # What changes nothing but one's own account; every other console POST needs more than a viewer.
 SELF_SERVICE = {
@@ -59,6 +70,8 @@ SELF_SERVICE = {
     "console.revoke",
     "console.revoke_others",
 }
+# The ids of rules with <int:...> (the reader of the ``reader`` fixture is the first row).
+IDS = {"session_id": 1, "subscriber_id": 1}
 RANK = {Role.VIEWER: 0, Role.EDITOR: 1, Role.ADMIN: 2}
 
 
@@ -76,17 +89,16 @@ def url_for_rule(rule: str, ids: dict[str, int]) -> str:
     return re.sub(r"<int:(\w+)>", lambda m: str(ids[m.group(1)]), rule)
 
 
-def signed_in(app: Flask, db: Session, settings: Settings, user: User) -> FlaskClient:
-    """A browser with a live session of ``user`` (made by the core, no password round trip)."""
-    _row, token = start_session(db, settings, user)
-    db.commit()
-    client = app.test_client()
-    client.set_cookie(COOKIE, token, path="/console")
-    return client
+@pytest.fixture
+def reader(db: Session) -> Subscriber:
+    """A reader on a list, so the reader's pages have someone to show."""
+    return add_subscriber(
+        db, "reader@example.com", SubscriberStatus.ACTIVE, [make_lists(db).daily], name="Ann"
+    )
 
 
 @pytest.fixture
-def people(db: Session) -> dict[str, User]:
+def people(db: Session, reader: Subscriber) -> dict[str, User]:
     return {
         "admin": make_user(db, "admin@example.com", Role.ADMIN),
         "editor": make_user(db, "editor@example.com", Role.EDITOR),
@@ -110,7 +122,12 @@ def test_only_self_service_posts_are_open_to_a_viewer(app: Flask) -> None:
 
 @pytest.mark.parametrize("role", [None, Role.VIEWER, Role.EDITOR, Role.ADMIN])
 def test_every_route_for_every_role(
-    app: Flask, db: Session, settings: Settings, people: dict[str, User], role: Role | None
+    app: Flask,
+    db: Session,
+    settings: Settings,
+    people: dict[str, User],
+    reader: Subscriber,
+    role: Role | None,
 ) -> None:
     seen: list[tuple[str, str, int]] = []
     for endpoint, method, rule in console_routes(app):
@@ -120,7 +137,11 @@ def test_every_route_for_every_role(
             client = signed_in(app, db, settings, people[role.value])
         other_session, _ = start_session(db, settings, people[role.value if role else "target"])
         db.commit()
-        ids = {"user_id": people["target"].id, "session_id": other_session.id}
+        ids = {
+            "user_id": people["target"].id,
+            "session_id": other_session.id,
+            "subscriber_id": reader.id,
+        }
         url = url_for_rule(rule, ids)
         data: dict[str, Any] = {}
         if method == "POST":
@@ -154,7 +175,7 @@ def test_a_viewer_changes_nothing_anywhere(
     for endpoint, method, rule in console_routes(app):
         if method != "POST" or endpoint in SELF_SERVICE:
             continue
-        url = url_for_rule(rule, {"user_id": people["target"].id, "session_id": 1})
+        url = url_for_rule(rule, IDS | {"user_id": people["target"].id})
         data = {"csrf_token": token, "email": "new@example.com", "role": "admin"}
         assert viewer.post(url, data=data).status_code == 403, endpoint
     assert row_counts(db) == before
@@ -171,7 +192,7 @@ def test_every_console_post_without_its_csrf_token_is_refused(
     posts = [(e, r) for e, m, r in console_routes(app) if m == "POST"]
     assert len(posts) >= 12
     for endpoint, rule in posts:
-        url = url_for_rule(rule, {"user_id": people["target"].id, "session_id": 1})
+        url = url_for_rule(rule, IDS | {"user_id": people["target"].id})
         for data in ({}, {"csrf_token": "forged"}):
             response = admin.post(url, data={**data, "email": "x@example.com", "role": "admin"})
             assert response.status_code == 400, endpoint
