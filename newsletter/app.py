@@ -25,7 +25,9 @@ from newsletter.web import (
     api,
     api_dispatch,  # noqa: F401  (adds its routes to api.bp)
     api_inbound,  # noqa: F401  (adds its routes to api.bp)
+    api_newsletters,  # noqa: F401  (adds its routes to api.bp)
     api_posts,  # noqa: F401  (adds its routes to api.bp)
+    api_subscribers,  # noqa: F401  (adds its routes to api.bp)
     api_webhooks,  # noqa: F401  (adds its routes to api.bp)
     archive,
     console,

@@ -29,6 +29,10 @@ CONTRACT = {
     "issues:send",
     "schedules:read",
     "schedules:write",
+    "subscribers:read",
+    "subscribers:write",
+    "newsletters:read",
+    "newsletters:write",
     "inbound:write",
     "metrics:read",
 }

@@ -25,6 +25,7 @@ from newsletter.access.api_tokens import SCOPES, create_token
 from newsletter.issues import lifecycle
 from newsletter.issues.schedules import create_schedule
 from newsletter.mail.transport import close_transports
+from newsletter.readers.erasure import suppress_reader
 from newsletter.settings import Settings
 from newsletter.store.models import NewsletterKind
 from tests.support import dispatching as seed
@@ -56,7 +57,11 @@ def rows(settings: Settings, db: Session) -> dict[str, list[Any]]:
     daily = seed.newsletter(db, "daily")
     offers = seed.newsletter(db, "offers", kind=NewsletterKind.CAMPAIGN)
     posts = seed.posts(db, 3)
-    seed.reader(db, "reader@example.com", [daily, offers])
+    readers = [
+        seed.reader(db, f"reader{n}@example.com", [daily, offers], name=f"Reader {n}")
+        for n in range(3)
+    ]
+    suppress_reader(db, "gone@example.com", "asked by phone")
     schedule = create_schedule(db, newsletter="daily", cron="0 7 * * *")
     issues = [
         lifecycle.create_campaign(db, settings, offers, subject=f"Offer {n}", body_html="<p>Hi</p>")
@@ -70,6 +75,7 @@ def rows(settings: Settings, db: Session) -> dict[str, list[Any]]:
         "slug": ["daily", "offers"],
         "key": [p.guid for p in posts],
         "newsletter": ["daily", "offers"],
+        "subscriber_id": [r.id for r in readers],
     }
 
 
@@ -95,9 +101,13 @@ def pointed_at_rows(case: schemathesis.Case, rows: dict[str, list[Any]]) -> sche
 def with_a_real_newsletter(
     case: schemathesis.Case, rows: dict[str, list[Any]]
 ) -> schemathesis.Case:
-    """A body naming a newsletter names one that exists (else nearly every create is a 404)."""
+    """A body naming newsletters names ones that exist (else nearly every create is a 404)."""
     if isinstance(case.body, dict) and isinstance(case.body.get("newsletter"), str):
         case.body["newsletter"] = rows["newsletter"][len(case.body["newsletter"]) % 2]
+    if isinstance(case.body, dict) and isinstance(case.body.get("newsletters"), list):
+        case.body["newsletters"] = [
+            rows["newsletter"][len(str(slug)) % 2] for slug in case.body["newsletters"]
+        ]
     return case
 
 
