@@ -19,7 +19,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import g
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.readers.addresses import InvalidAddress, email_hash, email_key, normalise
@@ -46,6 +46,7 @@ from newsletter.readers.suppression import list_suppressions
 from newsletter.store.models import (
     MAX_ID,
     ApiToken,
+    ConsentRecord,
     Newsletter,
     Subscriber,
     SubscriptionStatus,
@@ -76,6 +77,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 SUBSCRIBERS = "subscribers"
 SUPPRESSIONS = "suppressions"
 VIA = "API request"
+ADDED_CONCURRENTLY = "the address was added concurrently; read it again"
 CONFIRM_TEXT = "Added by an editor; subscribed only after confirming by the link in the mail."
 SUPPRESSION_FIELDS = ("id", "email_hash", "reason", "detail", "created_at")
 
@@ -243,16 +245,26 @@ def create_subscriber(body: SubscriberCreate) -> tuple[dict[str, Any], int, dict
     address = _address(body.email)
     row = _import_row(address, body)
     lists = [import_target(session, slug) for slug in dict.fromkeys(body.newsletters)]
+    # A reader we hold is locked (PostgreSQL) until the commit: a concurrent add of the same
+    # address waits, then finds it subscribed. A new address cannot be locked, see below.
+    existing = session.scalar(
+        select(Subscriber.id).where(Subscriber.email_key == email_key(address)).with_for_update()
+    )
     _refuse_unless_new(lists, row)
     try:
         if body.consent is not None:
             subscriber_id, mailed = _with_consent(lists, row, body.consent.source), None
         else:
             subscriber_id, mailed = _with_confirmation(lists, row)
+        if existing is None and _consents_of(subscriber_id) != (1 if mailed else len(lists)):
+            # The address was new, yet its reader has consent records of another request's:
+            # that request added it after our verdicts (its commit landed in between).
+            session.rollback()
+            raise ApiError(409, ADDED_CONCURRENTLY)
         session.commit()
     except IntegrityError:
         session.rollback()
-        raise ApiError(409, "the address was added concurrently; read it again") from None
+        raise ApiError(409, ADDED_CONCURRENTLY) from None
     if mailed is not None:
         mail_queue().send_confirmation(mailed)  # after the commit, as a signup's
     record, tag = _answer(subscriber_id)
@@ -290,7 +302,7 @@ def _refuse_unless_new(lists: list[Newsletter], row: ImportRow) -> None:
 def _with_consent(lists: list[Newsletter], row: ImportRow, source: str) -> int:
     """Subscribe at once on recorded consent (the import's path, a row per list)."""
     for newsletter in lists:
-        apply(
+        result = apply(
             db(),
             settings(),
             [row],
@@ -300,6 +312,14 @@ def _with_consent(lists: list[Newsletter], row: ImportRow, source: str) -> int:
             source=source,
             via=VIA,
         )
+        if result.skipped:
+            # apply checks again: another request added the address since our verdicts.
+            db().rollback()
+            [verdict] = result.skipped
+            why = f"{verdict.status.value}: {verdict.reason}"
+            raise ApiError(
+                409, f"not added: {newsletter.slug}: {why}", refused={newsletter.slug: why}
+            )
     return _id_of(row.email)
 
 
@@ -320,6 +340,16 @@ def _with_confirmation(lists: list[Newsletter], row: ImportRow) -> tuple[int, in
         raise ApiError(409, "the address changed concurrently; read it again")
     assert result.subscriber_id is not None
     return result.subscriber_id, result.consent_id
+
+
+def _consents_of(subscriber_id: int) -> int:
+    """How many consent records the reader has."""
+    count = db().scalar(
+        select(func.count())
+        .select_from(ConsentRecord)
+        .where(ConsentRecord.subscriber_id == subscriber_id)
+    )
+    return int(count or 0)
 
 
 def _id_of(address: str) -> int:
