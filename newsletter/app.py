@@ -23,6 +23,7 @@ from newsletter.store.db import get_sessionmaker
 from newsletter.store.models import MAX_ID
 from newsletter.web import (
     api,
+    api_deliveries,  # noqa: F401  (adds its routes to api.bp)
     api_dispatch,  # noqa: F401  (adds its routes to api.bp)
     api_inbound,  # noqa: F401  (adds its routes to api.bp)
     api_newsletters,  # noqa: F401  (adds its routes to api.bp)

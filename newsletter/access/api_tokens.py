@@ -30,7 +30,7 @@ SCOPES: Mapping[str, str] = MappingProxyType(
         "schedules:write": "create, change and delete schedules",
         "subscribers:read": (
             "list, search and show readers (with their consent records: IP and browser "
-            "included) and the suppression list"
+            "included), an issue's deliveries reader by reader, and the suppression list"
         ),
         "subscribers:write": (
             "add, edit, unsubscribe and erase readers; add addresses to the suppression list"

@@ -11,6 +11,7 @@ from newsletter.readers.directory import MAX_PAGE, SEARCH_MAX
 from newsletter.readers.importing import SOURCE_MAX
 from newsletter.readers.subscriptions import NAME_MAX
 from newsletter.store.models import (
+    DeliveryStatus,
     Frequency,
     NewsletterKind,
     SubscriberStatus,
@@ -314,3 +315,35 @@ class NewsletterEdit(Request):
     default_frequency: Frequency | None = None
     categories: Categories | None = None
     public: bool | None = None
+
+
+# --- An issue's deliveries ---------------------------------------------------------------------
+
+
+class DeliveryListQuery(Query):
+    """Filter and page of GET /issues/<id>/deliveries."""
+
+    status: DeliveryStatus | None = None
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    after: Cursor | None = None
+
+
+class DeliveryOut(Reply):
+    """The issue's mail to one reader: its fate and the receiving server's answer."""
+
+    subscriber_id: int
+    email: str
+    status: DeliveryStatus
+    attempts: int
+    smtp_code: int | None
+    smtp_response: str = Field(description="The SMTP answer (it may quote the address)")
+    due_at: Timestamp | None = Field(description="When it is due, for a reader-local-time send")
+    created_at: Timestamp
+    sent_at: Timestamp | None
+
+
+class DeliveryPage(Reply):
+    """A page of an issue's deliveries in reader-id order."""
+
+    items: list[DeliveryOut]
+    next: str | None = Field(description="Pass as `after` for the next page; null on the last")

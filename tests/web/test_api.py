@@ -49,6 +49,7 @@ ROUTES = [
     ("PATCH", "/api/v1/subscribers/1", "subscribers:write"),
     ("DELETE", "/api/v1/subscribers/1", "subscribers:write"),
     ("POST", "/api/v1/subscribers/1/unsubscribe", "subscribers:write"),
+    ("GET", "/api/v1/issues/1/deliveries", "subscribers:read"),
     ("GET", "/api/v1/suppressions", "subscribers:read"),
     ("POST", "/api/v1/suppressions", "subscribers:write"),
     ("GET", "/api/v1/newsletters", "newsletters:read"),

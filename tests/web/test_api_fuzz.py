@@ -27,7 +27,7 @@ from newsletter.issues.schedules import create_schedule
 from newsletter.mail.transport import close_transports
 from newsletter.readers.erasure import suppress_reader
 from newsletter.settings import Settings
-from newsletter.store.models import NewsletterKind
+from newsletter.store.models import Delivery, DeliveryStatus, NewsletterKind
 from tests.support import dispatching as seed
 
 CHECKS = [
@@ -68,6 +68,17 @@ def rows(settings: Settings, db: Session) -> dict[str, list[Any]]:
         for n in range(3)
     ]
     digest = lifecycle.create_digest(db, settings, daily)
+    answers = ("250 2.0.0 Ok", "550 5.1.1 user unknown")
+    for subscriber, answer in zip(readers, answers, strict=False):
+        db.add(
+            Delivery(
+                issue_id=issues[0].id,
+                subscriber_id=subscriber.id,
+                status=DeliveryStatus.SENT if answer.startswith("250") else DeliveryStatus.FAILED,
+                smtp_code=int(answer[:3]),
+                smtp_response=answer,
+            )
+        )
     db.commit()
     return {
         "issue_id": [i.id for i in [*issues, digest]],
