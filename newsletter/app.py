@@ -29,6 +29,7 @@ from newsletter.web import (
     api_newsletters,  # noqa: F401  (adds its routes to api.bp)
     api_posts,  # noqa: F401  (adds its routes to api.bp)
     api_subscribers,  # noqa: F401  (adds its routes to api.bp)
+    api_suppressions,  # noqa: F401  (adds its routes to api.bp)
     api_webhooks,  # noqa: F401  (adds its routes to api.bp)
     archive,
     console,

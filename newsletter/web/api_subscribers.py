@@ -1,14 +1,13 @@
 """Readers over the JSON API: GET/POST /api/v1/subscribers, GET/PATCH/DELETE
-/api/v1/subscribers/<id>, POST /api/v1/subscribers/<id>/unsubscribe, and the suppression list
-(GET/POST /api/v1/suppressions).
+/api/v1/subscribers/<id> and POST /api/v1/subscribers/<id>/unsubscribe.
 
 The rules are the readers core's, as the ``newsletter subscribers`` commands use them:
 ``directory`` (list, show), ``importing`` (its verdicts and its recorded-consent path),
 ``signup`` (a confirmation by mail, exactly as a signup's), ``preferences`` (edit) and
 ``erasure`` (unsubscribe, suppress, erase). The API is staff's, authenticated and scoped, so a
-refusal may say what it knows: adding an address already on a list is a 409 that says so.
-The suppression list has no DELETE: the core lifts no entry but an erasure's (on the reader's
-own confirmed signup), so neither does the API.
+refusal may say what it knows: adding an address already on a list is a 409 that says so
+(which is also why it records a confirmation signup in the request, not in a worker as the
+public form must).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from flask import g
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.readers.addresses import InvalidAddress, email_hash, email_key, normalise
+from newsletter.readers.addresses import InvalidAddress, email_key, normalise
 from newsletter.readers.choices import available_topics, valid_timezone
 from newsletter.readers.directory import (
     ReaderFilter,
@@ -30,7 +29,7 @@ from newsletter.readers.directory import (
     list_readers,
     reader_record,
 )
-from newsletter.readers.erasure import erase, suppress_reader, unsubscribe_reader
+from newsletter.readers.erasure import erase, unsubscribe_reader
 from newsletter.readers.importing import (
     ImportFileError,
     ImportMode,
@@ -42,7 +41,6 @@ from newsletter.readers.importing import find_newsletter as import_target
 from newsletter.readers.preferences import edit_reader
 from newsletter.readers.signup import Signup, SignupAction, subscribe
 from newsletter.readers.subscriptions import SubscriptionError, UnknownNewsletter, clean_name
-from newsletter.readers.suppression import list_suppressions
 from newsletter.store.models import (
     MAX_ID,
     ApiToken,
@@ -50,14 +48,11 @@ from newsletter.store.models import (
     Newsletter,
     Subscriber,
     SubscriptionStatus,
-    Suppression,
-    as_dict,
 )
 from newsletter.web import db, mail_queue, settings
 from newsletter.web.api import ApiError, bp, require_token
 from newsletter.web.api_etags import IF_MATCH, check_if_match, etag
 from newsletter.web.api_paging import decode_cursor, page
-from newsletter.web.api_schemas import PageQuery
 from newsletter.web.api_schemas_readers import (
     SubscriberCreate,
     SubscriberCreated,
@@ -65,9 +60,6 @@ from newsletter.web.api_schemas_readers import (
     SubscriberListQuery,
     SubscriberPage,
     SubscriberRecord,
-    SuppressionCreate,
-    SuppressionPage,
-    SuppressionReply,
     UnsubscribeReply,
     UnsubscribeRequest,
 )
@@ -75,11 +67,9 @@ from newsletter.web.openapi import operation
 
 F = TypeVar("F", bound=Callable[..., Any])
 SUBSCRIBERS = "subscribers"
-SUPPRESSIONS = "suppressions"
 VIA = "API request"
 ADDED_CONCURRENTLY = "the address was added concurrently; read it again"
 CONFIRM_TEXT = "Added by an editor; subscribed only after confirming by the link in the mail."
-SUPPRESSION_FIELDS = ("id", "email_hash", "reason", "detail", "created_at")
 
 
 def reader_errors(view: F) -> F:
@@ -99,7 +89,7 @@ def reader_errors(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _address(raw: str) -> str:
+def normalised_address(raw: str) -> str:
     """The normalised address, or a 400 naming ``email``."""
     try:
         return normalise(raw)
@@ -242,7 +232,7 @@ def create_subscriber(body: SubscriberCreate) -> tuple[dict[str, Any], int, dict
             field="confirm",
         )
     session = db()
-    address = _address(body.email)
+    address = normalised_address(body.email)
     row = _import_row(address, body)
     lists = [import_target(session, slug) for slug in dict.fromkeys(body.newsletters)]
     # A reader we hold is locked (PostgreSQL) until the commit: a concurrent add of the same
@@ -419,45 +409,3 @@ def erase_subscriber(subscriber_id: int) -> tuple[str, int]:
     erase(db(), _reader(subscriber_id))
     db().commit()
     return "", 204
-
-
-# --- Suppressions --------------------------------------------------------------------------------
-
-
-def _suppression(row: Suppression) -> dict[str, Any]:
-    return as_dict(row, *SUPPRESSION_FIELDS)
-
-
-@bp.get("/suppressions")
-@require_token("subscribers:read")
-@operation(tag=SUPPRESSIONS, query=PageQuery, responses={200: SuppressionPage})
-def list_suppression_entries(query: PageQuery) -> dict[str, Any]:
-    """The do-not-mail list, newest first: each entry's address hash, reason, detail and time
-    (the address itself is not stored); paged by ``after``."""
-    after = decode_cursor(query.after, [int])
-    rows = list_suppressions(db(), before_id=after[0] if after else None, limit=query.limit + 1)
-    shown, cursor = page(rows, query.limit, lambda s: [s.id])
-    return {"items": [_suppression(s) for s in shown], "next": cursor}
-
-
-@bp.post("/suppressions")
-@require_token("subscribers:write")
-@operation(tag=SUPPRESSIONS, body=SuppressionCreate, responses={200: SuppressionReply})
-def create_suppression(body: SuppressionCreate) -> dict[str, Any]:
-    """Never mail an address again (reason `editor`); a reader with it leaves every list.
-
-    Idempotent: an address already on the list keeps its entry and first reason (an
-    erasure's entry becomes the editor's). There is no DELETE: entries are not lifted here.
-    """
-    address = _address(body.email)
-    session = db()
-    try:
-        row = suppress_reader(session, address, body.detail)
-        session.commit()
-    except IntegrityError:  # added concurrently: it is there now, which was asked for
-        session.rollback()
-        row = session.scalars(
-            select(Suppression).where(Suppression.email_hash == email_hash(address))
-        ).one()
-    reader = session.scalar(select(Subscriber.id).where(Subscriber.email_key == email_key(address)))
-    return {"suppression": _suppression(row), "subscriber_id": reader}

@@ -379,11 +379,12 @@ def test_suppress_an_address_and_page_the_list(
     first = client.post(
         "/api/v1/suppressions", json={"email": "Ann@example.com", "detail": "phone"}, headers=auth
     )
-    assert first.status_code == 200, first.get_json()
+    assert first.status_code == 201, first.get_json()
     assert first.get_json()["subscriber_id"] == ann.id
     assert first.get_json()["suppression"]["reason"] == "editor"
     assert reader(db, "ann@example.com").status == SubscriberStatus.UNSUBSCRIBED  # type: ignore[union-attr]
     again = client.post("/api/v1/suppressions", json={"email": "ann@example.com"}, headers=auth)
+    assert again.status_code == 200
     assert again.get_json()["suppression"]["id"] == first.get_json()["suppression"]["id"]
     for n in range(3):
         stranger = {"email": f"s{n}@example.com"}
