@@ -72,21 +72,25 @@ ADDED_CONCURRENTLY = "the address was added concurrently; read it again"
 CONFIRM_TEXT = "Added by an editor; subscribed only after confirming by the link in the mail."
 
 
-def reader_errors(view: F) -> F:
-    """Translate refusals of the readers core into problems (404 for a list, else 400)."""
+def reader_errors(field: str | None = None) -> Callable[[F], F]:
+    """Translate refusals of the readers core into problems: 404 for an unknown list (naming
+    ``field``, where the body names lists), else 400."""
 
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return view(*args, **kwargs)
-        except UnknownNewsletter as exc:
-            db().rollback()
-            raise ApiError(404, str(exc), field="newsletter") from None
-        except (SubscriptionError, ImportFileError) as exc:
-            db().rollback()
-            raise ApiError(400, str(exc)) from None
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return view(*args, **kwargs)
+            except UnknownNewsletter as exc:
+                db().rollback()
+                raise ApiError(404, str(exc), field=field) from None
+            except (SubscriptionError, ImportFileError) as exc:
+                db().rollback()
+                raise ApiError(400, str(exc)) from None
 
-    return wrapper  # type: ignore[return-value]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 def normalised_address(raw: str) -> str:
@@ -151,7 +155,7 @@ def _answer(subscriber_id: int) -> tuple[dict[str, Any], dict[str, str]]:
 @operation(
     tag=SUBSCRIBERS, query=SubscriberListQuery, responses={200: SubscriberPage}, problems=(404,)
 )
-@reader_errors
+@reader_errors("newsletter")
 def list_subscribers(query: SubscriberListQuery) -> dict[str, Any]:
     """Readers in id order, of one list, in a status or matching a search; paged by ``after``.
 
@@ -211,7 +215,7 @@ def show_subscriber(subscriber_id: int) -> tuple[dict[str, Any], int, dict[str, 
     response_headers=("ETag", "Location"),
     creates=("subscriber_id", "/reader/id"),
 )
-@reader_errors
+@reader_errors("newsletters")
 def create_subscriber(body: SubscriberCreate) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Add a reader to lists: by a double opt-in mail (``confirm``) or on recorded consent.
 
@@ -265,7 +269,10 @@ def create_subscriber(body: SubscriberCreate) -> tuple[dict[str, Any], int, dict
 
 def _import_row(address: str, body: SubscriberCreate) -> ImportRow:
     """The body as the import's one row, its cells checked as the import checks them."""
-    name = clean_name(body.name)
+    try:
+        name = clean_name(body.name)
+    except SubscriptionError as exc:
+        raise ApiError(400, f"name: {exc}", field="name") from None
     topics = tuple(dict.fromkeys(t.strip() for t in body.topics if t.strip()))
     unknown = set(topics) - set(available_topics(db()))
     if unknown:
@@ -359,7 +366,7 @@ def _id_of(address: str) -> int:
     headers=(IF_MATCH,),
     response_headers=("ETag",),
 )
-@reader_errors
+@reader_errors("frequencies")
 def edit_subscriber(
     subscriber_id: int, body: SubscriberEdit
 ) -> tuple[dict[str, Any], int, dict[str, str]]:
@@ -388,7 +395,7 @@ def edit_subscriber(
     body_required=False,
     responses={200: UnsubscribeReply},
 )
-@reader_errors
+@reader_errors("newsletter")
 def unsubscribe_subscriber(subscriber_id: int, body: UnsubscribeRequest) -> dict[str, Any]:
     """Unsubscribe a reader from one list (``newsletter``), or from every list; idempotent."""
     left = unsubscribe_reader(db(), _reader(subscriber_id), body.newsletter)
