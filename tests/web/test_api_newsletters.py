@@ -1,18 +1,26 @@
 """Newsletters over the JSON API, with real requests on a real database: the list in display
 order and its pages, one newsletter, creating (a taken slug is a 409) and editing with
-If-Match; scopes and bad input."""
+If-Match (on PostgreSQL, concurrently too); scopes and bad input."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
+from newsletter import create_app
 from newsletter.access.api_tokens import create_token
+from newsletter.settings import Settings
+from newsletter.store.db import dispose_engines, get_sessionmaker
 from newsletter.store.models import SubscriberStatus
 from tests.support.readers import Lists, add_subscriber, make_lists, row_counts
+from tests.support.services import migrated_postgres_database
+from tests.web.test_api_subscribers import run_together
 from tests.web.test_openapi import assert_problem
 
 
@@ -120,3 +128,45 @@ def test_scopes(client: FlaskClient, db: Session, lists: Lists) -> None:
     assert assert_problem(client.get("/api/v1/newsletters", headers=other), 403)["scope"] == (
         "newsletters:read"
     )
+
+
+# --- Races, on PostgreSQL ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_api(settings: Settings) -> Iterator[tuple[Flask, dict[str, str]]]:
+    """The app on a fresh PostgreSQL database with the usual lists and a token."""
+    with migrated_postgres_database() as url:
+        app = create_app(replace(settings, database_url=url))
+        db = get_sessionmaker(url)()
+        make_lists(db)
+        yield app, bearer(db, "newsletters:read", "newsletters:write")
+        db.close()
+        dispose_engines()
+
+
+def test_concurrent_creates_and_edits_apply_once(pg_api: tuple[Flask, dict[str, str]]) -> None:
+    app, auth = pg_api
+    made = run_together(
+        4,
+        lambda n: (
+            app.test_client()
+            .post("/api/v1/newsletters", json={"slug": "sport", "name": f"S{n}"}, headers=auth)
+            .status_code
+        ),
+    )
+    assert sorted(made) == [201, 409, 409, 409], made
+    tag = app.test_client().get("/api/v1/newsletters/sport", headers=auth).headers["ETag"]
+    edited = run_together(
+        4,
+        lambda n: (
+            app.test_client()
+            .patch(
+                "/api/v1/newsletters/sport",
+                json={"name": f"Edit {n}"},
+                headers={**auth, "If-Match": tag},
+            )
+            .status_code
+        ),
+    )
+    assert sorted(edited) == [200, 412, 412, 412], edited
