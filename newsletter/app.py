@@ -24,10 +24,14 @@ from newsletter.store.db import get_sessionmaker
 from newsletter.store.models import MAX_ID
 from newsletter.web import (
     api,
+    api_deliveries,  # noqa: F401  (adds its routes to api.bp)
     api_dispatch,  # noqa: F401  (adds its routes to api.bp)
     api_hooks,  # noqa: F401  (adds its routes to api.bp)
     api_inbound,  # noqa: F401  (adds its routes to api.bp)
+    api_newsletters,  # noqa: F401  (adds its routes to api.bp)
     api_posts,  # noqa: F401  (adds its routes to api.bp)
+    api_subscribers,  # noqa: F401  (adds its routes to api.bp)
+    api_suppressions,  # noqa: F401  (adds its routes to api.bp)
     api_webhooks,  # noqa: F401  (adds its routes to api.bp)
     archive,
     console,

@@ -28,6 +28,15 @@ SCOPES: Mapping[str, str] = MappingProxyType(
         "issues:send": "send, pause, resume, cancel, resend failed, hold, release, test-send",
         "schedules:read": "list schedules",
         "schedules:write": "create, change and delete schedules",
+        "subscribers:read": (
+            "list, search and show readers (with their consent records: IP and browser "
+            "included), an issue's deliveries reader by reader, and the suppression list"
+        ),
+        "subscribers:write": (
+            "add, edit, unsubscribe and erase readers; add addresses to the suppression list"
+        ),
+        "newsletters:read": "list and show newsletters",
+        "newsletters:write": "create and change newsletters",
         "inbound:write": "deliver inbound mail (bounces, complaints, unsubscribes) by webhook",
         "metrics:read": "scrape /metrics",
         "webhooks:read": "list outbound webhook endpoints and their deliveries",

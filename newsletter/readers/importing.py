@@ -400,12 +400,14 @@ def apply(
     *,
     actor: str,
     source: str = "",
+    via: str = "import",
     now: datetime | None = None,
 ) -> ImportResult:
     """Import the ok rows (re-checked against the database now) in the caller's transaction.
 
-    ``source`` is required for ``consented``: where and how the readers gave their consent. The
-    caller commits, then (``confirm-by-mail``) calls :func:`enqueue_confirmations`; on any error
+    ``source`` is required for ``consented``: where and how the readers gave their consent;
+    ``via`` names the channel in the consent records (the API adds single readers). The caller
+    commits, then (``confirm-by-mail``) calls :func:`enqueue_confirmations`; on any error
     it rolls back, so nothing of the import is stored.
     """
     now = now or utcnow()
@@ -435,7 +437,7 @@ def apply(
         subscriber, sub = readers.get(key) or (new[key], None)
         records.append(
             _subscribe(
-                session, settings, newsletter, subscriber, sub, row, mode, now, actor, source
+                session, settings, newsletter, subscriber, sub, row, mode, now, actor, source, via
             )
         )
     session.flush()
@@ -477,6 +479,7 @@ def _subscribe(
     now: datetime,
     actor: str,
     source: str,
+    via: str,
 ) -> ConsentRecord:
     """The reader's subscription to the list (pending or active) and its consent record (both
     flushed by the caller)."""
@@ -499,10 +502,10 @@ def _subscribe(
         sub.status = SubscriptionStatus.PENDING
     stamp = now.strftime("%Y-%m-%d %H:%M UTC")
     if consented:
-        origin = f"{source[:SOURCE_MAX]} (recorded by {actor[:80]} on import, {stamp})"
-        text = f"Consent given before the import, as recorded by {actor[:80]}: {source}"
+        origin = f"{source[:SOURCE_MAX]} (recorded by {actor[:80]} on {via}, {stamp})"
+        text = f"Consent given before the {via}, as recorded by {actor[:80]}: {source}"
     else:
-        origin = f"import by {actor[:80]}, {stamp}; consent by the confirmation mail"
+        origin = f"{via} by {actor[:80]}, {stamp}; consent by the confirmation mail"
         text = "Imported; subscribed only after confirming by the link in the mail."
     return record_consent(
         session,

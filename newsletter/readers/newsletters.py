@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -68,13 +69,7 @@ def create_newsletter(
     A list that is not ``public`` is on no signup form; readers are added to it by hand.
     """
     validate_slug(slug)
-    if not name.strip():
-        raise NewsletterError("a newsletter needs a name, e.g. --name 'Daily digest'")
-    if len(name.strip()) > 200:
-        raise NewsletterError("the name is longer than 200 characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        # The name goes into every mail's List-Id header: a line break there is an injection.
-        raise NewsletterError("the name must be one line without control characters")
+    _check_name(name)
     if db.scalar(select(Newsletter.id).where(Newsletter.slug == slug)) is not None:
         raise NewsletterError(f"a newsletter with slug {slug!r} already exists")
     position = db.scalar(select(func.coalesce(func.max(Newsletter.position), 0))) or 0
@@ -97,9 +92,54 @@ def create_newsletter(
     return row
 
 
-def newsletter_rows(db: Session) -> list[NewsletterRow]:
-    """Every newsletter in display order, with its count of confirmed, active readers."""
-    active = (
+def _check_name(name: str) -> None:
+    """Refuse an empty, overlong or multi-line name."""
+    if not name.strip():
+        raise NewsletterError("a newsletter needs a name, e.g. --name 'Daily digest'")
+    if len(name.strip()) > 200:
+        raise NewsletterError("the name is longer than 200 characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        # The name goes into every mail's List-Id header: a line break there is an injection.
+        raise NewsletterError("the name must be one line without control characters")
+
+
+def update_newsletter(
+    newsletter: Newsletter,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    frequency: Frequency | None = None,
+    categories: Sequence[str] | None = None,
+    public: bool | None = None,
+) -> Newsletter:
+    """Change what is given (None: keep it), by the rules of :func:`create_newsletter`; the
+    caller commits. The slug and the kind stay: issues, links and List-Ids name them."""
+    if name is not None:
+        _check_name(name)
+        newsletter.name = name.strip()
+    if description is not None:
+        newsletter.description = description.strip()
+    if frequency is not None:
+        newsletter.default_frequency = frequency
+    if categories is not None:
+        newsletter.categories = list(dict.fromkeys(c for c in categories if c))
+    if public is not None:
+        newsletter.is_public = public
+    return newsletter
+
+
+def find_newsletter(db: Session, slug: str, *, lock: bool = False) -> Newsletter | None:
+    """The newsletter with this slug, or None; ``lock``: its row locked until the transaction
+    ends (PostgreSQL), so that no other edit lands between a check and an update."""
+    query = select(Newsletter).where(Newsletter.slug == slug)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return db.scalar(query)
+
+
+def _active_counts() -> Any:
+    """Confirmed, active readers per list, as a subquery (newsletter_id, n)."""
+    return (
         select(Subscription.newsletter_id, func.count().label("n"))
         .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
         .where(
@@ -109,6 +149,28 @@ def newsletter_rows(db: Session) -> list[NewsletterRow]:
         .group_by(Subscription.newsletter_id)
         .subquery()
     )
+
+
+def newsletter_page(
+    db: Session, *, after: tuple[int, int] | None = None, limit: int = 50, slug: str | None = None
+) -> list[tuple[Newsletter, int]]:
+    """Newsletters in display order (position, id) after the ``after`` key, at most ``limit``,
+    each with its count of confirmed, active readers; only the one with ``slug`` if given."""
+    active = _active_counts()
+    query = select(Newsletter, func.coalesce(active.c.n, 0)).outerjoin(
+        active, active.c.newsletter_id == Newsletter.id
+    )
+    if slug is not None:
+        query = query.where(Newsletter.slug == slug)
+    if after is not None:
+        query = query.where(tuple_(Newsletter.position, Newsletter.id) > tuple_(*after))
+    query = query.order_by(Newsletter.position, Newsletter.id).limit(limit)
+    return [(n, int(count)) for n, count in db.execute(query)]
+
+
+def newsletter_rows(db: Session) -> list[NewsletterRow]:
+    """Every newsletter in display order, with its count of confirmed, active readers."""
+    active = _active_counts()
     query = (
         select(Newsletter, func.coalesce(active.c.n, 0))
         .outerjoin(active, active.c.newsletter_id == Newsletter.id)

@@ -263,3 +263,40 @@ def _set_frequencies(
         newsletter = newsletters.get(newsletter_id)
         if sub is not None and newsletter and newsletter.kind == NewsletterKind.DIGEST:
             sub.frequency = frequency
+
+
+def edit_reader(
+    session: Session,
+    subscriber: Subscriber,
+    *,
+    name: str | None = None,
+    timezone: str | None = None,
+    topics: tuple[str, ...] | None = None,
+    frequencies: dict[str, Frequency] | None = None,
+) -> None:
+    """An editor's change of a reader's name, time zone, topics or digest frequency per list
+    (by slug); None keeps a field. Lists and statuses stay as they are: joining takes the
+    reader's own consent. SubscriptionError names what is refused; the caller commits."""
+    if timezone is not None and not valid_timezone(timezone):
+        raise SubscriptionError(f"no time zone called {timezone[:64]!r}")
+    if topics is not None:
+        allowed = set(available_topics(session))
+        unknown = [t for t in topics if t not in allowed]
+        if unknown:
+            raise SubscriptionError(f"no topic called {unknown[0][:40]!r}")
+    current = {s.newsletter.slug: s for s in subscriber.subscriptions}
+    for slug in frequencies or {}:
+        sub = current.get(slug)
+        if sub is None:
+            raise UnknownNewsletter(f"the reader is not on a newsletter {slug[:64]!r}")
+        if sub.newsletter.kind != NewsletterKind.DIGEST:
+            raise SubscriptionError(f"{slug!r} is a campaign list: it has no frequency")
+    if name is not None:
+        subscriber.name = clean_name(name)
+    if timezone is not None:
+        subscriber.timezone = timezone
+    if topics is not None:
+        subscriber.topics = sorted(set(topics), key=str.casefold)
+    for slug, frequency in (frequencies or {}).items():
+        current[slug].frequency = frequency
+    session.flush()

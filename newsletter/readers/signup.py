@@ -5,9 +5,10 @@
   consent record and becomes the reader's only when that signup is confirmed, and never replaces
   a name the reader has, so nobody can rename someone else through the public form.
 * What a signup *does* is decided here and returned to the caller as a :class:`SignupAction`.
-  Only a worker calls :func:`subscribe` (through :mod:`newsletter.readers.signup_requests`): the
-  web request validates and enqueues, so neither its answer nor its work depends on the address
-  (no enumeration of who is subscribed).
+  For a public form only a worker calls :func:`subscribe` (through
+  :mod:`newsletter.readers.signup_requests`): the web request validates and enqueues, so neither
+  its answer nor its work depends on the address (no enumeration of who is subscribed). Staff's
+  authenticated API (``POST /api/v1/subscribers``) calls it in the request: it may know.
 * The daily cap on signup-triggered mails counts per inbox (``readers.addresses.inbox_hash``), so
   the many spellings of one inbox cannot multiply it.
 """

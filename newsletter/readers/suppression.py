@@ -57,3 +57,13 @@ def lift_erasure(session: Session, email: str) -> bool:
         delete(Suppression).where(Suppression.email_hash == key, Suppression.reason == ERASED)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+def list_suppressions(
+    session: Session, *, before_id: int | None = None, limit: int = 50
+) -> list[Suppression]:
+    """Entries newest first, those with an id below ``before_id`` (a keyset page)."""
+    query = select(Suppression).order_by(Suppression.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(Suppression.id < before_id)
+    return list(session.scalars(query))

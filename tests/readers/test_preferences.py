@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from newsletter.readers.preferences import Preferences, update_preferences
+from newsletter.readers.preferences import Preferences, edit_reader, update_preferences
 from newsletter.readers.subscriptions import SubscriptionError, UnknownNewsletter
 from newsletter.settings import Settings
 from newsletter.store.models import (
@@ -81,3 +81,40 @@ def test_preferences_refuse_unknown_or_private_lists(
                 reader,
                 Preferences(name="", timezone="UTC", newsletter_ids=frozenset(wanted)),
             )
+
+
+def test_an_editors_edit_changes_details_but_never_lists(db: Session, lists: Lists) -> None:
+    reader = add_subscriber(
+        db, "ann@example.com", SubscriberStatus.ACTIVE, [lists.daily, lists.offers]
+    )
+    edit_reader(
+        db,
+        reader,
+        name=" Ann  Lee ",
+        timezone="Europe/Paris",
+        topics=("World", "Politics", "World"),
+        frequencies={"daily": Frequency.WEEKLY},
+    )
+    db.commit()
+    db.refresh(reader)
+    assert (reader.name, reader.timezone, reader.topics) == (
+        "Ann Lee",
+        "Europe/Paris",
+        ["Politics", "World"],
+    )
+    subs = {s.newsletter.slug: s for s in reader.subscriptions}
+    assert subs["daily"].frequency == Frequency.WEEKLY
+    assert {s.status for s in subs.values()} == {SubscriptionStatus.ACTIVE}
+    refused = [
+        {"timezone": "Mars/Base"},
+        {"topics": ("Sport",)},
+        {"frequencies": {"offers": Frequency.DAILY}},  # a campaign list
+        {"frequencies": {"weekend": Frequency.DAILY}},  # not one of theirs
+        {"name": "a\x07b"},
+    ]
+    for change in refused:
+        with pytest.raises(SubscriptionError):
+            edit_reader(db, reader, **change)  # type: ignore[arg-type]
+        db.rollback()
+    db.refresh(reader)
+    assert reader.name == "Ann Lee" and reader.timezone == "Europe/Paris"

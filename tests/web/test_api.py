@@ -50,6 +50,19 @@ ROUTES = [
     ("DELETE", "/api/v1/webhooks/1", "webhooks:write"),
     ("GET", "/api/v1/webhooks/1/deliveries", "webhooks:read"),
     ("POST", "/api/v1/webhooks/1/test", "webhooks:write"),
+    ("GET", "/api/v1/subscribers", "subscribers:read"),
+    ("POST", "/api/v1/subscribers", "subscribers:write"),
+    ("GET", "/api/v1/subscribers/1", "subscribers:read"),
+    ("PATCH", "/api/v1/subscribers/1", "subscribers:write"),
+    ("DELETE", "/api/v1/subscribers/1", "subscribers:write"),
+    ("POST", "/api/v1/subscribers/1/unsubscribe", "subscribers:write"),
+    ("GET", "/api/v1/issues/1/deliveries", "subscribers:read"),
+    ("GET", "/api/v1/suppressions", "subscribers:read"),
+    ("POST", "/api/v1/suppressions", "subscribers:write"),
+    ("GET", "/api/v1/newsletters", "newsletters:read"),
+    ("POST", "/api/v1/newsletters", "newsletters:write"),
+    ("GET", "/api/v1/newsletters/daily", "newsletters:read"),
+    ("PATCH", "/api/v1/newsletters/daily", "newsletters:write"),
 ]
 # The provider webhooks authenticate by the provider's signature instead (test_api_webhooks.py).
 WEBHOOK_ROUTES = [

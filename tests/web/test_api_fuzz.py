@@ -25,8 +25,9 @@ from newsletter.access.api_tokens import SCOPES, create_token
 from newsletter.issues import lifecycle
 from newsletter.issues.schedules import create_schedule
 from newsletter.mail.transport import close_transports
+from newsletter.readers.erasure import suppress_reader
 from newsletter.settings import Settings
-from newsletter.store.models import NewsletterKind
+from newsletter.store.models import Delivery, DeliveryStatus, NewsletterKind
 from tests.support import dispatching as seed
 
 CHECKS = [
@@ -56,13 +57,28 @@ def rows(settings: Settings, db: Session) -> dict[str, list[Any]]:
     daily = seed.newsletter(db, "daily")
     offers = seed.newsletter(db, "offers", kind=NewsletterKind.CAMPAIGN)
     posts = seed.posts(db, 3)
-    seed.reader(db, "reader@example.com", [daily, offers])
+    readers = [
+        seed.reader(db, f"reader{n}@example.com", [daily, offers], name=f"Reader {n}")
+        for n in range(3)
+    ]
+    suppress_reader(db, "gone@example.com", "asked by phone")
     schedule = create_schedule(db, newsletter="daily", cron="0 7 * * *")
     issues = [
         lifecycle.create_campaign(db, settings, offers, subject=f"Offer {n}", body_html="<p>Hi</p>")
         for n in range(3)
     ]
     digest = lifecycle.create_digest(db, settings, daily)
+    answers = ("250 2.0.0 Ok", "550 5.1.1 user unknown")
+    for subscriber, answer in zip(readers, answers, strict=False):
+        db.add(
+            Delivery(
+                issue_id=issues[0].id,
+                subscriber_id=subscriber.id,
+                status=DeliveryStatus.SENT if answer.startswith("250") else DeliveryStatus.FAILED,
+                smtp_code=int(answer[:3]),
+                smtp_response=answer,
+            )
+        )
     db.commit()
     return {
         "issue_id": [i.id for i in [*issues, digest]],
@@ -70,6 +86,7 @@ def rows(settings: Settings, db: Session) -> dict[str, list[Any]]:
         "slug": ["daily", "offers"],
         "key": [p.guid for p in posts],
         "newsletter": ["daily", "offers"],
+        "subscriber_id": [r.id for r in readers],
     }
 
 
@@ -95,9 +112,13 @@ def pointed_at_rows(case: schemathesis.Case, rows: dict[str, list[Any]]) -> sche
 def with_a_real_newsletter(
     case: schemathesis.Case, rows: dict[str, list[Any]]
 ) -> schemathesis.Case:
-    """A body naming a newsletter names one that exists (else nearly every create is a 404)."""
+    """A body naming newsletters names ones that exist (else nearly every create is a 404)."""
     if isinstance(case.body, dict) and isinstance(case.body.get("newsletter"), str):
         case.body["newsletter"] = rows["newsletter"][len(case.body["newsletter"]) % 2]
+    if isinstance(case.body, dict) and isinstance(case.body.get("newsletters"), list):
+        case.body["newsletters"] = [
+            rows["newsletter"][len(str(slug)) % 2] for slug in case.body["newsletters"]
+        ]
     return case
 
 
