@@ -154,7 +154,7 @@ def test_a_receiver_answering_500_gets_retries_and_the_api_shows_each_answer(
             timeout=10,
         )
         assert listed.status_code == 200, listed.text
-        (delivery,) = listed.json()["deliveries"]
+        (delivery,) = listed.json()["items"]
         if delivery["status"] != "pending" or time.monotonic() > deadline:
             break
         time.sleep(0.2)
