@@ -14,7 +14,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from newsletter.hooks.queue import note_pending
@@ -38,8 +38,11 @@ EVENT_TYPES: Mapping[str, str] = MappingProxyType(
         "delivery.bounced": "a mail to a reader bounced (kind hard or soft), on proven evidence",
         "complaint.received": "a reader marked a mail as spam (and left every list)",
         "issue.sent": "an issue finished sending, with its counts",
+        "subscriber.erased": "a reader's data was erased here: erase it in your systems too "
+        "(GDPR Art. 17(2)); carries their id only",
     }
 )
+ERASED = "subscriber.erased"
 # Sent only by "test" (the API's and the CLI's), to the one endpoint being tried.
 PING = "ping"
 
@@ -89,12 +92,16 @@ def deliver_to(
 ) -> list[int]:
     """One pending delivery of the event per endpoint, due now; their ids."""
     body = payload(event_type, data, now)
+    about = data.get("subscriber_id")
     rows = [
         WebhookDelivery(
             endpoint_id=endpoint.id,
             message_id=f"msg_{uuid.uuid4().hex}",
             event_type=event_type,
             payload=body,
+            # An erasure of the reader deletes the event with the address it carries; the
+            # "erased" event itself carries none and must still go.
+            subscriber_id=about if isinstance(about, int) and event_type != ERASED else None,
             status=WebhookDeliveryStatus.PENDING,
             next_attempt_at=now,
             created_at=now,
@@ -134,6 +141,17 @@ def subscriber_unsubscribed(
         "subscriber.unsubscribed",
         _subscriber(subscriber, _slugs(session, newsletter_ids)),
     )
+
+
+def subscriber_erased(session: Session, subscriber_id: int) -> None:
+    """``subscriber.erased``: forget this reader too; their undelivered events are gone."""
+    # The reader's earlier events hold their address: those not yet delivered are dropped with
+    # the rest of their data, and the ones delivered stop being kept here.
+    session.execute(
+        delete(WebhookDelivery).where(WebhookDelivery.subscriber_id == subscriber_id),
+        execution_options={"synchronize_session": False},
+    )
+    emit(session, ERASED, {"subscriber_id": subscriber_id})
 
 
 def feedback_recorded(

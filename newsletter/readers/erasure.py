@@ -14,7 +14,10 @@ erase`` command and the console all call it. What it does, in one transaction:
   address hash, the lists, the wording and its version, the source and the two times; no
   address, name, IP or browser), because Art. 7(1) asks us to be able to prove consent we relied
   on. It is deleted after ``NEWSLETTER_ERASED_CONSENT_DAYS`` (:func:`purge_erased_consents`).
-  Unconfirmed signups were never consent and leave nothing.
+  Unconfirmed signups were never consent and leave nothing;
+* deletes the outbound webhook events about the reader (they carry the address) and sends a
+  ``subscriber.erased`` event, holding only their id, so the site's own systems can erase them
+  too (Art. 17(2)).
 
 The exactly-once ledger: the reader's delivery rows go with them, so a send still running has
 no row left to claim or re-queue for them, and a re-run fan-out cannot add one (its reader row is
@@ -35,6 +38,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Delete
 
+from newsletter.hooks.events import subscriber_erased
 from newsletter.readers.addresses import email_hash, email_key
 from newsletter.readers.manage import unsubscribe as leave
 from newsletter.readers.subscriptions import UnknownNewsletter
@@ -97,6 +101,7 @@ def erase(session: Session, subscriber: Subscriber, now: datetime | None = None)
         for model in (Delivery, FeedbackEvent, SentPost, ConsentRecord, Subscription)
     ]
     session.execute(delete(Subscriber).where(Subscriber.id == sid))
+    subscriber_erased(session, sid)  # their events go too; the site's systems are told
     session.flush()
     if subscriber in session:
         session.expunge(subscriber)

@@ -692,6 +692,9 @@ class WebhookDelivery(Base):
     message_id: Mapped[str] = mapped_column(String(64), unique=True)
     event_type: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The reader the event is about (its payload holds their address): erasing them deletes
+    # these too. No foreign key: the reader row goes first, and events outlive no one.
+    subscriber_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
     status: Mapped[WebhookDeliveryStatus] = mapped_column(
         _enum(WebhookDeliveryStatus, "webhook_delivery_status"),
         default=WebhookDeliveryStatus.PENDING,

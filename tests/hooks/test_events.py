@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.inbound.processing import Result, process_message
 from newsletter.issues.status import finish_if_done
+from newsletter.readers.erasure import erase
 from newsletter.readers.manage import unsubscribe
 from newsletter.readers.preferences import Preferences, update_preferences
 from newsletter.readers.signup import subscribe
@@ -211,3 +212,27 @@ def test_an_issue_that_finished_sending_emits_issue_sent_with_its_counts(
             },
         )
     ]
+
+
+def test_erasing_a_reader_drops_their_events_and_tells_the_site_without_the_address(
+    db: Session, settings: Settings, endpoint: WebhookEndpoint
+) -> None:
+    lists: Lists = make_lists(db)
+    ada = subscribe(db, settings, signup_for("ada@example.com", lists.daily.id))
+    bob = subscribe(db, settings, signup_for("bob@example.com", lists.daily.id))
+    db.commit()
+    assert ada.subscriber_id is not None and bob.subscriber_id is not None
+    assert [t for t, _ in emitted(db)] == ["subscriber.created", "subscriber.created"]
+
+    erase(db, db.get_one(Subscriber, ada.subscriber_id))
+    db.commit()
+
+    # Ada's event, which held her address, is gone; Bob's stays; the site is told by id only.
+    events = emitted(db)
+    assert [(t, d.get("email")) for t, d in events] == [
+        ("subscriber.created", "bob@example.com"),
+        ("subscriber.erased", None),
+    ]
+    assert events[1][1] == {"subscriber_id": ada.subscriber_id}
+    rows = db.scalars(select(WebhookDelivery)).all()
+    assert all("ada@example.com" not in str(row.payload) for row in rows)

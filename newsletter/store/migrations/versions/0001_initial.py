@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-04 19:38:14.400242
+Create Date: 2026-12-04 20:04:42.564615
 """
 
 from __future__ import annotations
@@ -410,6 +410,7 @@ def upgrade() -> None:
         sa.Column("message_id", sa.String(length=64), nullable=False),
         sa.Column("event_type", sa.String(length=64), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("subscriber_id", sa.BigInteger(), nullable=True),
         sa.Column(
             "status",
             sa.Enum(
@@ -442,6 +443,9 @@ def upgrade() -> None:
         batch_op.create_index("ix_webhook_deliveries_endpoint", ["endpoint_id", "id"], unique=False)
         batch_op.create_index(
             "ix_webhook_deliveries_status_next", ["status", "next_attempt_at"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_webhook_deliveries_subscriber_id"), ["subscriber_id"], unique=False
         )
 
     op.create_table(
@@ -753,6 +757,7 @@ def downgrade() -> None:
     op.drop_table("issues")
     op.drop_table("api_idempotency_keys")
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_webhook_deliveries_subscriber_id"))
         batch_op.drop_index("ix_webhook_deliveries_status_next")
         batch_op.drop_index("ix_webhook_deliveries_endpoint")
 
