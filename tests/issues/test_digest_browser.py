@@ -1,4 +1,4 @@
-"""The demo digest as mail clients draw it, in real Chromium at 600 and 360 px.
+"""The demo digest as mail clients draw it, in real Chromium at 600 and 360 px, light and dark.
 
 The app is served from a thread (tests/support/live_app.py) so the demo posts' images load from
 /static/demo/ as they do under `newsletter dev`; the mail's HTML is what a reader receives (the
@@ -85,3 +85,60 @@ def test_the_demo_digest_at_600_and_360_px(
     assert "Hi Jane, here are the latest stories" in text
     for heading in ("WORLD", "POLITICS", "OFFERS"):
         assert heading in text  # a heading per category (text-transform: uppercase)
+
+
+# Every element with text of its own: its colour, and the background it is drawn on (the first
+# ancestor's that is not transparent), as Chromium computed them.
+TEXT_COLOURS = """() => {
+  const opaque = c => c && c !== "transparent" && !/rgba\\(.*,\\s*0\\)$/.test(c);
+  const background = e => {
+    for (; e; e = e.parentElement) {
+      const c = getComputedStyle(e).backgroundColor;
+      if (opaque(c)) return c;
+    }
+    return "rgb(255, 255, 255)";
+  };
+  return Array.from(document.querySelectorAll("body *"))
+    .filter(e => Array.from(e.childNodes).some(n => n.nodeType === 3 && n.textContent.trim()))
+    .filter(e => e.getBoundingClientRect().width > 0 && getComputedStyle(e).opacity !== "0")
+    .map(e => ({tag: e.tagName.toLowerCase() + "." + e.className,
+                text: e.textContent.trim().slice(0, 40),
+                colour: getComputedStyle(e).color, background: background(e)}));
+}"""
+
+
+def _luminance(rgb: str) -> float:
+    """WCAG relative luminance of a CSS rgb()/rgba() colour."""
+    channels = [int(float(v)) / 255 for v in rgb[rgb.index("(") + 1 : -1].split(",")[:3]]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two colours (1 to 21)."""
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_text_of_the_digest_is_legible_in_light_and_dark_mode(
+    page: Page, db: Session, settings: Settings, tmp_path: Path, scheme: str
+) -> None:
+    with live_app(settings) as (app, url):
+        html = demo_digest_html(db, settings, url, app)
+        page.emulate_media(color_scheme=scheme)
+        page.set_viewport_size({"width": 600, "height": 900})
+        page.set_content(html, wait_until="load")
+        page.screenshot(path=str(tmp_path / f"digest-{scheme}.png"), full_page=True)
+        texts = page.evaluate(TEXT_COLOURS)
+    page_background = texts[0]["background"] if texts else ""
+    # Dark mode really is dark: the mail's own background turned, not left to the client.
+    assert (_luminance(page_background) < 0.05) == (scheme == "dark"), page_background
+    assert len(texts) > 20
+    # WCAG AA: 4.5:1 for body text, which every text here is held to (the footer included).
+    poor = [
+        (t["tag"], t["text"], round(contrast(t["colour"], t["background"]), 2))
+        for t in texts
+        if contrast(t["colour"], t["background"]) < 4.5
+    ]
+    assert poor == [], poor
