@@ -26,6 +26,7 @@ from newsletter.web import (
     api,
     api_deliveries,  # noqa: F401  (adds its routes to api.bp)
     api_dispatch,  # noqa: F401  (adds its routes to api.bp)
+    api_feeds,  # noqa: F401  (adds its routes to api.bp)
     api_hooks,  # noqa: F401  (adds its routes to api.bp)
     api_inbound,  # noqa: F401  (adds its routes to api.bp)
     api_newsletters,  # noqa: F401  (adds its routes to api.bp)

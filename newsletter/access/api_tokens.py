@@ -23,6 +23,8 @@ SCOPES: Mapping[str, str] = MappingProxyType(
     {
         "posts:write": "push posts from the CMS and retract them",
         "posts:read": "list the posts the service holds",
+        "feeds:read": "list the feeds posts are ingested from, with their health",
+        "feeds:write": "add and remove feeds",
         "issues:read": "list and show issues, their progress and previews",
         "issues:write": "create and edit drafts (digests and campaigns)",
         "issues:send": "send, pause, resume, cancel, resend failed, hold, release, test-send",

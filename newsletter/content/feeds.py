@@ -97,6 +97,9 @@ def normalise_source(source: str) -> str:
     value = source.strip()
     if not value:
         raise FeedError("no feed given: pass an http(s) URL or a file path")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        # No URL holds them, and a NUL in a path makes the OS calls below raise.
+        raise FeedError("a feed address has no control characters")
     parts = urlsplit(value)
     scheme = parts.scheme.lower()
     if scheme in {"http", "https"}:
@@ -369,9 +372,14 @@ def remove_feed(session: Session, key: str) -> bool:
     return True
 
 
-def list_feeds(session: Session) -> list[Feed]:
-    """All feeds, oldest first."""
-    return list(session.scalars(select(Feed).order_by(Feed.id)))
+def list_feeds(
+    session: Session, *, limit: int | None = None, after_id: int | None = None
+) -> list[Feed]:
+    """Feeds, oldest first (after ``after_id``, at most ``limit``: a page)."""
+    query = select(Feed)
+    if after_id is not None:
+        query = query.where(Feed.id > after_id)
+    return list(session.scalars(query.order_by(Feed.id).limit(limit)))
 
 
 def sync_configured_feeds(session: Session, sources: tuple[str, ...] | list[str]) -> None:

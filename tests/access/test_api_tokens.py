@@ -24,6 +24,8 @@ from tests.support.console import make_user
 CONTRACT = {
     "posts:write",
     "posts:read",
+    "feeds:read",
+    "feeds:write",
     "issues:read",
     "issues:write",
     "issues:send",
