@@ -8,7 +8,7 @@ from newsletter.content.feeds import FeedError, add_feed, is_local, list_feeds, 
 from newsletter.store.models import Feed, as_dict
 from newsletter.web import db
 from newsletter.web.api import ApiError, bp, require_token
-from newsletter.web.api_paging import decode_cursor, page
+from newsletter.web.api_paging import by_id
 from newsletter.web.api_schemas import PageQuery
 from newsletter.web.api_schemas_feeds import FeedCreate, FeedDeleted, FeedPage, FeedReply
 from newsletter.web.openapi import operation
@@ -45,9 +45,12 @@ def _feed(feed_id: int) -> Feed:
 @operation(tag=FEEDS, query=PageQuery, responses={200: FeedPage})
 def list_feeds_route(query: PageQuery) -> dict[str, Any]:
     """Feeds, oldest first, with their last fetch and errors; paged by ``after``."""
-    after = decode_cursor(query.after, [int])
-    rows = list_feeds(db(), limit=query.limit + 1, after_id=after[0] if after else None)
-    shown, cursor = page(rows, query.limit, lambda f: [f.id])
+    shown, cursor = by_id(
+        query.after,
+        query.limit,
+        lambda after, limit: list_feeds(db(), limit=limit, after_id=after),
+        lambda feed: feed.id,
+    )
     return {"items": [feed_as_json(f) for f in shown], "next": cursor}
 
 

@@ -23,7 +23,7 @@ from newsletter.hooks.endpoints import (
 from newsletter.store.models import WebhookEndpoint
 from newsletter.web import db, settings
 from newsletter.web.api import ApiError, bp, require_token
-from newsletter.web.api_paging import decode_cursor, page
+from newsletter.web.api_paging import by_id
 from newsletter.web.api_schemas import PageQuery
 from newsletter.web.api_schemas_hooks import (
     DeliveryPage,
@@ -59,9 +59,12 @@ def _refused(exc: WebhookError) -> ApiError:
 @operation(tag=WEBHOOKS, query=PageQuery, responses={200: WebhookPage})
 def list_webhooks(query: PageQuery) -> dict[str, Any]:
     """Outbound webhook endpoints, oldest first (never a secret); paged by ``after``."""
-    after = decode_cursor(query.after, [int])
-    rows = list_endpoints(db(), limit=query.limit + 1, after_id=after[0] if after else None)
-    shown, cursor = page(rows, query.limit, lambda e: [e.id])
+    shown, cursor = by_id(
+        query.after,
+        query.limit,
+        lambda after, limit: list_endpoints(db(), limit=limit, after_id=after),
+        lambda endpoint: endpoint.id,
+    )
     return {"items": [endpoint_as_json(e) for e in shown], "next": cursor}
 
 
@@ -138,11 +141,12 @@ def delete_webhook(endpoint_id: int) -> dict[str, Any]:
 def list_deliveries(endpoint_id: int, query: DeliveryQuery) -> dict[str, Any]:
     """An endpoint's deliveries, newest first, each with its attempts and their answers."""
     _endpoint(endpoint_id)
-    after = decode_cursor(query.after, [int])
-    rows = deliveries(
-        db(), endpoint_id, limit=query.limit + 1, before_id=after[0] if after else None
+    shown, cursor = by_id(
+        query.after,
+        query.limit,
+        lambda after, limit: deliveries(db(), endpoint_id, limit=limit, before_id=after),
+        lambda delivery: delivery.id,
     )
-    shown, cursor = page(rows, query.limit, lambda d: [d.id])
     return {"items": [delivery_as_json(d) for d in shown], "next": cursor}
 
 

@@ -47,3 +47,14 @@ def page(rows: list[T], limit: int, key: Callable[[T], list[Any]]) -> tuple[list
         return rows, None
     shown = rows[:limit]
     return shown, encode_cursor(key(shown[-1]))
+
+
+def by_id(
+    after: str | None,
+    limit: int,
+    fetch: Callable[[int | None, int], list[T]],
+    id_of: Callable[[T], int],
+) -> tuple[list[T], str | None]:
+    """A page of a list ordered by row id: ``fetch(after_id, limit + 1)`` reads it."""
+    key = decode_cursor(after, [int])
+    return page(fetch(key[0] if key else None, limit + 1), limit, lambda row: [id_of(row)])
